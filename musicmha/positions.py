@@ -1,0 +1,100 @@
+"""Position terms for attention: Music Transformer relative logits (skewed), rotary embeddings, ALiBi.
+
+Every function works on absolute query/key positions given by `first_query_pos`: query i sits at position
+`first_query_pos + i`, key j at position j. Self-attention over a KV cache uses the position of the first
+new token; a full forward and cross-attention use 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def relative_logits(q: torch.Tensor, rel_emb: torch.Tensor, *, n_keys: int, first_query_pos: int,
+                    causal: bool) -> torch.Tensor:
+    """S[b, h, i, j] = q[b, h, i] · E[h, clip(i + first_query_pos - j)] via the skewing trick.
+
+    `rel_emb` is (H, N, D): causal tables hold distances 0..R (N = R + 1), bidirectional ones -R..R
+    (N = 2R + 1). Instead of building the (Tq, Tk, D) tensor of Shaw et al., we multiply q by one embedding
+    per *distance* (Y = q Eᵀ, the size of the attention logits) and read S out of Y through a strided view:
+    column m of Y holds distance d_max - m, so S[i, j] = Y[i, Tq - 1 - i + j], i.e. row stride n_cols - 1.
+    Entries whose distance is negative in the causal case point at neighbouring (finite) values of Y; they
+    are masked by the caller, so neither they nor their gradients matter.
+    """
+    batch, heads, n_queries, head_dim = q.shape
+    n_dist = rel_emb.shape[1]
+    back = 0 if causal else (n_dist - 1) // 2  # how many negative distances the table holds
+    d_max = first_query_pos + n_queries - 1
+    # The view stays inside Y as long as Y has at least n_keys columns.
+    n_cols = max(d_max + 1, n_keys) if causal else n_queries + n_keys - 1
+    distances = d_max - torch.arange(n_cols, device=q.device)
+    index = distances.clamp(min=-back, max=n_dist - 1 - back) + back
+    per_distance = rel_emb[:, index]  # (H, n_cols, D): one row per distance, never per (i, j) pair
+    y = torch.matmul(q, per_distance.transpose(-1, -2)).contiguous()  # (B, H, Tq, n_cols)
+    return y.as_strided(
+        (batch, heads, n_queries, n_keys),
+        (heads * n_queries * n_cols, n_queries * n_cols, n_cols - 1, 1),
+        y.storage_offset() + n_queries - 1,
+    )
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """The standard ALiBi slopes (Press et al. 2022): a geometric sequence starting at 2^(-8/n); for a head
+    count that is not a power of two, the power-of-two sequence followed by every other slope of the next."""
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2.0 ** (-(2.0 ** -(math.log2(n) - 3)))
+        return [start * start**i for i in range(n)]
+
+    if math.log2(n_heads).is_integer():
+        slopes = power_of_two(n_heads)
+    else:
+        closest = 2 ** math.floor(math.log2(n_heads))
+        slopes = power_of_two(closest) + alibi_slopes(2 * closest).tolist()[0::2][: n_heads - closest]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+def alibi_bias(slopes: torch.Tensor, *, n_queries: int, n_keys: int, first_query_pos: int) -> torch.Tensor:
+    """(H, Tq, Tk) bias -slope_h * |i + first_query_pos - j| (one-sided when the caller masks the future)."""
+    query_pos = torch.arange(n_queries, device=slopes.device) + first_query_pos
+    key_pos = torch.arange(n_keys, device=slopes.device)
+    distance = (query_pos[:, None] - key_pos[None, :]).abs().to(slopes.dtype)  # (Tq, Tk)
+    return -slopes[:, None, None] * distance
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (Su et al. 2021), "rotate half" layout as in GPT-NeoX and Llama.
+
+    cos/sin tables are computed in float32 and grown on demand, so positions past `max_seq_len` (sliding
+    window generation, length-generalization tests) work without a rebuild.
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0, initial_len: int = 1024) -> None:
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"rotary embeddings need an even head dimension, got {head_dim}")
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._cos = self._sin = torch.empty(0)
+        self._grow(initial_len)
+
+    def _grow(self, length: int) -> None:
+        t = torch.arange(length, dtype=torch.float32, device=self.inv_freq.device)
+        angles = torch.outer(t, self.inv_freq)  # (L, D/2)
+        angles = torch.cat([angles, angles], dim=-1)  # (L, D)
+        self._cos, self._sin = angles.cos(), angles.sin()
+
+    def forward(self, x: torch.Tensor, first_pos: int = 0) -> torch.Tensor:
+        """Rotate x (B, H, T, D) as if its T rows sat at positions first_pos .. first_pos + T - 1."""
+        end = first_pos + x.shape[-2]
+        if end > self._cos.shape[0] or self._cos.device != x.device:
+            self._grow(max(end, 2 * self._cos.shape[0]))
+            self._cos, self._sin = self._cos.to(x.device), self._sin.to(x.device)
+        cos = self._cos[first_pos:end].to(x.dtype)
+        sin = self._sin[first_pos:end].to(x.dtype)
+        half = x.shape[-1] // 2
+        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        return x * cos + rotated * sin
