@@ -13,3 +13,7 @@ class ConfigError(MusicmhaError, ValueError):
 
 class CheckpointError(MusicmhaError):
     """A checkpoint folder or one of its files is missing, malformed or inconsistent."""
+
+
+class MidiError(MusicmhaError):
+    """A MIDI file (or bytes) cannot be used: unreadable, truncated, empty, too large or without notes."""
