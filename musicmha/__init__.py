@@ -1,7 +1,40 @@
-"""musicmha: symbolic music generation with a causal multi-head attention transformer."""
+"""musicmha: symbolic music generation with a causal multi-head attention transformer.
 
-from .attention import KVCache, MultiHeadAttention
+Public names are imported lazily (PEP 562), so `import musicmha.prepare` or `musicmha --help` does not pay
+for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import CheckpointError, ConfigError, MidiError, MusicmhaError
 
 __version__ = "0.1.0"
-__all__ = ["KVCache", "MultiHeadAttention", "CheckpointError", "ConfigError", "MidiError", "MusicmhaError"]
+
+_LAZY = {
+    "KVCache": "musicmha.attention",
+    "MultiHeadAttention": "musicmha.attention",
+    "ModelConfig": "musicmha.config",
+    "MusicTransformer": "musicmha.model",
+}
+
+__all__ = [*_LAZY, "CheckpointError", "ConfigError", "MidiError", "MusicmhaError", "__version__"]
+
+if TYPE_CHECKING:
+    from .attention import KVCache, MultiHeadAttention
+    from .config import ModelConfig
+    from .model import MusicTransformer
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'musicmha' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

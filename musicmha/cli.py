@@ -34,9 +34,65 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_corpus(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("corpus", help="convert music21's bundled scores (Bach, Palestrina, folk tunes, ...) to MIDI")
+    p.add_argument("--out", required=True, help="output folder, e.g. data/corpus (manifest.json is written there)")
+    p.add_argument("--collections", default=None,
+                   help="comma-separated collections, e.g. bach,palestrina (default: all)")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (default: all cores)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per file parse and per piece")
+    p.add_argument("--limit", type=int, default=None,
+                   help="at most N files per collection and N pieces per file (quick tests)")
+    p.add_argument("--list", action="store_true", help="list the collections and their file counts, then exit")
+    p.set_defaults(run=_run_corpus)
+
+
+def _run_corpus(args: argparse.Namespace) -> int:
+    from .corpus import CorpusConfig, available_collections, build_corpus, collections_arg, summary
+
+    if args.list:
+        for name, files in available_collections().items():
+            print(f"{name}: {len(files)} files")
+        return 0
+    cfg = CorpusConfig(out=args.out, collections=collections_arg(args.collections), workers=args.workers,
+                       timeout=args.timeout, limit=args.limit)
+    for line in summary(build_corpus(cfg)):
+        print(line)
+    return 0
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="tokenize a folder of MIDI files into train/validation/test token shards")
+    p.add_argument("input", help="folder searched recursively for .mid/.midi files")
+    p.add_argument("--out", required=True, help="token folder, e.g. data/tokens")
+    p.add_argument("--workers", type=int, default=0, help="worker processes (default: all cores)")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help="train a BPE tokenizer of this vocabulary size on the train split first")
+    p.add_argument("--tokenizer", default=None, help="reuse this tokenizer.json (or folder) instead of the default")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random augmentation choices")
+    p.add_argument("--transpose", default="",
+                   help="train-split pitch shifts in semitones, e.g. -3,-2,-1,1,2,3 (drums are not shifted)")
+    p.add_argument("--velocity-shift", default="", help="train-split velocity offsets, e.g. -8,8")
+    p.add_argument("--tempo-scale", default="", help="train-split tempo factors, e.g. 0.9,1.1")
+    p.add_argument("--augment-per-piece", type=int, default=0,
+                   help="pick this many random augmentation combinations per train piece (0: all of them)")
+    p.set_defaults(run=_run_prepare)
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from .prepare import PrepareConfig, prepare, summary
+
+    cfg = PrepareConfig.from_cli(args)
+    for line in summary(prepare(cfg)):
+        print(line)
+    return 0
+
+
 # Subcommands, in the order `musicmha --help` lists them. Later pipelines add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_info,
+    _add_corpus,
+    _add_prepare,
 ]
 
 
