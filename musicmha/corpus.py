@@ -1,0 +1,254 @@
+"""The built-in corpus: music21's bundled scores converted to MIDI (`musicmha corpus --out data/corpus`).
+
+music21 ships ~3,000 files (MusicXML, Humdrum, ABC) holding ~13,000 pieces; a multi-tune ABC file parses
+to an Opus whose `.scores` are separate pieces. Each source file is one task in a process pool; pieces that
+fail or run past the time limit are skipped and listed in `manifest.json` with the reason. Every piece gets
+a stable id ("bach/bwv66.6.mxl", "essenFolksong/han1.abc#12") whose hash fixes its split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import ConfigError, MusicmhaError
+from .split import SPLITS, split_of
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+MANIFEST_KIND = "musicmha-corpus"
+# Roman-numeral analyses (.rntxt) are harmonic annotations of other files in the corpus, not music.
+SOURCE_EXTENSIONS = (".mxl", ".xml", ".musicxml", ".krn", ".abc")
+
+
+@dataclass
+class CorpusConfig:
+    out: Path
+    collections: list[str] | None = None  # None: every collection in music21's corpus
+    workers: int = 0  # 0: all cores
+    timeout: float = 60.0  # seconds for parsing one file, and again for converting each piece
+    limit: int | None = None  # at most this many files per collection and pieces per file (quick tests)
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0 (0 means all cores), got {self.workers}")
+        if self.timeout <= 0:
+            raise ConfigError(f"timeout must be positive, got {self.timeout}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.collections is not None:
+            self.collections = [c.strip() for c in self.collections if c.strip()]
+            if not self.collections:
+                raise ConfigError("collections is empty")
+
+
+@dataclass
+class PieceResult:
+    id: str
+    collection: str
+    path: str | None = None  # MIDI file relative to the output folder; None when the piece failed
+    notes: int = 0
+    error: str | None = None
+
+
+def corpus_root() -> Path:
+    from music21 import common
+
+    return Path(common.getCorpusFilePath())
+
+
+def available_collections() -> dict[str, list[str]]:
+    """Collection name (top folder of music21's corpus) -> sorted source files relative to the corpus root."""
+    from music21 import corpus
+
+    root = corpus_root()
+    found: dict[str, list[str]] = {}
+    for path in corpus.corpora.CoreCorpus().getPaths():
+        rel = Path(path).relative_to(root)
+        if rel.suffix.lower() in SOURCE_EXTENSIONS and len(rel.parts) > 1:
+            found.setdefault(rel.parts[0], []).append(rel.as_posix())
+    return {name: sorted(files) for name, files in sorted(found.items())}
+
+
+class _Timeout(Exception):
+    pass
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt slow music21 parsing with SIGALRM: tasks run in the main thread of pool workers, and
+    music21 is pure Python, so the alarm lands promptly. A no-op where SIGALRM is missing (Windows)."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def on_alarm(signum, frame):  # noqa: ARG001
+        raise _Timeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def _midi_name(rel: str, index: int | None) -> str:
+    stem = rel.rsplit(".", 1)[0]
+    return f"{stem}.mid" if index is None else f"{stem}-{index:04d}.mid"
+
+
+def convert_file(rel: str, out: str, timeout: float, limit: int | None) -> list[PieceResult]:
+    """Parse one corpus file and write each of its pieces as MIDI under `out`. Runs in a worker."""
+    from music21 import corpus, midi, stream
+
+    from .midi_io import count_notes, load_midi
+
+    collection = rel.split("/", 1)[0]
+    try:
+        with _time_limit(timeout):
+            parsed = corpus.parse(str(corpus_root() / rel), forceSource=True)
+    except _Timeout:
+        return [PieceResult(rel, collection, error=f"parsing took longer than {timeout:g} s")]
+    except Exception as error:
+        return [PieceResult(rel, collection, error=f"parse failed: {_one_line(error)}")]
+
+    if isinstance(parsed, stream.Opus):
+        pieces = [(f"{rel}#{i}", i, s) for i, s in enumerate(parsed.scores, start=1)]
+    else:
+        pieces = [(rel, None, parsed)]
+    if limit is not None:
+        pieces = pieces[:limit]
+    results = []
+    for piece_id, index, score in pieces:
+        result = PieceResult(piece_id, collection)
+        try:
+            with _time_limit(timeout):
+                data = midi.translate.streamToMidiFile(score).writestr()
+            notes = count_notes(load_midi(data))  # MidiError("no notes") for empty pieces
+            target = Path(out) / _midi_name(rel, index)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            result.path, result.notes = target.relative_to(out).as_posix(), notes
+        except _Timeout:
+            result.error = f"conversion took longer than {timeout:g} s"
+        except Exception as error:
+            result.error = f"conversion failed: {_one_line(error)}"
+        results.append(result)
+    return results
+
+
+def _convert_star(args: tuple) -> list[PieceResult]:
+    return convert_file(*args)
+
+
+def select_files(cfg: CorpusConfig) -> dict[str, list[str]]:
+    available = available_collections()
+    names = cfg.collections if cfg.collections is not None else list(available)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ConfigError(f"unknown collection(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    return {n: available[n][:cfg.limit] if cfg.limit else available[n] for n in names}
+
+
+def build_corpus(cfg: CorpusConfig) -> dict:
+    """Convert the selected collections and write `cfg.out/manifest.json`; returns the manifest."""
+    started = time.perf_counter()
+    files = select_files(cfg)
+    tasks = [rel for name in files for rel in files[name]]
+    if not tasks:
+        raise MusicmhaError("no source files selected")
+    root = corpus_root()
+    # Biggest files first (multi-tune ABC files take seconds): the pool then ends with short tasks and
+    # both cores stay busy to the end.
+    tasks.sort(key=lambda rel: -(root / rel).stat().st_size)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    workers = cfg.workers or os.cpu_count() or 1
+    args = [(rel, str(cfg.out), cfg.timeout, cfg.limit) for rel in tasks]
+    results: list[PieceResult] = []
+    bar = tqdm(total=len(tasks), desc="corpus", unit="file", dynamic_ncols=True)
+    # maxtasksperchild: music21 keeps caches that grow with every parsed file.
+    with multiprocessing.Pool(workers, maxtasksperchild=50) as pool:
+        for batch in pool.imap_unordered(_convert_star, args):
+            results.extend(batch)
+            bar.update(1)
+            bar.set_postfix(pieces=sum(r.path is not None for r in results),
+                            failed=sum(r.error is not None for r in results))
+    bar.close()
+    manifest = _manifest(cfg, files, results, time.perf_counter() - started)
+    (cfg.out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _manifest(cfg: CorpusConfig, files: dict[str, list[str]], results: list[PieceResult], seconds: float) -> dict:
+    import music21
+
+    results.sort(key=lambda r: r.id)
+    collections = {}
+    for name, sources in files.items():
+        mine = [r for r in results if r.collection == name]
+        ok = [r for r in mine if r.path is not None]
+        collections[name] = {
+            "files": len(sources), "pieces": len(ok), "notes": sum(r.notes for r in ok),
+            "splits": {s: sum(split_of(r.id) == s for r in ok) for s in SPLITS},
+            "failures": [{"id": r.id, "reason": r.error} for r in mine if r.error is not None],
+        }
+    pieces = [{"id": r.id, "path": r.path, "collection": r.collection, "notes": r.notes, "split": split_of(r.id)}
+              for r in results if r.path is not None]
+    return {
+        "kind": MANIFEST_KIND, "version": 1, "music21": music21.__version__,
+        "split_rule": "sha256(piece id) -> train < 0.90 <= validation < 0.95 <= test",
+        "pieces_total": len(pieces), "notes_total": sum(p["notes"] for p in pieces),
+        "failures_total": sum(len(c["failures"]) for c in collections.values()),
+        "seconds": round(seconds, 1), "workers": cfg.workers or os.cpu_count() or 1,
+        "collections": collections, "pieces": pieces,
+    }
+
+
+def read_corpus_splits(folder: Path) -> dict[str, str] | None:
+    """MIDI path relative to `folder` -> split, from a corpus manifest in `folder`, or None if there is none."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        log.warning("ignoring unreadable %s", path)
+        return None
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        return None
+    return {p["path"]: p["split"] for p in manifest.get("pieces", []) if p.get("split") in SPLITS}
+
+
+def collections_arg(text: str | None) -> list[str] | None:
+    return None if text in (None, "", "all") else text.split(",")
+
+
+def summary(manifest: dict) -> Sequence[str]:
+    lines = [f"{name}: {c['pieces']} pieces, {c['notes']} notes, {len(c['failures'])} failed"
+             for name, c in manifest["collections"].items()]
+    lines.append(f"total: {manifest['pieces_total']} pieces, {manifest['notes_total']} notes, "
+                 f"{manifest['failures_total']} failed, {manifest['seconds']} s")
+    return lines
+
+
+
+

@@ -1,0 +1,106 @@
+"""Loading MIDI safely: one function that turns a path, bytes or a Score into a `symusic.Score`, or
+raises `MidiError` with a one-line reason.
+
+Used by the data pipeline, by generation (prompts) and by the app (uploads), so it takes untrusted input:
+sizes are checked before reading, the chunk structure is checked before parsing (symusic silently
+accepts some truncated files), and any parser failure becomes a `MidiError`. Imports symusic only.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import symusic
+
+from .errors import MidiError
+
+MAX_BYTES = 10_000_000
+_HEADER = b"MThd"
+_TRACK = b"MTrk"
+
+
+def _check_structure(data: bytes) -> None:
+    """Walk the chunk headers (cheap: no event is decoded) and reject files that are not MIDI or that
+    end in the middle of a chunk."""
+    if not data:
+        raise MidiError("empty file")
+    if data[:4] != _HEADER:
+        raise MidiError("not a MIDI file (no MThd header)")
+    if len(data) < 14:
+        raise MidiError(f"truncated MIDI header ({len(data)} bytes)")
+    header_len, fmt, n_tracks, division = struct.unpack(">IHHH", data[4:14])
+    if header_len < 6 or 8 + header_len > len(data):
+        raise MidiError(f"truncated or malformed MIDI header (length {header_len})")
+    if fmt > 2:
+        raise MidiError(f"unknown MIDI format {fmt}")
+    if n_tracks == 0:
+        raise MidiError("no notes (the file declares no track)")
+    if division == 0:
+        raise MidiError("malformed MIDI header (zero ticks per quarter note)")
+    pos, found = 8 + header_len, 0
+    while found < n_tracks:
+        if pos + 8 > len(data):
+            raise MidiError(f"truncated MIDI file: {found} of {n_tracks} tracks present")
+        chunk_len = struct.unpack(">I", data[pos + 4:pos + 8])[0]
+        if pos + 8 + chunk_len > len(data):
+            raise MidiError(f"truncated MIDI file: track {found + 1} of {n_tracks} ends past the end of the file")
+        # Unknown chunk types are allowed by the standard and skipped; only MTrk chunks count as tracks.
+        if data[pos:pos + 4] == _TRACK:
+            found += 1
+        pos += 8 + chunk_len
+
+
+def _read_path(path: Path, max_bytes: int) -> bytes:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise MidiError(f"file not found: {path}") from None
+    except OSError as error:
+        raise MidiError(f"cannot read {path}: {error.strerror or error}") from None
+    if not path.is_file():
+        raise MidiError(f"not a file: {path}")
+    if size == 0:
+        raise MidiError("empty file")
+    if size > max_bytes:
+        raise MidiError(f"file larger than {max_bytes:,} bytes ({size:,} bytes)")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise MidiError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def count_notes(score: symusic.Score) -> int:
+    """Number of notes in all tracks (drums included)."""
+    return int(score.note_num())
+
+
+def load_midi(source: str | os.PathLike | bytes | bytearray | memoryview | symusic.Score, *,
+              max_bytes: int = MAX_BYTES) -> symusic.Score:
+    """Load a MIDI file as a tick-based `symusic.Score`.
+
+    `source` is a path, the raw bytes of a file or an already loaded Score (checked for notes and
+    returned as is). Raises `MidiError` (never another exception type for bad input) when the input is
+    not a MIDI file, is empty, truncated, larger than `max_bytes`, or has no notes.
+    """
+    if isinstance(source, symusic.Score):
+        score = source
+    else:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            if len(data) > max_bytes:
+                raise MidiError(f"file larger than {max_bytes:,} bytes ({len(data):,} bytes)")
+        elif isinstance(source, (str, os.PathLike)):
+            data = _read_path(Path(source), max_bytes)
+        else:
+            raise MidiError(f"cannot load MIDI from a {type(source).__name__}")
+        _check_structure(data)
+        try:
+            score = symusic.Score.from_midi(data)
+        except Exception as error:  # symusic raises RuntimeError/ValueError/... on corrupt events
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise MidiError(f"corrupt MIDI data: {reason}") from None
+    if count_notes(score) == 0:
+        raise MidiError("no notes")
+    return score
