@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import POSITION_MODES
 from .positions import RotaryEmbedding, alibi_bias, alibi_slopes, relative_logits
 
 PositionMode = Literal["relative", "rope", "alibi", "none"]
-POSITION_MODES: tuple[str, ...] = ("relative", "rope", "alibi", "none")
 
 
 class KVCache:

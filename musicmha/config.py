@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .attention import POSITION_MODES
 from .errors import ConfigError
 
 CONFIG_FORMAT = "musicmha.model/1"
+POSITION_MODES: tuple[str, ...] = ("relative", "rope", "alibi", "none")
 
 
 @dataclass
