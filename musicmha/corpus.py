@@ -8,6 +8,7 @@ a stable id ("bach/bwv66.6.mxl", "essenFolksong/han1.abc#12") whose hash fixes i
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import multiprocessing
@@ -108,12 +109,25 @@ def _time_limit(seconds: float) -> Iterator[None]:
 
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 
 def _midi_name(rel: str, index: int | None) -> str:
     stem = rel.rsplit(".", 1)[0]
     return f"{stem}.mid" if index is None else f"{stem}-{index:04d}.mid"
+
+
+def _unshare(score) -> None:
+    """music21's ABC reader reuses one TimeSignature (or key, tempo, clef) object in several measures when a
+    meter returns; `streamToMidiFile` then fails with "object already found in this Stream" (a quarter of
+    the Essen songs). Giving each measure its own copy fixes it without changing the music."""
+    seen: set[int] = set()
+    for container in score.recurse(streamsOnly=True, includeSelf=True):
+        for el in list(container.getElementsByClass(("TimeSignature", "KeySignature", "MetronomeMark", "Clef"))):
+            if id(el) in seen:
+                container.replace(el, copy.deepcopy(el))
+            else:
+                seen.add(id(el))
 
 
 def convert_file(rel: str, out: str, timeout: float, limit: int | None) -> list[PieceResult]:
@@ -142,6 +156,7 @@ def convert_file(rel: str, out: str, timeout: float, limit: int | None) -> list[
         result = PieceResult(piece_id, collection)
         try:
             with _time_limit(timeout):
+                _unshare(score)
                 data = midi.translate.streamToMidiFile(score).writestr()
             notes = count_notes(load_midi(data))  # MidiError("no notes") for empty pieces
             target = Path(out) / _midi_name(rel, index)
