@@ -71,8 +71,8 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", default=None, help="reuse this tokenizer.json (or folder) instead of the default")
     p.add_argument("--seed", type=int, default=0, help="seed for the random augmentation choices")
     p.add_argument("--transpose", default="",
-                   help="train-split pitch shifts in semitones, e.g. -3,-2,-1,1,2,3 (drums are not shifted)")
-    p.add_argument("--velocity-shift", default="", help="train-split velocity offsets, e.g. -8,8")
+                   help="train-split pitch shifts in semitones, e.g. --transpose=-2,-1,1,2 (drums are not shifted)")
+    p.add_argument("--velocity-shift", default="", help="train-split velocity offsets, e.g. --velocity-shift=-8,8")
     p.add_argument("--tempo-scale", default="", help="train-split tempo factors, e.g. 0.9,1.1")
     p.add_argument("--augment-per-piece", type=int, default=0,
                    help="pick this many random augmentation combinations per train piece (0: all of them)")
@@ -88,11 +88,87 @@ def _run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """One --option per dataclass field, defaulting to None so that presets and config files fill gaps."""
+    import dataclasses
+
+    types = {"int": int, "float": float, "str": str}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        base = str(f.type).split("|")[0].strip()
+        if base == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(flag, type=types[base], default=None, metavar=base.upper())
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .train_config import TrainConfig
+
+    p = sub.add_parser("train", help="train a model on a prepared token folder (accelerate: CPU, GPUs, nodes)",
+                       description="Options: preset < --config file (YAML/JSON) < flags. "
+                                   "Multi-GPU: accelerate launch -m musicmha train ...")
+    p.add_argument("--config", help="YAML or JSON file of training options")
+    _add_dataclass_options(p, TrainConfig)
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .train import train
+    from .train_config import TrainConfig
+
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    result = train(TrainConfig.from_sources(args.config, **options))
+    print(f"trained {result.steps} steps ({result.tokens_seen:,} tokens): train loss "
+          f"{result.final_train_loss:.4f}, validation NLL {result.final_validation_nll:.4f}; "
+          f"model exported to {result.export_dir}")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="NLL, perplexity and bits per note of a checkpoint on a token split")
+    p.add_argument("--checkpoint", required=True, help="exported model folder (config.json, tokenizer.json...)")
+    p.add_argument("--data", required=True, help="prepared token folder")
+    p.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    p.add_argument("--mode", default="windows", choices=["windows", "pieces"])
+    p.add_argument("--window", type=int, default=None, help="tokens per window (default: max_seq_len)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-pieces", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluate import evaluate
+    from .model import MusicTransformer
+    from .tokenizer import MusicTokenizer
+
+    model = MusicTransformer.from_pretrained(args.checkpoint)
+    tokenizer = MusicTokenizer.load(args.checkpoint)
+    result = evaluate(model, tokenizer, args.data, split=args.split, mode=args.mode, window=args.window,
+                      batch_size=args.batch_size, max_pieces=args.max_pieces)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(f"{result.split}: {result.pieces} pieces, {result.tokens:,} tokens, {result.notes:,} notes; "
+              f"NLL {result.nll:.4f} nats/token, perplexity {result.perplexity:.2f}, "
+              f"{result.bits_per_note:.3f} bits/note")
+    return 0
+
+
 # Subcommands, in the order `musicmha --help` lists them. Later pipelines add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_info,
     _add_corpus,
     _add_prepare,
+    _add_train,
+    _add_eval,
 ]
 
 
