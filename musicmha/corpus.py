@@ -80,7 +80,19 @@ def available_collections() -> dict[str, list[str]]:
         rel = Path(path).relative_to(root)
         if rel.suffix.lower() in SOURCE_EXTENSIONS and len(rel.parts) > 1:
             found.setdefault(rel.parts[0], []).append(rel.as_posix())
-    return {name: sorted(files) for name, files in sorted(found.items())}
+    return {name: _one_format_per_piece(files) for name, files in sorted(found.items())}
+
+
+def _one_format_per_piece(files: list[str]) -> list[str]:
+    """Some pieces ship in two formats (beethoven/opus18no1/movement1.krn and .mxl): keep one, so a piece
+    is never in the corpus twice (possibly in two splits) and MIDI names never collide."""
+    best: dict[str, str] = {}
+    for rel in files:
+        stem, ext = rel.rsplit(".", 1)
+        rank = SOURCE_EXTENSIONS.index("." + ext.lower())
+        if stem not in best or rank < SOURCE_EXTENSIONS.index("." + best[stem].rsplit(".", 1)[1].lower()):
+            best[stem] = rel
+    return sorted(best.values())
 
 
 class _Timeout(Exception):
