@@ -44,24 +44,31 @@ def _encoder(suffix: str) -> list[str] | None:
     return None
 
 
-def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
-    """Write int16 audio to `path`; the format follows the suffix (.wav always; .flac/.mp3 need ffmpeg,
-    or sox for .flac). Returns the path written."""
+def check_audio_path(path: str | os.PathLike) -> Path:
+    """Raise `MusicmhaError` unless `path` has a suffix we can write here (the encoder is installed)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".wav", ".flac", ".mp3"):
         raise MusicmhaError(f"unsupported audio format {suffix or '(no suffix)'!r}: use .wav, .flac or .mp3")
+    if suffix != ".wav" and _encoder(suffix) is None:
+        needs = "ffmpeg or sox" if suffix == ".flac" else "ffmpeg"
+        raise MusicmhaError(f"writing {suffix} needs the {needs} command (not installed); write .wav instead")
+    return path
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:
+    """Write int16 audio to `path`; the format follows the suffix (.wav always; .flac/.mp3 need ffmpeg,
+    or sox for .flac). Returns the path written."""
+    path = check_audio_path(path)
     data = wav_bytes(audio, sample_rate)
-    if suffix == ".wav":
+    if path.suffix.lower() == ".wav":
         try:
             path.write_bytes(data)
         except OSError as error:
             raise MusicmhaError(f"cannot write {path}: {error.strerror or error}") from None
         return path
-    command = _encoder(suffix)
-    if command is None:
-        needs = "ffmpeg or sox" if suffix == ".flac" else "ffmpeg"
-        raise MusicmhaError(f"writing {suffix} needs the {needs} command (not installed); write .wav instead")
+    command = _encoder(path.suffix.lower())
+    assert command is not None  # check_audio_path made sure
     try:
         done = subprocess.run([*command, str(path)], input=data, capture_output=True, timeout=_ENCODE_TIMEOUT)
     except subprocess.TimeoutExpired:

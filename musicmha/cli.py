@@ -162,6 +162,31 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_render(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="render a MIDI file to audio (FluidSynth + SoundFont, else built-in synth)")
+    p.add_argument("input", help="MIDI file")
+    p.add_argument("output", help="audio file: .wav (or .flac/.mp3 when ffmpeg is installed)")
+    p.add_argument("--soundfont", default=None, help="SoundFont (.sf2/.sf3); default: $MUSICMHA_SOUNDFONT, "
+                   "then /usr/share/sounds/sf2 and friends, then pretty_midi's TimGM6mb.sf2")
+    p.add_argument("--synth", choices=["auto", "fluidsynth", "numpy"], default="auto",
+                   help="synthesizer (auto: FluidSynth when installed, else the built-in numpy one)")
+    p.add_argument("--max-seconds", type=float, default=300.0, help="render at most this many seconds")
+    p.add_argument("--sample-rate", type=int, default=44100, help="samples per second (8000..96000)")
+    p.set_defaults(run=_run_render)
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    from .audio_io import check_audio_path
+    from .render import render_audio, write_audio
+
+    check_audio_path(args.output)  # refuse an unusable output before spending time on rendering
+    audio, rate = render_audio(args.input, sample_rate=args.sample_rate, soundfont=args.soundfont,
+                               synthesizer=args.synth, max_seconds=args.max_seconds)
+    path = write_audio(args.output, audio, rate)
+    print(f"{path}: {len(audio) / rate:.1f} s, {rate} Hz, {audio.shape[1]} channels")
+    return 0
+
+
 # Subcommands, in the order `musicmha --help` lists them. Later pipelines add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_info,
@@ -169,6 +194,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_prepare,
     _add_train,
     _add_eval,
+    _add_render,
 ]
 
 
