@@ -8,6 +8,7 @@ Everything else in musicmha sees plain lists of ids and `symusic.Score` objects.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +23,18 @@ TOKENIZER_FILE = "tokenizer.json"
 # Token streams are stored as uint16 shards, so ids must stay below 2**16.
 MAX_VOCAB = 65_535
 _KINDS = ("REMI", "TSD", "MIDILike", "Structured")
+
+
+def _import_miditok():
+    """Import miditok without torch. miditok's __init__ tries `from miditok import pytorch_data`, which imports
+    torch (~1 s and ~300 MB per process) and skips it on ImportError. musicmha never uses pytorch_data, so when
+    torch is not loaded yet, mark that submodule as unavailable: `prepare` workers then stay light and
+    `prepare` never loads torch. If torch is already loaded there is nothing to save."""
+    if "miditok" not in sys.modules and "torch" not in sys.modules:
+        sys.modules.setdefault("miditok.pytorch_data", None)
+    import miditok
+
+    return miditok
 
 
 def _default_time_signatures() -> dict[int, list[int]]:
@@ -80,7 +93,7 @@ class TokenizerConfig:
         return d
 
     def to_miditok(self):
-        import miditok
+        miditok = _import_miditok()
 
         return miditok.TokenizerConfig(
             pitch_range=self.pitch_range, beat_res=dict(self.beat_res), num_velocities=self.num_velocities,
@@ -110,7 +123,7 @@ class MusicTokenizer:
 
     @classmethod
     def from_config(cls, cfg: TokenizerConfig | None = None) -> MusicTokenizer:
-        import miditok
+        miditok = _import_miditok()
 
         cfg = cfg or TokenizerConfig()
         return cls(getattr(miditok, cfg.kind)(cfg.to_miditok()), cfg)
@@ -118,7 +131,7 @@ class MusicTokenizer:
     @classmethod
     def load(cls, path: str | Path) -> MusicTokenizer:
         """Load `path/tokenizer.json` or the json file itself, without network access."""
-        import miditok
+        miditok = _import_miditok()
 
         path = Path(path)
         file = path / TOKENIZER_FILE if path.is_dir() else path
