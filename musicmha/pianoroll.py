@@ -94,6 +94,8 @@ def piano_roll(score: symusic.Score | str | os.PathLike | bytes, *, boundary: fl
     if width < 200 or height < 120:
         raise ValueError(f"piano roll too small: {width}x{height} (at least 200x120)")
     tick_score = load_midi(score)
+    if tick_score.ttype != symusic.core.Tick:  # boundary_tick and the tempo map need tick time
+        tick_score = tick_score.to("tick")
     timed = tick_score.to("second" if unit == "seconds" else "quarter")
     if boundary_tick is not None:
         marker = symusic.Score(tick_score.ticks_per_quarter)
