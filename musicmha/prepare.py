@@ -153,7 +153,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     writer = ShardWriter(cfg.out)
     skipped = []
     bar = tqdm(total=len(tasks), desc="prepare", unit="file", dynamic_ncols=True)
-    try:
+    try:  # the bar and the shard files are closed on errors too
         with multiprocessing.Pool(workers, initializer=_init_worker,
                                   initargs=(str(tok_file), cfg.augment, cfg.seed, cfg.max_bytes)) as pool:
             # imap (ordered), not imap_unordered: shards come out identical whatever the worker count.
@@ -165,13 +165,14 @@ def prepare(cfg: PrepareConfig) -> dict:
                         writer.add(split, rel, aug_name, ids)
                 bar.update(1)
                 bar.set_postfix(tokens=sum(writer.tokens.values()), skipped=len(skipped), refresh=False)
-        bar.close()
+        bar.close()  # before any error message, so the message gets a line of its own
         usable = sum(writer.pieces.values())
         if usable < 2:
             raise MusicmhaError(f"only {usable} usable MIDI file(s) in {cfg.input} ({len(skipped)} skipped); "
                                 f"need at least 2 (one for training, one for validation)")
         moves = writer.ensure_train_and_validation()
     finally:
+        bar.close()
         writer.close()
     manifest = {
         "kind": MANIFEST_KIND, "version": 1, "dtype": "uint16", "input": str(cfg.input),
