@@ -41,6 +41,17 @@ _PEAK = 0.89            # -1 dBFS
 _warned_fallback = False
 
 
+def is_soundfont(path: Path) -> bool:
+    """True when `path` starts like a SoundFont 2/3 file (RIFF form 'sfbk'). Checked by us because
+    fluidsynth, given a bad file, silently plays its default SoundFont instead."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"sfbk"
+
+
 def find_soundfont(explicit: str | os.PathLike | None = None) -> Path | None:
     """The SoundFont to use: `explicit`, then $MUSICMHA_SOUNDFONT, then the system folders, then the
     TimGM6mb.sf2 that pretty_midi ships. An explicit path or variable naming a missing file is an error
@@ -50,6 +61,8 @@ def find_soundfont(explicit: str | os.PathLike | None = None) -> Path | None:
             path = Path(given).expanduser()
             if not path.is_file():
                 raise ConfigError(f"SoundFont not found ({origin}): {path}")
+            if not is_soundfont(path):
+                raise ConfigError(f"not a SoundFont (.sf2/.sf3) file ({origin}): {path}")
             return path
     for folder in map(Path, SOUNDFONT_DIRS):
         if not folder.is_dir():
@@ -57,14 +70,14 @@ def find_soundfont(explicit: str | os.PathLike | None = None) -> Path | None:
         candidates = [folder / name for name in _PREFERRED] + sorted(
             p for p in folder.iterdir() if p.suffix.lower() in (".sf2", ".sf3"))
         for path in candidates:
-            if path.is_file():  # also drops dangling alternatives symlinks
+            if path.is_file() and is_soundfont(path):  # also drops dangling alternatives symlinks
                 return path
     try:
         import pretty_midi
     except ImportError:
         return None
     bundled = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
-    return bundled if bundled.is_file() else None
+    return bundled if is_soundfont(bundled) else None
 
 
 def fluidsynth_command() -> str | None:
@@ -102,6 +115,9 @@ def _render_fluidsynth(score: symusic.Score, sample_rate: int, soundfont: Path, 
         if done.returncode != 0 or not raw.is_file():
             lines = (done.stderr or done.stdout or "").strip().splitlines()
             raise MusicmhaError(f"fluidsynth failed (exit {done.returncode}): {lines[-1] if lines else 'no output'}")
+        for line in (done.stderr or "").splitlines():
+            if "error" in line.lower() or "warning" in line.lower():
+                logger.warning("fluidsynth: %s", line.strip())
         return np.fromfile(raw, dtype="<f4").reshape(-1, 2)
 
 

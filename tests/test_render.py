@@ -108,12 +108,15 @@ def test_bad_options_are_config_errors():
 
 
 def test_soundfont_lookup_order(tmp_path, monkeypatch):
-    mine, env = tmp_path / "mine.sf2", tmp_path / "env.sf2"
-    mine.write_bytes(b"x")
-    env.write_bytes(b"x")
+    mine, env, junk = tmp_path / "mine.sf2", tmp_path / "env.sf2", tmp_path / "junk.sf2"
+    mine.write_bytes(b"RIFF\x04\x00\x00\x00sfbk")  # only the header is checked
+    env.write_bytes(b"RIFF\x04\x00\x00\x00sfbk")
+    junk.write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
     monkeypatch.setenv("MUSICMHA_SOUNDFONT", str(env))
     assert render.find_soundfont(mine) == mine
     assert render.find_soundfont() == env
+    with pytest.raises(ConfigError, match="not a SoundFont"):
+        render.find_soundfont(junk)  # fluidsynth would silently use its default SoundFont instead
     monkeypatch.setenv("MUSICMHA_SOUNDFONT", str(tmp_path / "missing.sf2"))
     with pytest.raises(ConfigError, match="MUSICMHA_SOUNDFONT"):
         render.find_soundfont()
