@@ -181,3 +181,13 @@ def test_bpe_vocab_size_option(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["bpe"] and manifest["vocab_size"] == base + 30 == MusicTokenizer.load(out).vocab_size
     assert max(int(ids.max()) for s in SPLITS for _, ids in _read_split(out, s) if len(ids)) < base + 30
+
+
+def test_reusing_a_tokenizer_gives_identical_shards(mixed, prepared, tmp_path):
+    out = tmp_path / "again"
+    assert main(["prepare", str(mixed[0]), "--out", str(out), "--workers", "2",
+                 "--tokenizer", str(prepared / "tokenizer.json")]) == 0
+    assert (out / "tokenizer.json").is_file()
+    for split in SPLITS:
+        assert (out / f"{split}.bin").read_bytes() == (prepared / f"{split}.bin").read_bytes()
+    assert main(["prepare", str(mixed[0]), "--out", str(out), "--tokenizer", str(tmp_path / "none.json")]) == 2
