@@ -123,9 +123,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     result = train(TrainConfig.from_sources(args.config, **options))
-    print(f"trained {result.steps} steps ({result.tokens_seen:,} tokens): train loss "
-          f"{result.final_train_loss:.4f}, validation NLL {result.final_validation_nll:.4f}; "
-          f"model exported to {result.export_dir}")
+    if result.is_main_process:
+        print(f"trained {result.steps} steps ({result.tokens_seen:,} tokens): train loss "
+              f"{result.final_train_loss:.4f}, validation NLL {result.final_validation_nll:.4f}; "
+              f"model exported to {result.export_dir}")
     return 0
 
 

@@ -120,13 +120,14 @@ class MusicTransformer(nn.Module):
                  generator: torch.Generator | None = None,
                  callback: Callable[[int, torch.Tensor], None] | None = None,
                  allowed: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 eos_token_id: int | None = None, use_cache: bool = True) -> torch.Tensor:
+                 eos_token_id: int | None = None, stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 use_cache: bool = True) -> torch.Tensor:
         """The prompt (T,) or (B, T) followed by up to max_new_tokens sampled tokens; see sampling.generate."""
         from .sampling import generate
 
         return generate(self, tokens, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                         generator=generator, callback=callback, allowed=allowed,
-                        eos_token_id=eos_token_id, use_cache=use_cache)
+                        eos_token_id=eos_token_id, stop=stop, use_cache=use_cache)
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Write config.json and model.safetensors (each atomically) into `folder`."""

@@ -22,3 +22,15 @@ def tiny_config(position: str = "relative", **overrides):
                   dropout=0.0, max_relative_distance=24)
     values.update(overrides)
     return ModelConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def real_tokens(tmp_path_factory):
+    """A token folder prepared from 24 real Bach chorales of music21's corpus, by our own commands."""
+    from musicmha.cli import main
+
+    root = tmp_path_factory.mktemp("real")
+    assert main(["corpus", "--out", str(root / "corpus"), "--collections", "bach", "--limit", "24",
+                 "--workers", "2"]) == 0
+    assert main(["prepare", str(root / "corpus"), "--out", str(root / "tokens"), "--workers", "2"]) == 0
+    return root / "tokens"

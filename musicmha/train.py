@@ -1,0 +1,252 @@
+"""`musicmha train`: the accelerate training loop (CPU, one GPU, DDP/FSDP through `accelerate launch`).
+
+Batches are a pure function of (seed, step, rank) (dataset.batch_for_step), the learning rate a pure
+function of the step, and RNG/optimizer states come back through accelerate's save_state/load_state: so a
+resumed run continues exactly where it stopped. Every checkpoint folder is written under a temporary name
+and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import atomic_directory, write_text_atomic
+from .errors import ConfigError, MusicmhaError
+from .train_config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR = "state"
+EXPORT_DIR = "model"
+# Options that may change when resuming: they do not alter what the run computes.
+RESUMABLE_CHANGES = {"resume", "max_steps", "save_every", "eval_every", "eval_batches", "log_every",
+                     "tensorboard", "keep_last", "compile", "data", "out"}
+
+
+class TrainingError(MusicmhaError):
+    """Training cannot go on: non-finite loss, out of memory, an unusable run folder."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    tokens_seen: int
+    final_train_loss: float
+    final_validation_nll: float
+    export_dir: Path
+    is_main_process: bool = True  # False on the other ranks of a multi-process run
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to the peak, then a cosine decay to min_lr_ratio * peak at decay_steps (max_steps)."""
+    peak = cfg.learning_rate
+    if step < cfg.warmup_steps:
+        return peak * (step + 1) / cfg.warmup_steps
+    span = max(1, (cfg.decay_steps or cfg.max_steps) - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return peak * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on norms, biases and embeddings tables of positions (nanoGPT: decay only matrices).
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "relative_embeddings" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "relative_embeddings" in n]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+
+
+def _state_folders(out: Path) -> list[Path]:
+    """Complete state folders, oldest first (staging folders start with a dot and are ignored)."""
+    root = out / STATE_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+
+
+def _check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
+    """The state folder to resume from (or None), after checking the run folder fits the request."""
+    states = _state_folders(out)
+    saved_config = out / "train_config.json"
+    if not cfg.resume:
+        if states:
+            raise ConfigError(f"{out} already holds checkpoints: pass --resume to continue it, "
+                              "or choose another --out")
+        return None
+    if not states:
+        logger.warning("--resume: no checkpoint in %s yet, starting from scratch", out)
+        return None
+    if saved_config.is_file():
+        before = json.loads(saved_config.read_text())
+        now = cfg.to_dict()
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k])
+        if changed:
+            raise ConfigError(f"--resume with different settings than the run in {out}: {', '.join(changed)}")
+        if before.get("decay_steps") is None and before.get("max_steps") != cfg.max_steps:
+            logger.warning("max_steps changed from %s to %s: the cosine schedule stretches from here on "
+                           "(set decay_steps to plan a run in several parts)", before.get("max_steps"),
+                           cfg.max_steps)
+    return states[-1]
+
+
+def _unwrap(accelerator, model):
+    model = accelerator.unwrap_model(model)
+    return getattr(model, "_orig_mod", model)  # torch.compile wraps the module
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train (or resume) a MusicTransformer on a prepared token folder; returns the final numbers."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from .dataset import TokenSplit, batch_for_step
+    from .model import MusicTransformer
+    from .tokenizer import MusicTokenizer
+
+    out = Path(cfg.out)
+    train_split, val_split = TokenSplit(cfg.data, "train"), TokenSplit(cfg.data, "validation")
+    tokenizer = MusicTokenizer.load(Path(cfg.data))
+    model_config = cfg.model_config(tokenizer.vocab_size)
+    resume_from = _check_run_folder(cfg, out)
+
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
+                              log_with="tensorboard" if cfg.tensorboard else None, project_dir=str(out))
+    set_seed(cfg.seed)  # identical initial weights in every process
+    model = MusicTransformer(model_config)
+    optimizer = _optimizer(model, cfg)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    forward = torch.compile(model) if cfg.compile else model
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    step, tokens_seen = 0, 0
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        progress = json.loads((resume_from / "progress.json").read_text())
+        step, tokens_seen = progress["step"], progress["tokens_seen"]
+        logger.info("resumed from %s at step %d", resume_from, step)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    if cfg.tensorboard:
+        accelerator.init_trackers("musicmha", config={k: v for k, v in cfg.to_dict().items()
+                                                      if isinstance(v, (int, float, str, bool))})
+
+    def validation_nll() -> float:
+        model.eval()
+        total = torch.zeros(2, device=accelerator.device)
+        with torch.no_grad():
+            for i in range(cfg.eval_batches):
+                batch = batch_for_step(val_split, seq_len=model_config.max_seq_len, batch_size=cfg.batch_size,
+                                       seed=cfg.seed + 1_000_003, step=i, rank=rank, world_size=world)
+                batch = torch.from_numpy(batch).to(accelerator.device)
+                with accelerator.autocast():
+                    _, loss = forward(batch[:, :-1], batch[:, 1:])
+                total += torch.stack([loss.detach().float() * batch[:, 1:].numel(),
+                                      torch.tensor(float(batch[:, 1:].numel()), device=total.device)])
+        model.train()
+        total = accelerator.reduce(total, reduction="sum")
+        return (total[0] / total[1]).item()
+
+    def save_state() -> None:
+        # All processes write into one staging folder; the main process renames it when everyone is done.
+        final = out / STATE_DIR / f"step-{step:08d}"
+        staging = out / STATE_DIR / f".step-{step:08d}.tmp"
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(staging))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (staging / "progress.json").write_text(json.dumps({"step": step, "tokens_seen": tokens_seen}))
+            shutil.rmtree(final, ignore_errors=True)
+            staging.rename(final)
+            for old in _state_folders(out)[:-cfg.keep_last]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    model.train()
+    tokens_per_step = cfg.batch_size * model_config.max_seq_len * cfg.grad_accum * world
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process,
+               desc="train", unit="step", dynamic_ncols=True)
+    last_loss, val_nll, started, start_step = float("nan"), float("nan"), time.perf_counter(), step
+    while step < cfg.max_steps:
+        lr = learning_rate(step, cfg)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        step_loss = 0.0
+        for micro in range(cfg.grad_accum):
+            batch = batch_for_step(train_split, seq_len=model_config.max_seq_len, batch_size=cfg.batch_size,
+                                   seed=cfg.seed, step=step * cfg.grad_accum + micro, rank=rank,
+                                   world_size=world)
+            batch = torch.from_numpy(batch).to(accelerator.device)
+            with accelerator.accumulate(model):
+                try:
+                    with accelerator.autocast():
+                        _, loss = forward(batch[:, :-1], batch[:, 1:])
+                    _check_finite(accelerator, loss, step)
+                    accelerator.backward(loss)
+                except torch.OutOfMemoryError:
+                    raise TrainingError(
+                        f"out of memory at batch size {cfg.batch_size} x {model_config.max_seq_len} tokens: "
+                        f"try --batch-size {max(1, cfg.batch_size // 2)} --grad-accum {cfg.grad_accum * 2}"
+                    ) from None
+                if accelerator.sync_gradients and cfg.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            step_loss += loss.item() / cfg.grad_accum
+        step += 1
+        tokens_seen += tokens_per_step
+        last_loss = step_loss
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            val_nll = validation_nll()
+            accelerator.log({"validation/nll": val_nll, "validation/perplexity": math.exp(val_nll)}, step=step)
+        if step % cfg.log_every == 0 or step == cfg.max_steps:
+            rate = (step - start_step) * tokens_per_step / max(1e-9, time.perf_counter() - started)
+            bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{val_nll:.3f}", tok_s=f"{rate:,.0f}")
+            accelerator.log({"train/loss": last_loss, "train/lr": lr, "train/tokens_per_s": rate}, step=step)
+        bar.update(1)
+        if step % cfg.save_every == 0 or step == cfg.max_steps:
+            save_state()
+    bar.close()
+    if math.isnan(val_nll):
+        val_nll = validation_nll()
+    export_dir = out / EXPORT_DIR
+    if accelerator.is_main_process:
+        export(_unwrap(accelerator, model), tokenizer, export_dir, cfg=cfg, step=step,
+               tokens_seen=tokens_seen, train_loss=last_loss, validation_nll=val_nll, num_processes=world)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return TrainResult(step, tokens_seen, last_loss, val_nll, export_dir, accelerator.is_main_process)
+
+
+def _check_finite(accelerator, loss: torch.Tensor, step: int) -> None:
+    """Stop, before the weights are touched, when any process sees a non-finite loss."""
+    bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=loss.device)
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    if bad.item() > 0:
+        raise TrainingError(f"non-finite loss at step {step + 1}: stopping without saving these weights "
+                            "(lower --learning-rate, or use bf16 rather than fp16)")
+
+
+def export(model, tokenizer, folder: Path, *, cfg: TrainConfig, step: int, tokens_seen: int,
+           train_loss: float, validation_nll: float, num_processes: int = 1) -> None:
+    """The inference folder: config.json, model.safetensors, tokenizer.json, training.json, atomically."""
+    with atomic_directory(folder) as staging:
+        model.save_pretrained(staging)
+        tokenizer.save(staging)
+        info = {"data": str(Path(cfg.data).resolve()), "steps": step, "tokens_seen": tokens_seen,
+                "final_train_loss": train_loss, "final_validation_nll": validation_nll,
+                "preset": cfg.preset, "seed": cfg.seed, "num_processes": num_processes,
+                "train_config": cfg.to_dict()}
+        (staging / "training.json").write_text(json.dumps(info, indent=2) + "\n")
