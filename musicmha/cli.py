@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .errors import MusicmhaError
 
@@ -188,6 +189,63 @@ def _run_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="continue a MIDI prompt with a trained model (MIDI, WAV, PNG out)")
+    p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped checkpoint)")
+    p.add_argument("--prompt", default=None, help="MIDI file to continue (default: start from nothing)")
+    p.add_argument("--out", required=True, help="output .mid; several samples become out-1.mid, out-2.mid, ...")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--bars", type=int, default=None, help="stop after this many new bars")
+    length.add_argument("--seconds", type=float, default=None, help="stop after this much new music")
+    length.add_argument("--max-new-tokens", type=int, default=None, help="stop after this many tokens")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, printed)")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--prompt-tokens", type=int, default=None,
+                   help="condition on at most this many prompt tokens (cut at a bar start)")
+    p.add_argument("--unconstrained", action="store_true", help="sample without the token grammar")
+    p.add_argument("--wav", default=None, help="also render audio (.wav, or .flac/.mp3 with ffmpeg)")
+    p.add_argument("--png", default=None, help="also draw a piano roll")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.set_defaults(run=_run_generate)
+
+
+def _numbered(path: str, index: int, count: int) -> Path:
+    path = Path(path)
+    return path if count == 1 else path.with_name(f"{path.stem}-{index}{path.suffix}")
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from .checkpoint import write_atomic
+    from .generator import MusicGenerator
+
+    generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device)
+    results = generator.continue_midi(
+        args.prompt, max_new_tokens=args.max_new_tokens, bars=args.bars, seconds=args.seconds,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+        num_samples=args.num_samples, prompt_tokens=args.prompt_tokens, constrained=not args.unconstrained)
+    for index, result in enumerate(results, start=1):
+        midi = _numbered(args.out, index, len(results))
+        write_atomic(midi, lambda tmp, score=result.score: tmp.write_bytes(score.dumps_midi()))
+        written = [str(midi)]
+        if args.wav:
+            from .render import render_audio, write_audio
+
+            audio, rate = render_audio(result.score)
+            written.append(str(write_audio(_numbered(args.wav, index, len(results)), audio, rate)))
+        if args.png:
+            from .pianoroll import piano_roll_png
+
+            piano_roll_png(result.score, _numbered(args.png, index, len(results)),
+                           boundary_tick=result.boundary_tick)
+            written.append(str(_numbered(args.png, index, len(results))))
+        print(f"{', '.join(written)}: {result.continuation.note_num()} new notes, "
+              f"{len(result.new_token_ids)} tokens, seed {result.seed}")
+    return 0
+
+
 # Subcommands, in the order `musicmha --help` lists them. Later pipelines add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_info,
@@ -195,6 +253,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_prepare,
     _add_train,
     _add_eval,
+    _add_generate,
     _add_render,
 ]
 

@@ -1,0 +1,200 @@
+"""MIDI in, MIDI out: `MusicGenerator` ties a checkpoint's model and tokenizer to symusic scores.
+
+The prompt is tokenized, its last bars condition the model (cut at a bar boundary), new tokens are sampled
+(grammar-constrained by default), and the continuation is decoded, moved to the prompt's time base and
+merged into an untouched copy of the prompt: the prompt's notes, tracks, tempos and time signatures come
+out exactly as they went in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import symusic
+import torch
+
+from .errors import ConfigError, MusicmhaError
+from .grammar import GrammarSpec, TokenGrammar
+from .midi_io import load_midi
+
+logger = logging.getLogger(__name__)
+
+MAX_NEW_TOKENS = 8192  # a hard cap for bars/seconds requests, so no request runs forever
+CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+@dataclass
+class GenerationResult:
+    score: symusic.Score  # prompt + continuation, in the prompt's ticks per quarter
+    continuation: symusic.Score  # the new notes alone, same time base and offset
+    token_ids: list[int]  # the conditioning tokens (BOS + prompt tail) followed by the new ones
+    new_token_ids: list[int]
+    boundary_tick: int  # where the prompt ends (its last note-off) in `score` ticks
+    seed: int
+
+
+def default_checkpoint() -> Path:
+    """$MUSICMHA_CHECKPOINT, else the first folder of checkpoints/ holding a model."""
+    if os.environ.get("MUSICMHA_CHECKPOINT"):
+        return Path(os.environ["MUSICMHA_CHECKPOINT"])
+    found = sorted(p for p in CHECKPOINTS_DIR.glob("*") if (p / "config.json").is_file())
+    if not found:
+        raise MusicmhaError(f"no checkpoint in {CHECKPOINTS_DIR}: train one (musicmha train) or pass --checkpoint")
+    return found[0]
+
+
+def grammar_spec(tokenizer) -> GrammarSpec:
+    tok = tokenizer.miditok
+    vocab = tok.vocab  # token string -> id, the base vocabulary
+    tokens = [""] * len(vocab)
+    for name, index in vocab.items():
+        tokens[index] = name
+    return GrammarSpec(tokens=tokens, graph={k: set(v) for k, v in tok.tokens_types_graph.items()},
+                       bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                       positions_per_beat=tok.config.max_num_pos_per_beat,
+                       remove_duplicated_notes=bool(getattr(tok.config, "remove_duplicated_notes", False)))
+
+
+def token_error_ratio(tokenizer, ids: list[int]) -> float:
+    """miditok's error measure (wrong type successions, time going back, duplicated notes) per token."""
+    specials = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id}
+    clean = [i for i in ids if i not in specials]
+    return float(tokenizer.miditok.tokens_errors(clean)) if clean else 0.0
+
+
+def _note_keys(track) -> Counter:
+    return Counter((n.time, n.duration, n.pitch, n.velocity) for n in track.notes)
+
+
+def _new_notes(full: symusic.Score, prompt: symusic.Score, tpq: int) -> symusic.Score:
+    """The notes of `full` that are not in `prompt` (both decoded from tokens, prompt a prefix of full)."""
+    known = {(t.program, t.is_drum): _note_keys(t) for t in prompt.tracks}
+    out = symusic.Score(tpq)
+    for track in full.tracks:
+        seen = Counter(known.get((track.program, track.is_drum), Counter()))
+        fresh = symusic.Track(name=track.name, program=track.program, is_drum=track.is_drum)
+        for note in track.notes:
+            key = (note.time, note.duration, note.pitch, note.velocity)
+            if seen[key] > 0:
+                seen[key] -= 1
+            else:
+                fresh.notes.append(note)
+        if len(fresh.notes):
+            out.tracks.append(fresh)
+    return out
+
+
+def _merge(prompt: symusic.Score, continuation: symusic.Score) -> symusic.Score:
+    merged = prompt.copy()
+    for track in continuation.tracks:
+        same = [t for t in merged.tracks if t.program == track.program and t.is_drum == track.is_drum]
+        if same:
+            same[0].notes.extend(track.notes)
+            same[0].notes.sort()
+        else:
+            merged.tracks.append(track.copy())
+    return merged
+
+
+class MusicGenerator:
+    def __init__(self, model, tokenizer) -> None:
+        if model.config.vocab_size != tokenizer.vocab_size:
+            raise MusicmhaError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model expects "
+                                f"{model.config.vocab_size}: they come from different checkpoints")
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.spec = None if tokenizer.is_bpe else grammar_spec(tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path | None = None, *, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> MusicGenerator:
+        """Model + tokenizer of a checkpoint folder; GPU in bf16 when there is one, else CPU in fp32."""
+        from .model import MusicTransformer
+        from .tokenizer import MusicTokenizer
+
+        folder = Path(folder) if folder is not None else default_checkpoint()
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        model = MusicTransformer.from_pretrained(folder, device=device, dtype=dtype)
+        return cls(model, MusicTokenizer.load(folder))
+
+    def _condition(self, ids: list[int], budget: int) -> tuple[list[int], float]:
+        """The prompt's tail that conditions the model, cut at a bar start, and its time in quarters."""
+        bar_id = self.tokenizer.miditok.vocab.get("Bar_None")
+        bars = [i for i, t in enumerate(ids) if t == bar_id]
+        cut = next((i for i in bars if len(ids) - i <= budget), bars[-1] if bars else 0)
+        offset = 0.0
+        if cut > 0 and self.spec is not None:
+            timeline = TokenGrammar(self.spec)
+            timeline.follow(torch.tensor([ids[:cut + 1]]))
+            offset = timeline.rows[0].bar_start
+        return [self.tokenizer.bos_id, *ids[cut:]], offset
+
+    def continue_midi(self, prompt: str | os.PathLike | bytes | symusic.Score | None = None, *,
+                      max_new_tokens: int | None = None, bars: int | None = None, seconds: float | None = None,
+                      temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                      seed: int | None = None, num_samples: int = 1, prompt_tokens: int | None = None,
+                      callback: Callable[[int, torch.Tensor], None] | None = None,
+                      constrained: bool = True) -> list[GenerationResult]:
+        """Continue `prompt` (None: start from nothing). Length: max_new_tokens, bars or seconds (one of
+        them; default 512 tokens), capped at MAX_NEW_TOKENS. One result per sample, decoded as one batch."""
+        if sum(x is not None for x in (max_new_tokens, bars, seconds)) > 1:
+            raise ConfigError("give at most one of max_new_tokens, bars, seconds")
+        for name, value in (("max_new_tokens", max_new_tokens), ("bars", bars), ("seconds", seconds),
+                            ("num_samples", num_samples), ("prompt_tokens", prompt_tokens)):
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if constrained and self.spec is None:
+            raise ConfigError("grammar-constrained decoding needs a tokenizer without BPE; pass constrained=False")
+        limit = min(max_new_tokens or (MAX_NEW_TOKENS if bars or seconds else 512), MAX_NEW_TOKENS)
+        score = load_midi(prompt) if prompt is not None else None
+        ids = self.tokenizer.encode(score) if score is not None else []
+        context = self.model.config.max_seq_len
+        budget = prompt_tokens or context - min(limit, context // 2)
+        condition, offset_quarters = self._condition(ids, budget)
+        seed = seed if seed is not None else random.randrange(2**31)
+        device = next(self.model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(seed)
+        timeline = TokenGrammar(self.spec) if self.spec is not None else None
+        start = torch.tensor([condition] * num_samples, device=device)
+        stop = None
+        if timeline is not None and (bars or seconds):
+            timeline.follow(start)
+            bars0, quarters0 = timeline.rows[0].bars, timeline.rows[0].quarters
+            qpm = score.tempos[-1].qpm if score is not None and len(score.tempos) else 120.0
+
+            def stop(seq: torch.Tensor) -> torch.Tensor:
+                timeline.follow(seq)
+                if bars:
+                    return torch.tensor([r.bars - bars0 > bars for r in timeline.rows])
+                return torch.tensor([(r.quarters - quarters0) * 60.0 / qpm >= seconds for r in timeline.rows])
+        out = self.model.generate(start, limit, temperature=temperature, top_k=top_k, top_p=top_p,
+                                  generator=generator, callback=callback,
+                                  allowed=TokenGrammar(self.spec) if constrained else None,
+                                  eos_token_id=self.tokenizer.eos_id, stop=stop)
+        return [self._result(score, condition, row.tolist(), offset_quarters, seed) for row in out]
+
+    def _decode(self, ids: list[int]) -> symusic.Score:
+        if len(ids) <= 1:  # BOS alone: miditok cannot decode an empty sequence
+            return symusic.Score(self.tokenizer.miditok.time_division)
+        return self.tokenizer.decode(ids)
+
+    def _result(self, prompt: symusic.Score | None, condition: list[int], row: list[int],
+                offset_quarters: float, seed: int) -> GenerationResult:
+        new = row[len(condition):]
+        if self.tokenizer.eos_id in new:
+            new = new[:new.index(self.tokenizer.eos_id)]
+        full_tok, prompt_tok = self._decode(condition + new), self._decode(condition)
+        continuation = _new_notes(full_tok, prompt_tok, full_tok.ticks_per_quarter)
+        if prompt is None:
+            return GenerationResult(full_tok, continuation, condition + new, new, 0, seed)
+        tpq = prompt.ticks_per_quarter
+        continuation = continuation.resample(tpq, min_dur=1)
+        continuation = continuation.shift_time(round(offset_quarters * tpq))
+        merged = _merge(prompt, continuation)
+        return GenerationResult(merged, continuation, condition + new, new, int(prompt.end()), seed)

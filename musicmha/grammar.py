@@ -1,0 +1,143 @@
+"""Grammar-constrained decoding for REMI-family token streams (torch only; no miditok import).
+
+`TokenGrammar` follows each generated row token by token and gives, at every step, the mask of tokens that
+keep the sequence valid: the token-type successions of the tokenizer (Pitch -> Velocity -> Duration,
+Program before Pitch, ...), Positions that move forward inside a bar, and no pitch repeated by the same
+program at the same position when the tokenizer removes duplicated notes. These are exactly the checks of
+miditok's `tokens_errors`, so constrained samples measure 0 errors. It also keeps each row's time (bars and
+ticks), which generation uses to stop after a number of bars or seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+NOTE_TYPES = ("Pitch", "PitchDrum", "NoteOn")
+
+
+@dataclass
+class GrammarSpec:
+    """What the grammar needs to know about a tokenizer (built by MusicTokenizer.grammar_spec())."""
+
+    tokens: list[str]  # id -> "Type_value"
+    graph: dict[str, set[str]]  # type -> the types that may follow it
+    bos_id: int
+    eos_id: int
+    pad_id: int
+    positions_per_beat: int  # a Position counts 1/positions_per_beat of a beat (1/denominator note)
+    remove_duplicated_notes: bool = False
+
+
+@dataclass
+class _Row:
+    previous: str | None = None  # type of the last token; None at the start of a piece
+    position: int = -1
+    program: int = 0
+    pitches: dict[int, set[int]] = field(default_factory=dict)
+    bars: int = 0  # Bar tokens seen
+    bar_start: float = 0.0  # quarter notes from the start to the current bar
+    bar_positions: int = 32  # positions in the current bar (numerator * positions_per_beat)
+    quarters_per_position: float = 0.125
+    finished: bool = False
+
+    @property
+    def quarters(self) -> float:
+        """Time of the current position, in quarter notes since the first bar."""
+        return self.bar_start + max(self.position, 0) * self.quarters_per_position
+
+
+class TokenGrammar:
+    """Call it with the sequences so far (B, T) to get the allowed-next-token mask (B, V)."""
+
+    def __init__(self, spec: GrammarSpec) -> None:
+        self.spec = spec
+        vocab = len(spec.tokens)
+        self.types = [t.split("_", 1)[0] for t in spec.tokens]
+        self.values = [t.split("_", 1)[1] if "_" in t else "" for t in spec.tokens]
+        self.type_masks: dict[str, torch.Tensor] = {}
+        for i, kind in enumerate(self.types):
+            self.type_masks.setdefault(kind, torch.zeros(vocab, dtype=torch.bool))[i] = True
+        for special in (spec.bos_id, spec.eos_id, spec.pad_id):
+            self.type_masks[self.types[special]][special] = False
+        self.position_values = torch.tensor([int(v) if k == "Position" else -1
+                                             for k, v in zip(self.types, self.values, strict=True)])
+        self.pitch_values = torch.tensor([int(v) if k in NOTE_TYPES else -1
+                                          for k, v in zip(self.types, self.values, strict=True)])
+        self.start_types = {"Bar"} if "Bar" in spec.graph else set(spec.graph)
+        self.rows: list[_Row] = []
+        self._consumed = 0
+
+    def reset(self, batch_size: int) -> None:
+        self.rows = [self._new_row() for _ in range(batch_size)]
+        self._consumed = 0
+
+    def _new_row(self) -> _Row:
+        ppb = self.spec.positions_per_beat  # 4/4 until a TimeSig says otherwise
+        return _Row(bar_positions=4 * ppb, quarters_per_position=1.0 / ppb)
+
+    def advance(self, row: _Row, token: int) -> None:
+        kind, value = self.types[token], self.values[token]
+        if token == self.spec.bos_id:
+            row.__dict__.update(self._new_row().__dict__)
+            return
+        if token == self.spec.eos_id:
+            row.finished = True
+            return
+        if token == self.spec.pad_id:
+            return
+        if kind == "Bar":
+            if row.bars > 0:
+                row.bar_start += row.bar_positions * row.quarters_per_position
+            row.bars += 1
+            row.position, row.pitches = -1, {}
+        elif kind == "TimeSig":
+            numerator, denominator = (int(x) for x in value.split("/"))
+            row.bar_positions = numerator * self.spec.positions_per_beat
+            row.quarters_per_position = 4.0 / (denominator * self.spec.positions_per_beat)
+        elif kind == "Position":
+            row.position, row.pitches = int(value), {}
+        elif kind == "Program":
+            row.program = int(value)
+        elif kind in NOTE_TYPES:
+            row.pitches.setdefault(row.program, set()).add(int(value))
+        row.previous = kind
+
+    def allowed(self, row: _Row) -> torch.Tensor:
+        vocab = len(self.spec.tokens)
+        mask = torch.zeros(vocab, dtype=torch.bool)
+        if row.finished:
+            mask[self.spec.eos_id] = True
+            return mask
+        following = self.start_types if row.previous is None else self.spec.graph.get(row.previous, set())
+        for kind in following:
+            if kind in self.type_masks:
+                mask |= self.type_masks[kind]
+        if "Position" in following:  # forward in time, and inside the bar
+            is_position = self.position_values >= 0
+            mask &= ~(is_position & ((self.position_values <= row.position)
+                                     | (self.position_values >= row.bar_positions)))
+        if self.spec.remove_duplicated_notes and row.pitches.get(row.program):
+            played = torch.tensor(sorted(row.pitches[row.program]))
+            mask &= ~torch.isin(self.pitch_values, played)
+        if row.previous is not None and "Bar" in following:
+            mask[self.spec.eos_id] = True  # a piece may end wherever a new bar could start
+        if not mask.any():  # nothing fits (e.g. a bar already at its last position): start a new bar
+            mask |= self.type_masks.get("Bar", torch.zeros(vocab, dtype=torch.bool))
+            mask[self.spec.eos_id] = True
+        return mask
+
+    def follow(self, sequences: torch.Tensor) -> None:
+        """Advance every row over the tokens it has not seen yet (sequences only ever grow)."""
+        if len(self.rows) != sequences.shape[0] or sequences.shape[1] < self._consumed:
+            self.reset(sequences.shape[0])
+        new = sequences[:, self._consumed:].tolist()
+        for row, tokens in zip(self.rows, new, strict=True):
+            for token in tokens:
+                self.advance(row, token)
+        self._consumed = sequences.shape[1]
+
+    def __call__(self, sequences: torch.Tensor) -> torch.Tensor:
+        self.follow(sequences)
+        return torch.stack([self.allowed(row) for row in self.rows])
