@@ -173,6 +173,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
 
+    export_dir = out / EXPORT_DIR
     model.train()
     tokens_per_step = cfg.batch_size * model_config.max_seq_len * cfg.grad_accum * world
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process,
@@ -217,14 +218,15 @@ def train(cfg: TrainConfig) -> TrainResult:
         bar.update(1)
         if step % cfg.save_every == 0 or step == cfg.max_steps:
             save_state()
+            if step % cfg.eval_every and step != cfg.max_steps:
+                val_nll = validation_nll()  # the export records the NLL of the weights it holds
+            # a usable model folder at every checkpoint, so a run stopped early still leaves one
+            if accelerator.is_main_process:
+                export(_unwrap(accelerator, model), tokenizer, export_dir, cfg=cfg, step=step,
+                       tokens_seen=tokens_seen, train_loss=last_loss, validation_nll=val_nll,
+                       num_processes=world)
+            accelerator.wait_for_everyone()
     bar.close()
-    if math.isnan(val_nll):
-        val_nll = validation_nll()
-    export_dir = out / EXPORT_DIR
-    if accelerator.is_main_process:
-        export(_unwrap(accelerator, model), tokenizer, export_dir, cfg=cfg, step=step,
-               tokens_seen=tokens_seen, train_loss=last_loss, validation_nll=val_nll, num_processes=world)
-    accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(step, tokens_seen, last_loss, val_nll, export_dir, accelerator.is_main_process)
 
