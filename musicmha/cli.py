@@ -246,6 +246,21 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_app(sub: argparse._SubParsersAction) -> None:
+    from .app.server import add_arguments
+
+    p = sub.add_parser("app", help="start the web app (Gradio) on http://127.0.0.1:7860")
+    add_arguments(p)
+    p.set_defaults(run=_run_app)
+
+
+def _run_app(args: argparse.Namespace) -> int:
+    from .app import launch
+
+    launch(args)
+    return 0
+
+
 # Subcommands, in the order `musicmha --help` lists them. Later pipelines add theirs here.
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_info,
@@ -255,6 +270,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_eval,
     _add_generate,
     _add_render,
+    _add_app,
 ]
 
 

@@ -1,0 +1,73 @@
+"""The "About" text of the app: the checkpoint's own description (config.json, training.json, README.md,
+whichever exist), where the data comes from, and how to train a model of your own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+_README_LINES = 40  # a checkpoint README can be long; the panel shows its beginning
+
+TRAIN_YOUR_OWN = """\
+### Train your own
+```bash
+musicmha corpus --out data/corpus                 # music21's public-domain scores as MIDI
+musicmha prepare data/corpus --out data/tokens    # tokenize into train/validation/test shards
+musicmha train --data data/tokens --out runs/mine # CPU, one or more GPUs (accelerate launch -m musicmha train)
+musicmha generate --checkpoint runs/mine/model --prompt data/prompts/bach_bwv66.6_chorale.mid --out out.mid
+```
+Put the exported folder under `checkpoints/` (or pass `--checkpoint`) and it appears in the checkpoint list.
+"""
+
+DATA = """\
+### Data
+The shipped model learns from the scores bundled with [music21](https://web.mit.edu/music21/) (Bach chorales,
+Palestrina, Monteverdi, folk-song collections and more, public domain), converted to MIDI by `musicmha corpus`
+and tokenized as REMI with programs (miditok). The example prompts are short openings of such pieces.
+"""
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _model_lines(folder: Path) -> list[str]:
+    config = _read_json(folder / "config.json")
+    if config is None:
+        return ["config.json is missing or unreadable."]
+    keys = ("d_model", "n_layers", "n_heads", "max_seq_len", "position", "vocab_size")
+    shown = ", ".join(f"{k} {config[k]}" for k in keys if k in config)
+    return [f"Causal transformer: {shown}."]
+
+
+def _training_lines(folder: Path) -> list[str]:
+    info = _read_json(folder / "training.json")
+    if info is None:
+        return []
+    parts = [f"{info[k]:,} {label}" for k, label in (("steps", "steps"), ("tokens_seen", "tokens seen"))
+             if isinstance(info.get(k), int)]
+    nll = info.get("final_validation_nll")
+    if isinstance(nll, (int, float)):
+        parts.append(f"validation NLL {nll:.3f} nats/token")
+    if info.get("preset"):
+        parts.append(f"preset `{info['preset']}`")
+    return [f"Training: {', '.join(parts)}."] if parts else []
+
+
+def about_markdown(folder: Path | None) -> str:
+    """Markdown for the About panel for checkpoint `folder` (None: no checkpoint found)."""
+    if folder is None:
+        model = "### Model\nNo checkpoint found: put one under `checkpoints/` or start the app with `--checkpoint`.\n"
+    else:
+        lines = [f"### Model: `{folder.name}`", *_model_lines(folder), *_training_lines(folder)]
+        model = "\n\n".join(lines) + "\n"
+        readme = folder / "README.md"
+        if readme.is_file():
+            text = readme.read_text(errors="replace").splitlines()[:_README_LINES]
+            # Demote the README's headings so they sit under ours.
+            model += "\n" + "\n".join("###" + line if line.startswith("#") else line for line in text) + "\n"
+    return "\n".join([model, DATA, TRAIN_YOUR_OWN])

@@ -1,0 +1,132 @@
+"""What the web app needs from the library, without gradio: a shared model cache, the checkpoint list,
+one temporary folder for the files it hands out, and prompt/result rendering (audio, piano roll, MIDI).
+
+Kept free of gradio so the handlers stay thin and these pieces can be tested and reused on their own.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import symusic
+
+from ..errors import MusicmhaError
+from ..generator import CHECKPOINTS_DIR, MusicGenerator, default_checkpoint
+from ..pianoroll import piano_roll_png
+from ..render import render_audio
+
+logger = logging.getLogger(__name__)
+
+PROMPTS_DIR = Path(__file__).resolve().parents[2] / "data" / "prompts"
+SAMPLE_RATE = 32000  # enough for a preview and a third smaller than 44.1 kHz to send to the browser
+MAX_AUDIO_SECONDS = 180.0  # a long upload is previewed, not rendered in full
+
+
+def list_checkpoints(root: Path = CHECKPOINTS_DIR, extra: Path | None = None) -> list[Path]:
+    """The folders of `root` that hold a config.json (sorted, like `default_checkpoint`), plus `extra`."""
+    found = sorted(p.resolve() for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
+    if extra is not None and extra.resolve() not in found:
+        found.insert(0, extra.resolve())
+    return found
+
+
+def initial_checkpoint(explicit: str | Path | None) -> Path | None:
+    """--checkpoint, else the library's default (env var or first of checkpoints/); None when there is none,
+    so the app can still start and say so instead of crashing."""
+    if explicit is not None:
+        return Path(explicit).resolve()
+    try:
+        return default_checkpoint().resolve()
+    except MusicmhaError:
+        return None
+
+
+def list_examples(folder: Path = PROMPTS_DIR) -> dict[str, Path]:
+    """Bundled example prompts by display name (file stem)."""
+    return {p.stem: p for p in sorted(folder.glob("*.mid"))} if folder.is_dir() else {}
+
+
+class ModelCache:
+    """Generators loaded once and shared by all sessions, keyed by checkpoint folder (least recently used
+    evicted beyond `size`), so switching checkpoints back and forth does not reload from disk."""
+
+    def __init__(self, size: int = 2, device: str | None = None) -> None:
+        self.size, self.device = size, device
+        self._items: OrderedDict[Path, MusicGenerator] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, folder: str | Path) -> MusicGenerator:
+        key = Path(folder).resolve()
+        with self._lock:  # held while loading, so two sessions never load the same model twice
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            generator = MusicGenerator.from_pretrained(key, device=self.device)
+            self._items[key] = generator
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            return generator
+
+
+class TempFiles:
+    """One folder for every file the app writes; files older than `max_age` seconds are swept on each new
+    file, and the whole folder goes when the process exits."""
+
+    def __init__(self, root: str | Path | None = None, max_age: float = 3600.0) -> None:
+        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="musicmha-app-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_age = max_age
+        self._last_sweep = 0.0
+        if root is None:
+            atexit.register(shutil.rmtree, self.root, True)
+
+    def path(self, name: str) -> Path:
+        """A fresh path ending in `name` (a unique subfolder keeps the user-facing file name readable)."""
+        self.sweep()
+        folder = self.root / uuid.uuid4().hex[:12]
+        folder.mkdir()
+        return folder / name
+
+    def sweep(self, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        if now - self._last_sweep < min(60.0, self.max_age):
+            return 0
+        self._last_sweep, removed = now, 0
+        for entry in self.root.iterdir():
+            try:
+                if now - entry.stat().st_mtime > self.max_age:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                    removed += 1
+            except OSError:  # another request may be sweeping too
+                continue
+        if removed:
+            logger.info("removed %d old app files from %s", removed, self.root)
+        return removed
+
+
+@dataclass
+class Rendered:
+    """What the page shows for one score: audio for gr.Audio, a piano roll PNG and the MIDI file."""
+    audio: tuple[int, np.ndarray]
+    image: Path
+    midi: Path
+
+
+def render_score(score: symusic.Score, files: TempFiles, name: str, *, boundary_tick: int | None = None,
+                 title: str | None = None) -> Rendered:
+    midi = files.path(f"{name}.mid")
+    midi.write_bytes(score.dumps_midi())
+    audio, rate = render_audio(score, sample_rate=SAMPLE_RATE, max_seconds=MAX_AUDIO_SECONDS)
+    image = midi.with_suffix(".png")
+    piano_roll_png(score, image, boundary_tick=boundary_tick, width=1000, height=360, title=title)
+    return Rendered((rate, audio), image, midi)
