@@ -133,4 +133,4 @@ def test_config_file_then_flags(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"preset": "small", "batch-size": 3, "learning_rate": 0.01}))
     cfg = TrainConfig.from_sources(path, data="d", out="o", learning_rate=0.02, max_steps=None)
-    assert (cfg.batch_size, cfg.learning_rate, cfg.d_model, cfg.max_steps) == (3, 0.02, 256, 4000)
+    assert (cfg.batch_size, cfg.learning_rate, cfg.d_model, cfg.max_steps) == (3, 0.02, 256, 2000)
