@@ -99,7 +99,7 @@ class TempFiles:
 
     def sweep(self, now: float | None = None) -> int:
         now = time.time() if now is None else now
-        if now - self._last_sweep < min(60.0, self.max_age):
+        if now - self._last_sweep < min(60.0, self.max_age / 2):
             return 0
         self._last_sweep, removed = now, 0
         for entry in self.root.iterdir():

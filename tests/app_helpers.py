@@ -1,0 +1,28 @@
+"""Shared by the app tests: a tiny untrained checkpoint made in about a second, and a free port."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BACH = ROOT / "data" / "prompts" / "bach_bwv66.6_chorale.mid"
+
+
+def make_tiny_checkpoint(folder: Path) -> Path:
+    from musicmha import ModelConfig
+    from musicmha.model import MusicTransformer
+    from musicmha.tokenizer import MusicTokenizer
+
+    tok = MusicTokenizer.from_config()
+    model = MusicTransformer(ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_layers=1, n_heads=2,
+                                         max_seq_len=256))
+    model.save_pretrained(folder)
+    tok.save(folder)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
