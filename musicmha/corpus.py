@@ -62,6 +62,7 @@ class PieceResult:
     path: str | None = None  # MIDI file relative to the output folder; None when the piece failed
     notes: int = 0
     error: str | None = None
+    note: str | None = None  # e.g. when repeats could not be expanded
 
 
 def corpus_root() -> Path:
@@ -142,9 +143,37 @@ def _unshare(score) -> None:
                 seen.add(id(el))
 
 
+def _strip_repeats(score) -> None:
+    """Replace repeat barlines and remove repeat expressions/brackets, for pieces whose repeat marks music21
+    cannot expand ("badly formed repeats", mostly in the fiddle-tune collections): the MIDI then plays
+    each section once instead of losing the whole tune."""
+    from music21 import bar, repeat, spanner
+
+    for measure in score.recurse().getElementsByClass("Measure"):
+        for side in ("leftBarline", "rightBarline"):
+            if isinstance(getattr(measure, side), bar.Repeat):
+                setattr(measure, side, bar.Barline("regular"))
+    for el in list(score.recurse().getElementsByClass((repeat.RepeatExpression, spanner.RepeatBracket))):
+        if el.activeSite is not None:
+            el.activeSite.remove(el)
+
+
+def _to_midi(score) -> tuple[bytes, str | None]:
+    from music21 import midi
+
+    _unshare(score)
+    try:
+        return midi.translate.streamToMidiFile(score).writestr(), None
+    except Exception as error:
+        if "repeat" not in str(error):
+            raise
+        _strip_repeats(score)
+        return midi.translate.streamToMidiFile(score).writestr(), "repeats not expanded (malformed repeat marks)"
+
+
 def convert_file(rel: str, out: str, timeout: float, limit: int | None) -> list[PieceResult]:
     """Parse one corpus file and write each of its pieces as MIDI under `out`. Runs in a worker."""
-    from music21 import corpus, midi, stream
+    from music21 import corpus, stream
 
     from .midi_io import count_notes, load_midi
 
@@ -168,8 +197,7 @@ def convert_file(rel: str, out: str, timeout: float, limit: int | None) -> list[
         result = PieceResult(piece_id, collection)
         try:
             with _time_limit(timeout):
-                _unshare(score)
-                data = midi.translate.streamToMidiFile(score).writestr()
+                data, result.note = _to_midi(score)
             notes = count_notes(load_midi(data))  # MidiError("no notes") for empty pieces
             target = Path(out) / _midi_name(rel, index)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -238,13 +266,14 @@ def _manifest(cfg: CorpusConfig, files: dict[str, list[str]], results: list[Piec
             "splits": {s: sum(split_of(r.id) == s for r in ok) for s in SPLITS},
             "failures": [{"id": r.id, "reason": r.error} for r in mine if r.error is not None],
         }
-    pieces = [{"id": r.id, "path": r.path, "collection": r.collection, "notes": r.notes, "split": split_of(r.id)}
-              for r in results if r.path is not None]
+    pieces = [{"id": r.id, "path": r.path, "collection": r.collection, "notes": r.notes, "split": split_of(r.id),
+               **({"note": r.note} if r.note else {})} for r in results if r.path is not None]
     return {
         "kind": MANIFEST_KIND, "version": 1, "music21": music21.__version__,
         "split_rule": "sha256(piece id) -> train < 0.90 <= validation < 0.95 <= test",
         "pieces_total": len(pieces), "notes_total": sum(p["notes"] for p in pieces),
         "failures_total": sum(len(c["failures"]) for c in collections.values()),
+        "repeats_not_expanded": sum(r.note is not None for r in results if r.path is not None),
         "seconds": round(seconds, 1), "workers": cfg.workers or os.cpu_count() or 1,
         "collections": collections, "pieces": pieces,
     }
