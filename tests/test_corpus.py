@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from musicmha.cli import main
-from musicmha.corpus import _one_format_per_piece, available_collections, convert_file, read_corpus_splits
+from musicmha.corpus import _one_format_per_piece, _to_midi, available_collections, convert_file, read_corpus_splits
 from musicmha.midi_io import count_notes, load_midi
 from musicmha.split import split_of
 
@@ -69,3 +69,23 @@ def test_multi_tune_abc_file_gives_one_piece_per_tune(tmp_path):
 def test_one_format_per_piece():
     files = ["b/op18/m1.krn", "b/op18/m1.mxl", "b/op18/m2.krn", "b/x.abc"]
     assert _one_format_per_piece(files) == ["b/op18/m1.mxl", "b/op18/m2.krn", "b/x.abc"]
+
+
+def test_malformed_repeats_keep_the_piece_unexpanded():
+    from music21 import bar, midi, note, stream
+
+    part = stream.Part()
+    for i in range(3):
+        measure = stream.Measure(number=i + 1)
+        measure.append(note.Note(60 + i, quarterLength=4))
+        part.append(measure)
+    measures = part.getElementsByClass("Measure")
+    measures[0].leftBarline = bar.Repeat(direction="start")
+    measures[1].leftBarline = bar.Repeat(direction="start")  # two starts, no end: music21 cannot expand
+    score = stream.Score([part])
+    with pytest.raises(Exception, match="repeat"):
+        midi.translate.streamToMidiFile(score)
+    data, why = _to_midi(score)
+    assert why is not None and "repeats" in why
+    notes = load_midi(data).tracks[0].notes
+    assert [n.pitch for n in notes] == [60, 61, 62]  # each measure once
