@@ -17,9 +17,12 @@ def _slot_visibility(*files: str | None) -> list:
     return [gr.Column(visible=index == 0 or bool(f)) for index, f in enumerate(files)]
 
 
-def _length_slider(unit: str) -> gr.Slider:
+def _length_input(unit: str) -> gr.Number:
+    # No `maximum`: gradio checks it server-side against the first configuration (bars), which would
+    # refuse token lengths; the handler checks the limit of the chosen unit instead.
     default = {"bars": 4, "seconds": 10, "tokens": 256}[unit]
-    return gr.Slider(1, LIMITS[unit], value=default, step=1, label=f"Length ({unit})")
+    return gr.Number(value=default, minimum=1, step=1,
+                     label=f"Length ({unit}, at most {LIMITS[unit]})")
 
 
 def build_app(config: AppConfig) -> gr.Blocks:
@@ -46,7 +49,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         with gr.Accordion("Settings", open=True):
             with gr.Row():
                 unit = gr.Radio(list(LIMITS), value="bars", label="Length in")
-                length = _length_slider("bars")
+                length = _length_input("bars")
                 variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="Variations")
             with gr.Row():
                 temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
@@ -93,7 +96,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         undo.click(handlers.undo, inputs=session, outputs=[prompt_file, session], api_visibility="private")
         for button, midi in zip(continues, midis):
             button.click(handlers.continue_from, inputs=midi, outputs=prompt_file, api_visibility="private")
-        unit.change(_length_slider, inputs=unit, outputs=length, queue=False, api_visibility="private")
+        unit.change(_length_input, inputs=unit, outputs=length, queue=False, api_visibility="private")
         checkpoint.change(lambda value: about_markdown(handlers.checkpoint_folder(value)), inputs=checkpoint,
                           outputs=about, queue=False, api_visibility="private")
 
