@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("gradio")
-client_module = pytest.importorskip("gradio_client")
+pytest.importorskip("gradio_client")
 
 from app_helpers import BACH, ROOT, free_port, make_tiny_checkpoint  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client.utils import QueueError  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = ROOT / "docs" / "app.png"
@@ -103,6 +104,36 @@ def test_stop_ends_the_generation(server, monkeypatch):
         time.sleep(0.1)
 
 
+def test_a_full_queue_says_busy(checkpoint, monkeypatch):
+    import musicmha.app.handlers as handlers
+    from musicmha.app import add_arguments
+    from musicmha.app.server import prepare
+
+    run = handlers._Job._run
+
+    def slow(self, prompt, kwargs):  # each generation takes a second, whatever the model does
+        time.sleep(1.0)
+        run(self, prompt, kwargs)
+
+    monkeypatch.setattr(handlers._Job, "_run", slow)
+    port = free_port()
+    app, kwargs = prepare(add_arguments(argparse.ArgumentParser()).parse_args(
+        ["--checkpoint", str(checkpoint), "--port", str(port), "--queue-size", "1"]))
+    app.launch(prevent_thread_lock=True, quiet=True, **kwargs)
+    try:
+        jobs = [Client(f"http://127.0.0.1:{port}/", verbose=False).submit(None, "tokens", 8, api_name="/generate")
+                for _ in range(3)]
+        outcomes = []
+        for job in jobs:
+            try:
+                outcomes.append(job.result()[0])
+            except QueueError as error:
+                outcomes.append(str(error))
+    finally:
+        app.close()
+    assert sum("Done" in o for o in outcomes) == 2 and any("Queue is full" in o for o in outcomes)
+
+
 @pytest.mark.slow
 def test_python_app_py_starts_on_localhost(checkpoint, tmp_path):
     port = free_port()
@@ -151,13 +182,22 @@ def test_browser_example_generate_listen_download(server, tmp_path):
         page.locator("#example input").click()
         page.get_by_role("option", name="bach_bwv66.6_chorale").click()
         page.wait_for_selector("#prompt-audio [data-testid^='waveform-']", timeout=30_000)  # heard before generating
+        page.locator("#variations input[type=number]").fill("2")
+        page.locator("#variations input[type=number]").press("Enter")
         page.locator("#generate").click()
-        page.wait_for_selector("#result-audio-1 [data-testid^='waveform-']", timeout=60_000)
-        link = page.locator("#result-midi-1 a[data-testid='download-link']")
-        link.wait_for(timeout=30_000)
-        assert "variation-1" in link.inner_text() or "variation-1" in (link.get_attribute("href") or "")
-        assert "Done" in page.locator("#status").inner_text()
+        for slot in (1, 2):
+            page.wait_for_selector(f"#result-audio-{slot} [data-testid^='waveform-']", timeout=60_000)
+            link = page.locator(f"#result-midi-{slot} a[data-testid='download-link']")
+            link.wait_for(timeout=30_000)
+            assert f"variation-{slot}" in (link.get_attribute("href") or "")
+        assert "Done: 2 variation(s)" in page.locator("#status").inner_text()
         page.screenshot(path=tmp_path / "app.png", full_page=True)
+
+        info = "document.querySelector('#prompt-info').innerText"
+        page.locator("#continue-2").click()  # the second result becomes the prompt ...
+        page.wait_for_function(f"{info}.includes('Prompt:') && !{info}.includes('84 notes')", timeout=30_000)
+        page.locator("#undo").click()  # ... and undo brings the chorale back
+        page.wait_for_function(f"{info}.includes('Prompt: 84 notes')", timeout=30_000)
         browser.close()
     assert (tmp_path / "app.png").stat().st_size > 10_000
     assert external == []  # offline: no fonts, scripts or analytics from elsewhere

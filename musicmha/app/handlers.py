@@ -103,8 +103,15 @@ class Handlers:
         shutil.copyfile(self.config.examples[name], target)
         return str(target)
 
-    def clear_prompt(self) -> tuple[None, None]:
-        return None, None
+    def clear_prompt(self) -> tuple[None, None, str]:
+        """Runs first on every prompt change, so a bad upload never leaves the previous preview showing."""
+        return None, None, "Reading the prompt..."
+
+    def render(self, score: symusic.Score, name: str, **kwargs: Any) -> Rendered:
+        try:
+            return render_score(score, self.config.files, name, **kwargs)
+        except MusicmhaError as error:  # e.g. a missing SoundFont named in $MUSICMHA_SOUNDFONT
+            raise gr.Error(f"cannot render {name}: {error}") from None
 
     def show_prompt(self, path: str | None, session: dict) -> tuple[Any, Any, str, dict]:
         """Preview the prompt (audio + piano roll) and record the change in the session history."""
@@ -113,7 +120,7 @@ class Handlers:
             session = {"current": data, "history": [*session["history"], session["current"]][-HISTORY_STEPS:]}
         if data is None:
             return None, None, "No prompt: the model starts from nothing.", session
-        shown = render_score(score, self.config.files, "prompt", title="prompt")
+        shown = self.render(score, "prompt", title="prompt")
         info = (f"Prompt: {score.note_num()} notes, {len(score.tracks)} track(s), "
                 f"{music_end_seconds(score):.1f} s.")
         return shown.audio, str(shown.image), info, session
@@ -177,9 +184,8 @@ class Handlers:
         if job.error is not None:
             raise gr.Error(job.error)
         progress(1.0, desc="rendering")
-        shown: list[Rendered | None] = [render_score(r.score, self.config.files, f"variation-{i + 1}",
-                                                     boundary_tick=r.boundary_tick, title=f"variation {i + 1}")
-                                        for i, r in enumerate(job.results)]
+        shown: list[Rendered | None] = [self.render(r.score, f"variation-{i + 1}", boundary_tick=r.boundary_tick,
+                                                    title=f"variation {i + 1}") for i, r in enumerate(job.results)]
         shown += [None] * (MAX_VARIATIONS - len(shown))
         used = job.results[0].seed
         notes = ", ".join(str(r.continuation.note_num()) for r in job.results)

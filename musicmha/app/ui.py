@@ -41,7 +41,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 with gr.Row():
                     empty = gr.Button("Start from nothing", size="sm")
                     undo = gr.Button("Undo", size="sm", elem_id="undo")
-                prompt_info = gr.Markdown("No prompt: the model starts from nothing.")
+                prompt_info = gr.Markdown("No prompt: the model starts from nothing.", elem_id="prompt-info")
             with gr.Column(scale=2):
                 prompt_audio = gr.Audio(label="Prompt", type="numpy", interactive=False, elem_id="prompt-audio")
                 prompt_roll = gr.Image(label="Prompt piano roll", type="filepath", interactive=False)
@@ -50,7 +50,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
             with gr.Row():
                 unit = gr.Radio(list(LIMITS), value="bars", label="Length in")
                 length = _length_input("bars")
-                variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="Variations")
+                variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="Variations", elem_id="variations")
             with gr.Row():
                 temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
                 top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k (0: off)")
@@ -79,15 +79,15 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     rolls.append(gr.Image(label="Piano roll (line: end of the prompt)", type="filepath",
                                           interactive=False))
                     midis.append(gr.File(label="MIDI", interactive=False, elem_id=f"result-midi-{index + 1}"))
-                    continues.append(gr.Button("Continue this one", size="sm"))
+                    continues.append(gr.Button("Continue this one", size="sm", elem_id=f"continue-{index + 1}"))
                 slots.append(slot)
 
         with gr.Accordion("About", open=False):
             about = gr.Markdown(about_markdown(config.checkpoint))
 
         # Prompt: every change (upload, example, continue, undo, clear) is previewed and recorded.
-        preview = prompt_file.change(handlers.clear_prompt, outputs=[prompt_audio, prompt_roll], queue=False,
-                                     api_visibility="private")
+        preview = prompt_file.change(handlers.clear_prompt, outputs=[prompt_audio, prompt_roll, prompt_info],
+                                     queue=False, api_visibility="private")
         preview.then(handlers.show_prompt, inputs=[prompt_file, session],
                      outputs=[prompt_audio, prompt_roll, prompt_info, session], api_name="preview",
                      concurrency_limit=2)
