@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -182,6 +183,18 @@ def test_checkpoint_list_and_about(checkpoint, tmp_path):
                      "musicmha prepare", "musicmha train", "musicmha generate"):
         assert expected in text
     assert "No checkpoint found" in about_markdown(None)
+
+
+def test_a_checkpoint_in_checkpoints_is_the_default(checkpoint, tmp_path, monkeypatch):
+    import musicmha.generator
+    from musicmha.app.service import initial_checkpoint
+
+    monkeypatch.delenv("MUSICMHA_CHECKPOINT", raising=False)
+    monkeypatch.setattr(musicmha.generator, "CHECKPOINTS_DIR", tmp_path)
+    assert initial_checkpoint(None) is None and list_checkpoints() == []  # the app still starts
+    shutil.copytree(checkpoint, tmp_path / "shipped")
+    assert initial_checkpoint(None) == (tmp_path / "shipped").resolve() == list_checkpoints()[0]
+    assert initial_checkpoint(str(checkpoint)) == checkpoint.resolve()
 
 
 def test_old_temporary_files_are_swept(tmp_path):

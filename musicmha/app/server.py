@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from pathlib import Path
 
 from ..midi_io import MAX_BYTES
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import symusic
 
+from .. import generator as generator_module
 from ..errors import MusicmhaError
-from ..generator import CHECKPOINTS_DIR, MusicGenerator, default_checkpoint
+from ..generator import MusicGenerator, default_checkpoint
 from ..pianoroll import piano_roll_png
 from ..render import render_audio
 
@@ -32,8 +33,10 @@ SAMPLE_RATE = 32000  # enough for a preview and a third smaller than 44.1 kHz to
 MAX_AUDIO_SECONDS = 180.0  # a long upload is previewed, not rendered in full
 
 
-def list_checkpoints(root: Path = CHECKPOINTS_DIR, extra: Path | None = None) -> list[Path]:
-    """The folders of `root` that hold a config.json (sorted, like `default_checkpoint`), plus `extra`."""
+def list_checkpoints(root: Path | None = None, extra: Path | None = None) -> list[Path]:
+    """The folders of `root` (default: checkpoints/) that hold a config.json, sorted like
+    `default_checkpoint`, with `extra` first when it is not among them."""
+    root = root if root is not None else generator_module.CHECKPOINTS_DIR
     found = sorted(p.resolve() for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
     if extra is not None and extra.resolve() not in found:
         found.insert(0, extra.resolve())
