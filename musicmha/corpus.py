@@ -108,7 +108,7 @@ def _time_limit(seconds: float) -> Iterator[None]:
         yield
         return
 
-    def on_alarm(signum, frame):  # noqa: ARG001
+    def on_alarm(signum, frame):
         raise _Timeout()
 
     previous = signal.signal(signal.SIGALRM, on_alarm)

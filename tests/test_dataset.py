@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from datafiles import copy_prompts
+
 from musicmha.cli import main
 from musicmha.dataset import TokenSplit, batch_for_step, iter_windows, read_manifest
 from musicmha.errors import MusicmhaError
@@ -42,7 +42,7 @@ def test_split_exposes_pieces_and_sources(tokens):
 
 def test_batch_depends_only_on_its_arguments(tokens):
     train = TokenSplit(tokens, "train")
-    args = dict(seq_len=32, batch_size=4, seed=7)
+    args = {"seq_len": 32, "batch_size": 4, "seed": 7}
     a = batch_for_step(train, step=5, **args)
     assert a.shape == (4, 33) and a.dtype == np.int64
     again = batch_for_step(TokenSplit(tokens, "train"), step=5, **args)  # fresh reader, as after a restart

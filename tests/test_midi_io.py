@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import symusic
-
 from datafiles import PROMPTS, zero_note_midi
+
 from musicmha.errors import MidiError
 from musicmha.midi_io import count_notes, load_midi
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from datafiles import PROMPTS, copy_prompts, write_corrupt_files
+
 from musicmha.augment import AugmentConfig, Variant, apply
 from musicmha.cli import main
 from musicmha.midi_io import load_midi

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 import symusic
-
 from datafiles import PROMPTS
+
 from musicmha.errors import ConfigError, MidiError
 from musicmha.midi_io import load_midi
 from musicmha.tokenizer import MusicTokenizer, TokenizerConfig
