@@ -41,7 +41,7 @@ def _add_corpus(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--collections", default=None,
                    help="comma-separated collections, e.g. bach,palestrina (default: all)")
     p.add_argument("--workers", type=int, default=0, help="worker processes (default: all cores)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per file parse and per piece")
+    p.add_argument("--timeout", type=float, default=60.0, help="CPU seconds allowed per file parse and per piece")
     p.add_argument("--limit", type=int, default=None,
                    help="at most N files per collection and N pieces per file (quick tests)")
     p.add_argument("--list", action="store_true", help="list the collections and their file counts, then exit")

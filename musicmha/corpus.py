@@ -38,7 +38,7 @@ class CorpusConfig:
     out: Path
     collections: list[str] | None = None  # None: every collection in music21's corpus
     workers: int = 0  # 0: all cores
-    timeout: float = 60.0  # seconds for parsing one file, and again for converting each piece
+    timeout: float = 60.0  # CPU seconds for parsing one file, and again for converting each piece
     limit: int | None = None  # at most this many files per collection and pieces per file (quick tests)
 
     def __post_init__(self) -> None:
@@ -102,22 +102,24 @@ class _Timeout(Exception):
 
 @contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt slow music21 parsing with SIGALRM: tasks run in the main thread of pool workers, and
-    music21 is pure Python, so the alarm lands promptly. A no-op where SIGALRM is missing (Windows)."""
-    if not hasattr(signal, "SIGALRM"):
+    """Interrupt slow music21 parsing after `seconds` of CPU time (SIGVTALRM): tasks run in the main thread of
+    pool workers and music21 is pure Python, so the signal lands promptly. CPU time, not wall time, so a busy
+    machine does not make pieces fail (a wall-clock limit lost a whole Essen file under load). A no-op
+    where the signal is missing (Windows)."""
+    if not hasattr(signal, "SIGVTALRM"):
         yield
         return
 
     def on_alarm(signum, frame):
         raise _Timeout()
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGVTALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)
 
 
 def _one_line(error: BaseException) -> str:
@@ -182,7 +184,7 @@ def convert_file(rel: str, out: str, timeout: float, limit: int | None) -> list[
         with _time_limit(timeout):
             parsed = corpus.parse(str(corpus_root() / rel), forceSource=True)
     except _Timeout:
-        return [PieceResult(rel, collection, error=f"parsing took longer than {timeout:g} s")]
+        return [PieceResult(rel, collection, error=f"parsing took longer than {timeout:g} s of CPU time")]
     except Exception as error:
         return [PieceResult(rel, collection, error=f"parse failed: {_one_line(error)}")]
 
@@ -204,7 +206,7 @@ def convert_file(rel: str, out: str, timeout: float, limit: int | None) -> list[
             target.write_bytes(data)
             result.path, result.notes = target.relative_to(out).as_posix(), notes
         except _Timeout:
-            result.error = f"conversion took longer than {timeout:g} s"
+            result.error = f"conversion took longer than {timeout:g} s of CPU time"
         except Exception as error:
             result.error = f"conversion failed: {_one_line(error)}"
         results.append(result)
