@@ -107,8 +107,10 @@ def test_random_seed_reports_the_seed_used(handlers):
 def test_generation_streams_a_live_piano_roll(handlers, monkeypatch):
     import musicmha.app.handlers as module
 
+    # poll and stream as often as possible, so even a fast machine sees updates before the end
     monkeypatch.setattr(module, "STREAM_EVERY", 0.0)
-    outputs = list(handlers.generate(None, **{**SETTINGS, "length": 400}))
+    monkeypatch.setattr(module, "POLL_EVERY", 0.01)
+    outputs = list(handlers.generate(None, **{**SETTINGS, "length": 600}))
     assert len(outputs) >= 2 and outputs[0][0].startswith("Generating")
 
 

@@ -27,6 +27,7 @@ LIMITS = {"bars": 32, "seconds": 60, "tokens": 2048}  # longest generation a req
 MAX_PROMPT_TOKENS = 2048
 HISTORY_STEPS = 20  # undo depth per session (prompts are small: kept as MIDI bytes)
 STREAM_EVERY = 1.5  # seconds between live piano roll updates while generating
+POLL_EVERY = 0.25  # seconds between progress reports
 
 
 class Stopped(Exception):
@@ -171,7 +172,7 @@ class Handlers:
         progress((0, kwargs.get("max_new_tokens")), desc="generating", unit="tokens")
         last = time.monotonic()
         try:
-            while not job.done.wait(0.25):
+            while not job.done.wait(POLL_EVERY):
                 progress((job.steps, kwargs.get("max_new_tokens")), desc="generating", unit="tokens")
                 if time.monotonic() - last >= STREAM_EVERY:
                     last = time.monotonic()
