@@ -238,9 +238,9 @@ def _run_generate(args: argparse.Namespace) -> int:
         if args.png:
             from .pianoroll import piano_roll_png
 
-            piano_roll_png(result.score, _numbered(args.png, index, len(results)),
-                           boundary_tick=result.boundary_tick)
-            written.append(str(_numbered(args.png, index, len(results))))
+            png = _numbered(args.png, index, len(results))
+            piano_roll_png(result.score, png, boundary_tick=result.boundary_tick)
+            written.append(str(png))
         print(f"{', '.join(written)}: {result.continuation.note_num()} new notes, "
               f"{len(result.new_token_ids)} tokens, seed {result.seed}")
     return 0

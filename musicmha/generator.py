@@ -160,6 +160,8 @@ class MusicGenerator:
         seed = seed if seed is not None else random.randrange(2**31)
         device = next(self.model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(seed)
+        # One grammar follows every row: it masks the next token (when constrained) and keeps the time
+        # that ends bar/second requests, so each token is parsed once.
         timeline = TokenGrammar(self.spec) if self.spec is not None else None
         start = torch.tensor([condition] * num_samples, device=device)
         stop = None
@@ -175,7 +177,7 @@ class MusicGenerator:
                 return torch.tensor([(r.quarters - quarters0) * 60.0 / qpm >= seconds for r in timeline.rows])
         out = self.model.generate(start, limit, temperature=temperature, top_k=top_k, top_p=top_p,
                                   generator=generator, callback=callback,
-                                  allowed=TokenGrammar(self.spec) if constrained else None,
+                                  allowed=timeline if constrained else None,
                                   eos_token_id=self.tokenizer.eos_id, stop=stop)
         return [self._result(score, condition, row.tolist(), offset_quarters, seed) for row in out]
 

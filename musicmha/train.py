@@ -96,11 +96,6 @@ def _check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
     return states[-1]
 
 
-def _unwrap(accelerator, model):
-    model = accelerator.unwrap_model(model)
-    return getattr(model, "_orig_mod", model)  # torch.compile wraps the module
-
-
 def train(cfg: TrainConfig) -> TrainResult:
     """Train (or resume) a MusicTransformer on a prepared token folder; returns the final numbers."""
     from accelerate import Accelerator
@@ -222,7 +217,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 val_nll = validation_nll()  # the export records the NLL of the weights it holds
             # a usable model folder at every checkpoint, so a run stopped early still leaves one
             if accelerator.is_main_process:
-                export(_unwrap(accelerator, model), tokenizer, export_dir, cfg=cfg, step=step,
+                export(accelerator.unwrap_model(model), tokenizer, export_dir, cfg=cfg, step=step,
                        tokens_seen=tokens_seen, train_loss=last_loss, validation_nll=val_nll,
                        num_processes=world)
             accelerator.wait_for_everyone()
