@@ -13,6 +13,12 @@ an output projection (Vaswani et al. 2017). Position schemes, chosen with `posit
 The module serves as causal self-attention (the default), bidirectional self-attention (`causal=False`) and
 cross-attention (`kv=` another sequence, with an optional key padding mask). Self-attention can decode one
 token or a chunk at a time against a static `KVCache`.
+
+Backends (`backend=`): "sdpa" folds every position term and mask into one additive bias for
+`scaled_dot_product_attention` (rope and none get its fused causal kernels directly); "blocked" and "flex"
+are the fast causal relative kernels of `relative_kernel`. "auto" picks "blocked" for causal relative
+self-attention over a whole sequence (training, prefill) and "sdpa" for everything else (decoding one row
+needs no skew; see `relative_rows`).
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import POSITION_MODES
-from .positions import RotaryEmbedding, alibi_bias, alibi_slopes, relative_logits
+from .config import ATTENTION_BACKENDS, POSITION_MODES
+from .positions import RotaryEmbedding, alibi_bias, alibi_slopes, relative_logits, relative_rows
+from .relative_kernel import blocked_causal_relative_attention, flex_causal_relative_attention
 
 PositionMode = Literal["relative", "rope", "alibi", "none"]
 
@@ -60,10 +67,13 @@ class KVCache:
 class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, *, position: PositionMode = "relative",
                  max_relative_distance: int = 1023, causal: bool = True, kv_dim: int | None = None,
-                 dropout: float = 0.0, bias: bool = True, rope_base: float = 10000.0) -> None:
+                 dropout: float = 0.0, bias: bool = True, rope_base: float = 10000.0,
+                 backend: str = "auto", block_size: int = 128) -> None:
         super().__init__()
         if position not in POSITION_MODES:
             raise ValueError(f"position must be one of {', '.join(POSITION_MODES)}; got {position!r}")
+        if backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(ATTENTION_BACKENDS)}; got {backend!r}")
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         if max_relative_distance < 0:
@@ -71,6 +81,8 @@ class MultiHeadAttention(nn.Module):
         self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
         self.position, self.causal, self.dropout = position, causal, dropout
         self.max_relative_distance, self.rope_base = max_relative_distance, rope_base
+        self.backend, self.block_size = backend, block_size
+        self._mask_cache: dict[tuple, torch.Tensor] = {}  # causal masks and ALiBi biases, reused per shape
         kv_dim = kv_dim or d_model
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(kv_dim, d_model, bias=bias)
@@ -112,22 +124,51 @@ class MultiHeadAttention(nn.Module):
             k = self.rotary(k, first_query_pos)
         if kv_cache is not None:
             k, v = kv_cache.update(start_pos, k, v)
+        out = self.attend(q, k, v, first_query_pos=first_query_pos, key_padding_mask=key_padding_mask)
+        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.d_model)  # concatenate the heads
+        return self.out_proj(out)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, first_query_pos: int = 0,
+               key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention core on split heads, q (B, H, Tq, D) and k, v (B, H, Tk, D), rotary already applied:
+        position term, mask, softmax and the weighted sum of values, through the chosen backend."""
+        dropout_p = self.dropout if self.training else 0.0
+        backend = self.resolve_backend(q, k, first_query_pos, key_padding_mask)
+        if backend == "blocked":
+            return blocked_causal_relative_attention(q, k, v, self.relative_embeddings, scale=self.head_dim**-0.5,
+                                                     dropout_p=dropout_p, block_size=self.block_size)
+        if backend == "flex":
+            if dropout_p > 0.0:
+                raise ValueError("the flex backend has no attention dropout; use backend='blocked'")
+            return flex_causal_relative_attention(q, k, v, self.relative_embeddings, scale=self.head_dim**-0.5)
         bias = self._logit_bias(q, k.shape[2], first_query_pos, key_padding_mask)
         is_causal = bias is None and self.causal and first_query_pos == 0 and q.shape[2] == k.shape[2]
         if bias is None and self.causal and not is_causal:
             bias = self._visible(q.shape[2], k.shape[2], first_query_pos, None, q.device)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=is_causal,
-                                             dropout_p=self.dropout if self.training else 0.0)
-        out = out.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.d_model)  # concatenate the heads
-        return self.out_proj(out)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=is_causal, dropout_p=dropout_p)
+
+    def resolve_backend(self, q: torch.Tensor, k: torch.Tensor, first_query_pos: int,
+                        key_padding_mask: torch.Tensor | None) -> str:
+        """The backend one call uses: the fast relative kernels serve causal relative self-attention over a
+        whole sequence from position 0 (training, evaluation, prefill); anything else takes "sdpa"."""
+        whole_causal_sequence = (self.position == "relative" and self.causal and key_padding_mask is None
+                                 and first_query_pos == 0 and q.shape[2] == k.shape[2])
+        if not whole_causal_sequence or self.backend == "sdpa":
+            return "sdpa"
+        return "blocked" if self.backend == "auto" else self.backend
 
     def _visible(self, n_queries: int, n_keys: int, first_query_pos: int,
                  key_padding_mask: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
         """Boolean (B|1, 1, Tq, Tk) mask of the keys each query may attend to, or None when all of them."""
         visible = None
-        if self.causal:
-            visible = torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(first_query_pos)
-            visible = visible[None, None]
+        if self.causal and first_query_pos + n_queries - 1 >= n_keys - 1 and n_queries == 1:
+            pass  # one query at the newest position (decoding) sees every key: no mask to build
+        elif self.causal:
+            key = ("visible", n_queries, n_keys, first_query_pos, device)
+            if key not in self._mask_cache:
+                self._remember(key, torch.ones(n_queries, n_keys, dtype=torch.bool, device=device)
+                               .tril(first_query_pos)[None, None])
+            visible = self._mask_cache[key]
         if key_padding_mask is not None:
             keep = ~key_padding_mask.to(device=device, dtype=torch.bool)[:, None, None, :]
             visible = keep if visible is None else visible & keep
@@ -139,10 +180,17 @@ class MultiHeadAttention(nn.Module):
         the position term and -inf where a key is hidden. None when plain (causal) attention suffices."""
         n_queries = q.shape[2]
         if self.position == "relative":
-            scores = relative_logits(q, self.relative_embeddings, n_keys=n_keys,
-                                     first_query_pos=first_query_pos, causal=self.causal)
+            if self.causal and n_queries < n_keys:  # decoding against a cache: gather rows, no skew
+                scores = relative_rows(q, self.relative_embeddings, n_keys=n_keys, first_query_pos=first_query_pos)
+            else:
+                scores = relative_logits(q, self.relative_embeddings, n_keys=n_keys,
+                                         first_query_pos=first_query_pos, causal=self.causal)
             term = scores * self.head_dim**-0.5  # Huang et al.: (QKᵀ + S_rel) / sqrt(D)
         elif self.position == "alibi":
+            # constant for a given shape: fold it with the causal mask once and reuse it
+            cache_key = ("alibi", n_queries, n_keys, first_query_pos, q.device, q.dtype)
+            if key_padding_mask is None and cache_key in self._mask_cache:
+                return self._mask_cache[cache_key]
             term = alibi_bias(self.alibi_slopes, n_queries=n_queries, n_keys=n_keys,
                               first_query_pos=first_query_pos).to(q.dtype)[None]
         else:
@@ -152,4 +200,13 @@ class MultiHeadAttention(nn.Module):
         visible = self._visible(n_queries, n_keys, first_query_pos, key_padding_mask, q.device)
         if term is None:
             return visible
-        return term if visible is None else term.masked_fill(~visible, float("-inf"))
+        folded = term if visible is None else term.masked_fill(~visible, float("-inf"))
+        if self.position == "alibi" and key_padding_mask is None:
+            self._remember(cache_key, folded)
+        return folded
+
+    def _remember(self, key: tuple, tensor: torch.Tensor) -> None:
+        """Cache a shape-dependent constant; a small bound, since decoding creates a new shape every step."""
+        if len(self._mask_cache) >= 16:
+            self._mask_cache.pop(next(iter(self._mask_cache)))
+        self._mask_cache[key] = tensor

@@ -13,6 +13,8 @@ from .errors import ConfigError
 
 CONFIG_FORMAT = "musicmha.model/1"
 POSITION_MODES: tuple[str, ...] = ("relative", "rope", "alibi", "none")
+# How attention is computed; every backend computes the same function (see musicmha/attention.py).
+ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "sdpa", "blocked", "flex")
 
 
 @dataclass
@@ -30,6 +32,7 @@ class ModelConfig:
     max_relative_distance: int = 0  # 0 means max_seq_len - 1: every distance in the context its own embedding
     rope_base: float = 10000.0
     bias: bool = False
+    attention_backend: str = "auto"  # a speed choice only: weights are interchangeable between backends
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (never read by the model)
 
     def __post_init__(self) -> None:
@@ -54,6 +57,9 @@ class ModelConfig:
         if not isinstance(self.rope_base, (int, float)) or not math.isfinite(self.rope_base) \
                 or self.rope_base <= 1.0:
             raise ConfigError(f"rope_base must be a finite number > 1, got {self.rope_base!r}")
+        if self.attention_backend not in ATTENTION_BACKENDS:
+            raise ConfigError(f"attention_backend must be one of {', '.join(ATTENTION_BACKENDS)}; "
+                              f"got {self.attention_backend!r}")
         if not isinstance(self.bias, bool):
             raise ConfigError(f"bias must be true or false, got {self.bias!r}")
         if not isinstance(self.extra, dict):

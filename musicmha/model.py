@@ -43,7 +43,7 @@ class Block(nn.Module):
         self.attn = MultiHeadAttention(
             config.d_model, config.n_heads, position=config.position,  # type: ignore[arg-type]
             max_relative_distance=config.max_relative_distance, causal=True, dropout=config.dropout,
-            bias=config.bias, rope_base=config.rope_base)
+            bias=config.bias, rope_base=config.rope_base, backend=config.attention_backend)
         self.norm2 = nn.LayerNorm(config.d_model)
         self.mlp = MLP(config)
         self.dropout = nn.Dropout(config.dropout)

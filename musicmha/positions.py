@@ -41,6 +41,19 @@ def relative_logits(q: torch.Tensor, rel_emb: torch.Tensor, *, n_keys: int, firs
     )
 
 
+def relative_rows(q: torch.Tensor, rel_emb: torch.Tensor, *, n_keys: int, first_query_pos: int) -> torch.Tensor:
+    """The causal S of `relative_logits` for a few queries against many cached keys, without the skew.
+
+    Decoding asks for one row per step: q (B, H, Tq, D) times the whole distance table (H, R+1, D) is a
+    (B, H, Tq, R+1) product, and each key then picks its distance's column. Keys in a query's future get
+    distance 0 (finite); the caller masks them."""
+    batch, heads, n_queries, _ = q.shape
+    per_distance = torch.matmul(q, rel_emb.to(q.dtype).transpose(-1, -2))  # (B, H, Tq, R+1)
+    query_pos = torch.arange(n_queries, device=q.device)[:, None] + first_query_pos
+    distance = (query_pos - torch.arange(n_keys, device=q.device)).clamp(0, rel_emb.shape[1] - 1)
+    return per_distance.gather(-1, distance.expand(batch, heads, n_queries, n_keys))
+
+
 def alibi_slopes(n_heads: int) -> torch.Tensor:
     """The standard ALiBi slopes (Press et al. 2022): a geometric sequence starting at 2^(-8/n); for a head
     count that is not a power of two, the power-of-two sequence followed by every other slope of the next."""
