@@ -135,6 +135,9 @@ def synthesize(score: symusic.Score, n_samples: int, sample_rate: int = 44100) -
                     cache[key] = drum_sample(int(pitch), sample_rate)
             else:
                 n_on = max(int(round(float(dur) * sample_rate)), int(_MIN_RAMP * sample_rate))
+                # A note held past the end of the buffer is heard only up to there: synthesizing all of it
+                # (hours, for a corrupt file's huge delta time) would take minutes and gigabytes.
+                n_on = min(n_on, n_samples - begin)
                 # Quantized music repeats (pitch, length) pairs a lot: synthesize each once per family.
                 key = (int(track.program) // 8, int(pitch), n_on)
                 if key not in cache:
