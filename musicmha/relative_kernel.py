@@ -38,35 +38,43 @@ def _skew_view(buffer: torch.Tensor, n_keys: int) -> torch.Tensor:
 
     Row r of the buffer holds q_(a+r) · E(b-1-t) in column t, so query a+r and key j (distance a+r-j) sit
     at column t = j + (b-1-a) - r = j + c - 1 - r. Row stride W - 1 does that shift; since W - 1 >= n_keys,
-    no two (r, j) share an element, which makes the transposed write in the backward exact."""
+    no two (r, j) share an element, which makes the transposed write in the backward exact. The entries
+    that land in the last c columns (t >= b) are exactly the future keys j > a + r, which the caller masks."""
     batch, heads, rows, width = buffer.shape
     return buffer.as_strided((batch, heads, rows, n_keys),
                              (heads * rows * width, rows * width, width - 1, 1),
                              buffer.storage_offset() + rows - 1)
 
 
-def _causal_block_mask(rows: int, device: torch.device) -> torch.Tensor:
+@functools.lru_cache(maxsize=32)
+def _future_mask(rows: int, device: str) -> torch.Tensor:
     """True above the diagonal of the (rows, rows) square where a block's queries meet their own keys."""
     return torch.ones(rows, rows, dtype=torch.bool, device=device).triu(1)
 
 
+def _blocks(length: int, block_size: int):
+    for index, a in enumerate(range(0, length, block_size)):
+        b = min(a + block_size, length)
+        yield index, a, b, b - a
+
+
 class _BlockedCausalRelative(torch.autograd.Function):
+    """Inputs: q, k, v (B, H, L, D); e_pad (H, L + block_size, D), the reversed distance table followed by
+    zero rows, so that one matmul per block yields the padded buffer `_skew_view` reads from."""
+
     @staticmethod
-    def forward(ctx, q, k, v, e_rev, scale: float, dropout_p: float, block_size: int):  # type: ignore[override]
-        batch, heads, length, _ = q.shape
+    def forward(ctx, q, k, v, e_pad, scale: float, dropout_p: float, block_size: int):  # type: ignore[override]
+        length = q.shape[2]
+        q_scaled = q * scale  # scaling q once scales both logit terms, instead of an L x L pass per block
         out = torch.empty_like(q, memory_format=torch.contiguous_format)
         saved_probs, saved_keep = [], []
         softmax_dtype = torch.promote_types(q.dtype, torch.float32)  # bf16/fp16 logits: softmax in fp32
-        for a in range(0, length, block_size):
-            b = min(a + block_size, length)
-            rows = b - a
-            q_blk = q[:, :, a:b]  # (B, H, c, D)
+        for _, a, b, rows in _blocks(length, block_size):
+            q_blk = q_scaled[:, :, a:b]  # (B, H, c, D)
             scores = torch.matmul(q_blk, k[:, :, :b].transpose(-1, -2))  # (B, H, c, b)
-            buffer = q.new_zeros(batch, heads, rows, b + rows)
-            buffer[..., :b] = torch.matmul(q_blk, e_rev[:, length - b:].transpose(-1, -2))
-            scores += _skew_view(buffer, b)
-            scores *= scale
-            scores[..., a:].masked_fill_(_causal_block_mask(rows, q.device), float("-inf"))
+            relative = torch.matmul(q_blk, e_pad[:, length - b:length + rows].transpose(-1, -2))  # (B, H, c, b+c)
+            scores += _skew_view(relative, b)
+            scores[..., a:].masked_fill_(_future_mask(rows, str(q.device)), float("-inf"))
             probs = torch.softmax(scores, dim=-1, dtype=softmax_dtype).to(q.dtype)
             dropped = probs
             if dropout_p > 0.0:
@@ -75,43 +83,45 @@ class _BlockedCausalRelative(torch.autograd.Function):
                 saved_keep.append(keep)
             out[:, :, a:b] = torch.matmul(dropped, v[:, :, :b])
             saved_probs.append(probs)
-        ctx.save_for_backward(q, k, v, e_rev)
+        ctx.save_for_backward(q_scaled, k, v, e_pad, out)
         ctx.probs, ctx.keep = saved_probs, saved_keep
         ctx.scale, ctx.dropout_p, ctx.block_size = scale, dropout_p, block_size
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        q, k, v, e_rev = ctx.saved_tensors
-        length = q.shape[2]
+        q_scaled, k, v, e_pad, out = ctx.saved_tensors
+        length = q_scaled.shape[2]
         scale, dropout_p, block_size = ctx.scale, ctx.dropout_p, ctx.block_size
-        grad_q = torch.empty_like(q, memory_format=torch.contiguous_format)
+        grad_q = torch.empty_like(q_scaled, memory_format=torch.contiguous_format)
         grad_k = torch.zeros_like(k, memory_format=torch.contiguous_format)
         grad_v = torch.zeros_like(v, memory_format=torch.contiguous_format)
-        grad_e = torch.zeros_like(e_rev, memory_format=torch.contiguous_format)
-        for index, a in enumerate(range(0, length, block_size)):
-            b = min(a + block_size, length)
-            rows = b - a
-            probs = ctx.probs[index]
-            q_blk, grad_o = q[:, :, a:b], grad_out[:, :, a:b]
+        grad_e = torch.zeros_like(e_pad, memory_format=torch.contiguous_format)
+        # softmax backward needs sum_j P_ij dP_ij, which equals dO_i · O_i (with or without dropout)
+        row_dot = (grad_out * out).sum(dim=-1, keepdim=True)  # (B, H, L, 1)
+        for index, a, b, rows in _blocks(length, block_size):
+            probs, grad_o = ctx.probs[index], grad_out[:, :, a:b]
             grad_probs = torch.matmul(grad_o, v[:, :, :b].transpose(-1, -2))  # (B, H, c, b)
             if dropout_p > 0.0:
                 keep = ctx.keep[index]
                 grad_v[:, :, :b] += torch.matmul((probs * keep).transpose(-1, -2), grad_o) / (1.0 - dropout_p)
-                grad_probs = grad_probs * keep / (1.0 - dropout_p)
+                grad_probs.mul_(keep).div_(1.0 - dropout_p)
             else:
                 grad_v[:, :, :b] += torch.matmul(probs.transpose(-1, -2), grad_o)
-            # softmax backward, then the 1/sqrt(D) scale: gradient of the raw logits QKᵀ + S_rel
-            grad_scores = grad_probs.mul_(probs)
-            grad_scores -= probs * grad_scores.sum(dim=-1, keepdim=True)
-            grad_scores *= scale
-            grad_q[:, :, a:b] = torch.matmul(grad_scores, k[:, :, :b])
+            grad_scores = grad_probs.sub_(row_dot[:, :, a:b]).mul_(probs)  # gradient of the scaled logits
+            q_blk = q_scaled[:, :, a:b]
             grad_k[:, :, :b] += torch.matmul(grad_scores.transpose(-1, -2), q_blk)
-            buffer = q.new_zeros(q.shape[0], q.shape[1], rows, b + rows)
-            _skew_view(buffer, b).copy_(grad_scores)  # unskew: scatter back to one column per distance
-            grad_rel = buffer[..., :b]  # (B, H, c, b)
-            grad_q[:, :, a:b] += torch.matmul(grad_rel, e_rev[:, length - b:])
-            grad_e[:, length - b:] += torch.einsum("bhct,bhcd->htd", grad_rel, q_blk)
+            # unskew: write the logit gradient back through the same view. The view leaves a triangle of the
+            # first c columns and one of the last c unwritten, so only those need zeroing.
+            grad_relative = grad_scores.new_empty(grad_scores.shape[:-1] + (b + rows,))
+            grad_relative[..., :rows].zero_()
+            grad_relative[..., b:].zero_()
+            _skew_view(grad_relative, b).copy_(grad_scores)
+            e_blk = e_pad[:, length - b:length + rows]
+            grad_q_blk = torch.matmul(grad_scores, k[:, :, :b])
+            grad_q_blk += torch.matmul(grad_relative, e_blk)  # its last c columns meet the zero rows
+            grad_q[:, :, a:b] = grad_q_blk * scale
+            grad_e[:, length - b:length + rows] += torch.matmul(grad_relative.transpose(-1, -2), q_blk).sum(0)
         return grad_q, grad_k, grad_v, grad_e, None, None, None
 
 
@@ -124,7 +134,8 @@ def blocked_causal_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
     e_rev = reversed_distance_table(rel_emb, q.shape[2]).to(q.dtype)
-    return _BlockedCausalRelative.apply(q, k, v, e_rev, scale, dropout_p, block_size)
+    e_pad = torch.cat([e_rev, e_rev.new_zeros(e_rev.shape[0], block_size, e_rev.shape[2])], dim=1)
+    return _BlockedCausalRelative.apply(q, k, v, e_pad, scale, dropout_p, block_size)
 
 
 @functools.lru_cache(maxsize=8)
