@@ -97,6 +97,19 @@ def music_end_seconds(score: symusic.Score) -> float:
     return end
 
 
+def _cut(score: symusic.Score, seconds: float) -> symusic.Score:
+    """The score up to `seconds`: what starts before is kept but released there. Only clipping starts is
+    not enough: FluidSynth plays to the last note-off, and a corrupt file's note held for hours would
+    become hours of raw audio (gigabytes) in the temporary folder."""
+    cut = score.to("second").clip(0.0, seconds, clip_end=False)
+    for track in cut.tracks:
+        for events in (track.notes, track.pedals):
+            for event in events:
+                if event.time + event.duration > seconds:
+                    event.duration = seconds - event.time
+    return cut.to("tick")
+
+
 def _render_fluidsynth(score: symusic.Score, sample_rate: int, soundfont: Path, seconds: float) -> np.ndarray:
     exe = fluidsynth_command()
     if exe is None:
@@ -163,7 +176,7 @@ def render_audio(score_or_path: symusic.Score | str | os.PathLike | bytes, *, sa
     cut = end > max_seconds
     if cut:
         logger.warning("music lasts %.1f s; rendering only the first %.1f s", end, max_seconds)
-        score = score.to("second").clip(0.0, float(max_seconds), clip_end=False).to("tick")
+        score = _cut(score, float(max_seconds))
         end = float(max_seconds)
     n_frames = int(round((end + RELEASE_TAIL) * sample_rate))
     if route == "fluidsynth":
