@@ -17,6 +17,12 @@ import symusic
 from .errors import MidiError
 
 MAX_BYTES = 10_000_000
+# Caps on what a file may hold, so one hostile file cannot take minutes or gigabytes downstream: the
+# tokenizer spends time per note and per bar, the app per track. Real music stays far below them (a
+# symphony has ~50k notes and a few dozen tracks); corrupt files found by the fuzz test went far past.
+MAX_NOTES = 100_000
+MAX_TRACKS = 1_024
+MAX_QUARTERS = 50_000  # quarter notes, ~7 hours at 120 BPM; a corrupt delta time makes millions
 _HEADER = b"MThd"
 _TRACK = b"MTrk"
 
@@ -37,8 +43,12 @@ def _check_structure(data: bytes) -> None:
         raise MidiError(f"unknown MIDI format {fmt}")
     if n_tracks == 0:
         raise MidiError("no notes (the file declares no track)")
+    if n_tracks > MAX_TRACKS:
+        raise MidiError(f"too many tracks ({n_tracks:,}; the limit is {MAX_TRACKS:,})")
     if division == 0:
         raise MidiError("malformed MIDI header (zero ticks per quarter note)")
+    if division & 0x8000:
+        raise MidiError("SMPTE time division is not supported (only ticks per quarter note)")
     pos, found = 8 + header_len, 0
     while found < n_tracks:
         if pos + 8 > len(data):
@@ -71,6 +81,22 @@ def _read_path(path: Path, max_bytes: int) -> bytes:
         raise MidiError(f"cannot read {path}: {error.strerror or error}") from None
 
 
+def _check_content(score: symusic.Score) -> None:
+    """Refuse scores past the caps, and times that wrapped around symusic's int32 ticks (negative)."""
+    notes = count_notes(score)
+    if notes == 0:
+        raise MidiError("no notes")
+    if notes > MAX_NOTES:
+        raise MidiError(f"too many notes ({notes:,}; the limit is {MAX_NOTES:,})")
+    if len(score.tracks) > MAX_TRACKS:
+        raise MidiError(f"too many tracks ({len(score.tracks):,}; the limit is {MAX_TRACKS:,})")
+    if score.start() < 0 or any(len(t.notes) and int(t.notes.numpy()["duration"].min()) < 0 for t in score.tracks):
+        raise MidiError("event times out of range (a delta time too large for 32-bit ticks)")
+    quarters = score.end() / score.ticks_per_quarter
+    if quarters > MAX_QUARTERS:
+        raise MidiError(f"too long: {quarters:,.0f} quarter notes (the limit is {MAX_QUARTERS:,})")
+
+
 def count_notes(score: symusic.Score) -> int:
     """Number of notes in all tracks (drums included)."""
     return int(score.note_num())
@@ -82,7 +108,8 @@ def load_midi(source: str | os.PathLike | bytes | bytearray | memoryview | symus
 
     `source` is a path, the raw bytes of a file or an already loaded Score (checked for notes and
     returned as is). Raises `MidiError` (never another exception type for bad input) when the input is
-    not a MIDI file, is empty, truncated, larger than `max_bytes`, or has no notes.
+    not a MIDI file, is empty, truncated, larger than `max_bytes`, has no notes, or holds more notes,
+    tracks or quarter notes than MAX_NOTES, MAX_TRACKS, MAX_QUARTERS.
     """
     if isinstance(source, symusic.Score):
         score = source
@@ -101,6 +128,5 @@ def load_midi(source: str | os.PathLike | bytes | bytearray | memoryview | symus
         except Exception as error:  # symusic raises RuntimeError/ValueError/... on corrupt events
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise MidiError(f"corrupt MIDI data: {reason}") from None
-    if count_notes(score) == 0:
-        raise MidiError("no notes")
+    _check_content(score)
     return score
