@@ -7,7 +7,7 @@ from conftest import tiny_config
 from test_attention import TOL, _check_against_reference, _max_err
 from reference import naive_attention
 
-from musicmha import ModelConfig, MultiHeadAttention, MusicTransformer
+from musicmha import KVCache, ModelConfig, MultiHeadAttention, MusicTransformer
 from musicmha.errors import ConfigError
 from musicmha.relative_kernel import blocked_causal_relative_attention
 
@@ -103,3 +103,13 @@ def test_unknown_backend_is_refused():
         MultiHeadAttention(16, 2, backend="triton")
     with pytest.raises(ConfigError, match="attention_backend must be one of"):
         ModelConfig(vocab_size=10, attention_backend="fast")
+
+
+@pytest.mark.parametrize("max_distance", [3, 30])  # decoding past the clipping distance, and within it
+def test_one_token_decoding_matches_full_forward(max_distance):
+    mha = MultiHeadAttention(24, 3, position="relative", max_relative_distance=max_distance).eval()
+    x = torch.randn(2, 12, 24)
+    cache = KVCache(2, 3, 16, 8)
+    steps = [mha(x[:, :1], kv_cache=cache, start_pos=0)]
+    steps += [mha(x[:, i:i + 1], kv_cache=cache, start_pos=i) for i in range(1, 12)]
+    assert _max_err(torch.cat(steps, dim=1), naive_attention(mha, x)) <= TOL
