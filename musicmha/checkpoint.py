@@ -30,6 +30,20 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def fsync_tree(folder: Path) -> None:
+    """fsync every file below `folder`, then the folders: before a rename publishes it, a folder written by
+    someone else's writer (accelerate's save_state) must be on disk, not only in the page cache."""
+    folders = [Path(folder)]
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_dir():
+            folders.append(path)
+        elif path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    for each in folders:
+        _fsync_dir(each)
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call write(tmp_path), fsync it, then rename it to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,21 +18,25 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import atomic_directory, write_text_atomic
-from .errors import ConfigError, MusicmhaError
+from .checkpoint import atomic_directory, fsync_tree, write_text_atomic
+from .errors import ConfigError
+from .run_folder import (
+    EXPORT_DIR,
+    STATE_DIR,
+    TrainingError,
+    exported_step,
+    remove_stale,
+    state_folders,
+    writing,
+)
 from .train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = "state"
-EXPORT_DIR = "model"
+__all__ = ["EXPORT_DIR", "STATE_DIR", "TrainResult", "TrainingError", "export", "learning_rate", "train"]
 # Options that may change when resuming: they do not alter what the run computes.
 RESUMABLE_CHANGES = {"resume", "max_steps", "save_every", "eval_every", "eval_batches", "log_every",
                      "tensorboard", "keep_last", "compile", "data", "out"}
-
-
-class TrainingError(MusicmhaError):
-    """Training cannot go on: non-finite loss, out of memory, an unusable run folder."""
 
 
 @dataclass
@@ -63,17 +67,9 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimize
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
 
 
-def _state_folders(out: Path) -> list[Path]:
-    """Complete state folders, oldest first (staging folders start with a dot and are ignored)."""
-    root = out / STATE_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
-
-
 def _check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
     """The state folder to resume from (or None), after checking the run folder fits the request."""
-    states = _state_folders(out)
+    states = state_folders(out)
     saved_config = out / "train_config.json"
     if not cfg.resume:
         if states:
@@ -121,15 +117,18 @@ def train(cfg: TrainConfig) -> TrainResult:
     forward = torch.compile(model) if cfg.compile else model
     rank, world = accelerator.process_index, accelerator.num_processes
 
-    step, tokens_seen = 0, 0
+    step, tokens_seen, last_loss = 0, 0, float("nan")
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
         progress = json.loads((resume_from / "progress.json").read_text())
         step, tokens_seen = progress["step"], progress["tokens_seen"]
+        last_loss = progress.get("train_loss", last_loss)  # for an export still owed (see below)
         logger.info("resumed from %s at step %d", resume_from, step)
     if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        with writing(out):  # a read-only or full run folder fails here, before any work
+            out.mkdir(parents=True, exist_ok=True)
+            remove_stale(out)
+            write_text_atomic(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     if cfg.tensorboard:
         accelerator.init_trackers("musicmha", config={k: v for k, v in cfg.to_dict().items()
                                                       if isinstance(v, (int, float, str, bool))})
@@ -154,18 +153,33 @@ def train(cfg: TrainConfig) -> TrainResult:
         # All processes write into one staging folder; the main process renames it when everyone is done.
         final = out / STATE_DIR / f"step-{step:08d}"
         staging = out / STATE_DIR / f".step-{step:08d}.tmp"
+        try:
+            with writing(out / STATE_DIR, "a checkpoint"):
+                if accelerator.is_main_process:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    staging.mkdir(parents=True)
+                accelerator.wait_for_everyone()
+                accelerator.save_state(str(staging))
+                accelerator.wait_for_everyone()
+                if accelerator.is_main_process:
+                    (staging / "progress.json").write_text(
+                        json.dumps({"step": step, "tokens_seen": tokens_seen, "train_loss": last_loss}))
+                    fsync_tree(staging)  # the rename must not reach the disk before the files do
+        except TrainingError:
+            shutil.rmtree(staging, ignore_errors=True)  # half a checkpoint is no checkpoint
+            raise
         if accelerator.is_main_process:
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-        accelerator.wait_for_everyone()
-        accelerator.save_state(str(staging))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            (staging / "progress.json").write_text(json.dumps({"step": step, "tokens_seen": tokens_seen}))
             shutil.rmtree(final, ignore_errors=True)
             staging.rename(final)
-            for old in _state_folders(out)[:-cfg.keep_last]:
+            for old in state_folders(out)[:-cfg.keep_last]:
                 shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    def export_model() -> None:
+        if accelerator.is_main_process:
+            with writing(export_dir, "the model"):
+                export(accelerator.unwrap_model(model), tokenizer, export_dir, cfg=cfg, step=step,
+                       tokens_seen=tokens_seen, train_loss=last_loss, validation_nll=val_nll, num_processes=world)
         accelerator.wait_for_everyone()
 
     export_dir = out / EXPORT_DIR
@@ -173,66 +187,70 @@ def train(cfg: TrainConfig) -> TrainResult:
     tokens_per_step = cfg.batch_size * model_config.max_seq_len * cfg.grad_accum * world
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not accelerator.is_main_process,
                desc="train", unit="step", dynamic_ncols=True)
-    last_loss, val_nll, started, start_step = float("nan"), float("nan"), time.perf_counter(), step
-    while step < cfg.max_steps:
-        lr = learning_rate(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        step_loss = 0.0
-        for micro in range(cfg.grad_accum):
-            batch = batch_for_step(train_split, seq_len=model_config.max_seq_len, batch_size=cfg.batch_size,
-                                   seed=cfg.seed, step=step * cfg.grad_accum + micro, rank=rank,
-                                   world_size=world)
-            batch = torch.from_numpy(batch).to(accelerator.device)
-            with accelerator.accumulate(model):
-                try:
-                    with accelerator.autocast():
-                        _, loss = forward(batch[:, :-1], batch[:, 1:])
-                    _check_finite(accelerator, loss, step)
-                    accelerator.backward(loss)
-                except torch.OutOfMemoryError:
-                    raise TrainingError(
-                        f"out of memory at batch size {cfg.batch_size} x {model_config.max_seq_len} tokens: "
-                        f"try --batch-size {max(1, cfg.batch_size // 2)} --grad-accum {cfg.grad_accum * 2}"
-                    ) from None
-                if accelerator.sync_gradients and cfg.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            step_loss += loss.item() / cfg.grad_accum
-        step += 1
-        tokens_seen += tokens_per_step
-        last_loss = step_loss
-        if step % cfg.eval_every == 0 or step == cfg.max_steps:
-            val_nll = validation_nll()
-            accelerator.log({"validation/nll": val_nll, "validation/perplexity": math.exp(val_nll)}, step=step)
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            rate = (step - start_step) * tokens_per_step / max(1e-9, time.perf_counter() - started)
-            bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{val_nll:.3f}", tok_s=f"{rate:,.0f}")
-            accelerator.log({"train/loss": last_loss, "train/lr": lr, "train/tokens_per_s": rate}, step=step)
-        bar.update(1)
-        if step % cfg.save_every == 0 or step == cfg.max_steps:
-            save_state()
-            if step % cfg.eval_every and step != cfg.max_steps:
-                val_nll = validation_nll()  # the export records the NLL of the weights it holds
-            # a usable model folder at every checkpoint, so a run stopped early still leaves one
-            if accelerator.is_main_process:
-                export(accelerator.unwrap_model(model), tokenizer, export_dir, cfg=cfg, step=step,
-                       tokens_seen=tokens_seen, train_loss=last_loss, validation_nll=val_nll,
-                       num_processes=world)
-            accelerator.wait_for_everyone()
-    bar.close()
+    val_nll, started, start_step = float("nan"), time.perf_counter(), step
+    try:  # the bar ends its line before an error is printed, so the error is a line of its own
+        while step < cfg.max_steps:
+            lr = learning_rate(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            step_loss = 0.0
+            for micro in range(cfg.grad_accum):
+                batch = batch_for_step(train_split, seq_len=model_config.max_seq_len, batch_size=cfg.batch_size,
+                                       seed=cfg.seed, step=step * cfg.grad_accum + micro, rank=rank,
+                                       world_size=world)
+                batch = torch.from_numpy(batch).to(accelerator.device)
+                with accelerator.accumulate(model):
+                    try:
+                        with accelerator.autocast():
+                            _, loss = forward(batch[:, :-1], batch[:, 1:])
+                        _check_finite(accelerator, loss, step, "loss")
+                        accelerator.backward(loss)
+                    except torch.OutOfMemoryError:
+                        raise TrainingError(
+                            f"out of memory at batch size {cfg.batch_size} x {model_config.max_seq_len} tokens: "
+                            f"try --batch-size {max(1, cfg.batch_size // 2)} --grad-accum {cfg.grad_accum * 2}"
+                        ) from None
+                    if accelerator.sync_gradients and cfg.grad_clip > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                step_loss += loss.item() / cfg.grad_accum
+            step += 1
+            tokens_seen += tokens_per_step
+            last_loss = step_loss
+            if step % cfg.eval_every == 0 or step == cfg.max_steps:
+                val_nll = validation_nll()
+                accelerator.log({"validation/nll": val_nll, "validation/perplexity": math.exp(val_nll)}, step=step)
+            if step % cfg.log_every == 0 or step == cfg.max_steps:
+                rate = (step - start_step) * tokens_per_step / max(1e-9, time.perf_counter() - started)
+                bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{val_nll:.3f}", tok_s=f"{rate:,.0f}")
+                accelerator.log({"train/loss": last_loss, "train/lr": lr, "train/tokens_per_s": rate}, step=step)
+            bar.update(1)
+            if step % cfg.save_every == 0 or step == cfg.max_steps:
+                save_state()
+                if step % cfg.eval_every and step != cfg.max_steps:
+                    val_nll = validation_nll()  # the export records the NLL of the weights it holds
+                export_model()  # a usable model folder at every checkpoint, so a run stopped early still leaves one
+    finally:
+        bar.close()
+    # A run killed after its last state folder was complete but before the export of it resumes here with
+    # nothing left to train: the export is still owed.
+    owed = torch.tensor([float(step > 0 and exported_step(out) != step)], device=accelerator.device)
+    if accelerator.reduce(owed, reduction="sum").item() > 0:
+        logger.info("exporting the model of step %d (the run stopped before its export was complete)", step)
+        val_nll = validation_nll()
+        export_model()
     accelerator.end_training()
     return TrainResult(step, tokens_seen, last_loss, val_nll, export_dir, accelerator.is_main_process)
 
 
-def _check_finite(accelerator, loss: torch.Tensor, step: int) -> None:
-    """Stop, before the weights are touched, when any process sees a non-finite loss."""
-    bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=loss.device)
+def _check_finite(accelerator, value: torch.Tensor, step: int, what: str) -> None:
+    """Stop, before the weights are touched (or written), when any process sees a non-finite value."""
+    bad = torch.tensor([0.0 if torch.isfinite(value.detach()).all() else 1.0], device=value.device)
     if accelerator.num_processes > 1:
         bad = accelerator.reduce(bad, reduction="sum")
     if bad.item() > 0:
-        raise TrainingError(f"non-finite loss at step {step + 1}: stopping without saving these weights "
+        raise TrainingError(f"non-finite {what} at step {step + 1}: stopping without saving these weights "
                             "(lower --learning-rate, or use bf16 rather than fp16)")
 
 
