@@ -151,6 +151,10 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     def save_state() -> None:
         # All processes write into one staging folder; the main process renames it when everyone is done.
+        # The last line of defence: never write NaN weights (a sum is non-finite when any term is; it also
+        # works on the empty shards FSDP may hold).
+        _check_finite(accelerator, torch.stack([p.detach().float().sum() for p in model.parameters()]),
+                      step - 1, "weights")
         final = out / STATE_DIR / f"step-{step:08d}"
         staging = out / STATE_DIR / f".step-{step:08d}.tmp"
         try:
@@ -210,8 +214,13 @@ def train(cfg: TrainConfig) -> TrainResult:
                             f"out of memory at batch size {cfg.batch_size} x {model_config.max_seq_len} tokens: "
                             f"try --batch-size {max(1, cfg.batch_size // 2)} --grad-accum {cfg.grad_accum * 2}"
                         ) from None
-                    if accelerator.sync_gradients and cfg.grad_clip > 0:
-                        accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    if accelerator.sync_gradients:
+                        # A finite loss can still have non-finite gradients; one optimizer step with them makes
+                        # every weight NaN. (fp16's gradient scaler skips such steps itself.)
+                        norm = accelerator.clip_grad_norm_(model.parameters(),
+                                                           cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+                        if accelerator.scaler is None:
+                            _check_finite(accelerator, norm, step, "gradient")
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 step_loss += loss.item() / cfg.grad_accum
