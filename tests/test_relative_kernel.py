@@ -113,3 +113,19 @@ def test_one_token_decoding_matches_full_forward(max_distance):
     steps = [mha(x[:, :1], kv_cache=cache, start_pos=0)]
     steps += [mha(x[:, i:i + 1], kv_cache=cache, start_pos=i) for i in range(1, 12)]
     assert _max_err(torch.cat(steps, dim=1), naive_attention(mha, x)) <= TOL
+
+
+def test_blocked_backend_under_bf16_autocast_matches_sdpa():
+    tokens = torch.randint(0, 61, (2, 40))
+    losses, grads = {}, {}
+    for backend in ("sdpa", "blocked"):
+        torch.manual_seed(0)
+        model = MusicTransformer(tiny_config(attention_backend=backend))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            _, loss = model(tokens[:, :-1], tokens[:, 1:])
+        loss.backward()
+        losses[backend] = loss.item()
+        grads[backend] = torch.cat([p.grad.flatten() for p in model.parameters()])
+        assert all(p.grad.dtype == torch.float32 for p in model.parameters())
+    assert abs(losses["sdpa"] - losses["blocked"]) < 1e-2
+    assert torch.nn.functional.cosine_similarity(grads["sdpa"], grads["blocked"], dim=0) > 0.999
