@@ -1,0 +1,208 @@
+"""Generated continuations of test-split prompts vs. the true continuations: note statistics and grammar errors.
+
+    python benchmarks/sample_stats.py --data /tmp/tokens-full --samples 50 --out /tmp/sample_stats \
+        --examples data/examples
+
+For each of --samples test-split pieces (drawn with a fixed seed among those with enough bars), the prompt is
+the piece's first --prompt-bars bars (its own tokens, cut before the Bar token that opens the next bar) and
+the truth is the next --bars bars. The shipped model continues the prompt through MusicGenerator.continue_midi
+(bars=--bars, temperature 1, no top-k/top-p: the product defaults), once grammar-constrained (seed = the
+sample index) and once unconstrained (seed 1000 + index). The new tokens are appended to the prompt's tokens and decoded,
+so prompt, truth and continuation share one time base; statistics come from musicmha.music_stats over the
+--bars bars after the prompt (bar lines from each score's own time signatures). A reference row pairs each
+truth with the truth of another sampled piece, to show what an unrelated real continuation scores.
+Per-sample rows go to OUT/samples.jsonl, the summary table (mean ± standard error over the samples) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from musicmha import music_stats as ms
+from musicmha.dataset import TokenSplit
+from musicmha.generator import MusicGenerator, token_error_ratio
+
+EXAMPLE_COLLECTIONS = ("bach", "palestrina", "essenFolksong")
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.mean(values) if values else float("nan")
+
+
+def pick_prompts(split: TokenSplit, bar_id: int, prompt_bars: int, bars: int, count: int, seed: int,
+                 tokenizer) -> list[dict]:
+    """Pieces with prompt_bars + bars + 1 bar lines whose prompt re-encodes to the same tokens (so the
+    generator sees exactly this prompt) and whose prompt and truth both have notes."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(split))
+    chosen, skipped = [], {"too short": 0, "prompt does not round-trip": 0, "no notes": 0}
+    for index in order.tolist():
+        ids = split.piece(index).tolist()
+        bar_idx = [i for i, t in enumerate(ids) if t == bar_id]
+        if len(bar_idx) <= prompt_bars + bars:
+            skipped["too short"] += 1
+            continue
+        prompt, truth = ids[:bar_idx[prompt_bars]], ids[bar_idx[prompt_bars]:bar_idx[prompt_bars + bars]]
+        prompt_score = tokenizer.decode(prompt)
+        if tokenizer.encode(prompt_score) != prompt[1:]:
+            skipped["prompt does not round-trip"] += 1
+            continue
+        if not prompt_score.note_num() or not tokenizer.decode(prompt + truth).note_num() > prompt_score.note_num():
+            skipped["no notes"] += 1
+            continue
+        chosen.append({"index": index, "source": split.source(index).get("path"), "prompt": prompt,
+                       "truth": truth, "prompt_score": prompt_score})
+        if len(chosen) == count:
+            break
+    return chosen, skipped
+
+
+def passage_stats(tokenizer, prompt: list[int], new: list[int], prompt_bars: int, bars: int) -> dict:
+    """Statistics of the `bars` bars after the prompt in decode(prompt + new)."""
+    score = tokenizer.decode(prompt + new)
+    lines = ms.bar_starts(score, 0, score.end() + 64 * score.ticks_per_quarter)
+    start = lines[prompt_bars]
+    end = lines[prompt_bars + bars] if len(lines) > prompt_bars + bars else lines[-1]
+    return {
+        "start": start, "end": end, "notes": len(ms.notes_array(score, start, end)),
+        "pch": ms.pitch_class_histogram(score, start, end).tolist(),
+        "prompt_pch": ms.pitch_class_histogram(score, 0, start).tolist(),
+        "density": ms.note_density(score, start, end) if end > start else float("nan"),
+        "polyphony": ms.polyphony(score, start, end),
+        "repeated_bars": ms.repeated_bar_fraction(score, start, end, since=0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="prepared token folder (its test split)")
+    parser.add_argument("--checkpoint", default="checkpoints/musicmha-small")
+    parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--prompt-bars", type=int, default=4)
+    parser.add_argument("--bars", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0, help="which pieces are drawn")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/sample_stats"))
+    parser.add_argument("--examples", type=Path, default=None,
+                        help="also write 3 example continuations (MIDI + piano roll) here")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu")
+    tok = generator.tokenizer
+    split = TokenSplit(args.data, "test")
+    bar_id = tok.miditok.vocab["Bar_None"]
+    chosen, skipped = pick_prompts(split, bar_id, args.prompt_bars, args.bars, args.samples, args.seed, tok)
+    print(f"{len(chosen)} prompts from {len(split)} test pieces; skipped on the way: {skipped}", flush=True)
+
+    rows = []
+    started = time.perf_counter()
+    for k, item in enumerate(chosen):
+        row = {"index": item["index"], "source": item["source"],
+               "truth": passage_stats(tok, item["prompt"], item["truth"], args.prompt_bars, args.bars),
+               "truth_error_ratio": token_error_ratio(tok, item["truth"])}
+        for mode, constrained in (("constrained", True), ("unconstrained", False)):
+            result = generator.continue_midi(item["prompt_score"], bars=args.bars, seed=k if constrained else 1000 + k,
+                                             constrained=constrained)[0]
+            new = result.new_token_ids
+            row[mode] = passage_stats(tok, item["prompt"], new, args.prompt_bars, args.bars)
+            row[mode]["tokens"] = len(new)
+            row[mode]["error_ratio"] = token_error_ratio(tok, new)
+            # stopped by the bar count once the Bar token after `bars` new bars came; fewer: EOS came first
+            row[mode]["eos"] = new.count(bar_id) <= args.bars
+            if mode == "constrained":
+                item["result"] = result
+        rows.append(row)
+        item["row"] = row
+        print(f"{k + 1}/{len(chosen)} {item['source']}: {row['constrained']['tokens']} + "
+              f"{row['unconstrained']['tokens']} tokens ({time.perf_counter() - started:.0f} s)", flush=True)
+    with open(args.out / "samples.jsonl", "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+    # reference: each truth against the truth of the next sampled piece (an unrelated real continuation)
+    others = [rows[(i + 1) % len(rows)]["truth"] for i in range(len(rows))]
+    columns = {"model, constrained": [r["constrained"] for r in rows],
+               "model, unconstrained": [r["unconstrained"] for r in rows],
+               "another piece's truth": others}
+    truths = [r["truth"] for r in rows]
+    print()
+    print(f"{len(rows)} test-split prompts of {args.prompt_bars} bars, continuations of {args.bars} bars "
+          f"(checkpoint {args.checkpoint})")
+    print()
+    print("| statistic | truth | " + " | ".join(columns) + " |")
+    print("|---|---:|" + "---:|" * len(columns))
+
+    def cell(values) -> str:
+        values = [v for v in values if v is not None and not math.isnan(v)]
+        if len(values) < 2:
+            return "n/a"
+        return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) / math.sqrt(len(values)):.3f}"
+
+    def line(name: str, of_truth, of_other) -> None:
+        cells = [cell(of_other(c)) for c in columns.values()]
+        print(f"| {name} | {of_truth if isinstance(of_truth, str) else cell(of_truth)} | " + " | ".join(cells) + " |")
+
+    line("pitch-class JS divergence to the truth (bits)", "0",
+         lambda c: [ms.js_divergence(s["pch"], t["pch"]) for s, t in zip(c, truths)])
+    line("pitch-class L1 distance to the truth", "0",
+         lambda c: [ms.l1_distance(s["pch"], t["pch"]) for s, t in zip(c, truths)])
+    line("pitch-class JS divergence to the prompt (bits)",
+         [ms.js_divergence(t["pch"], t["prompt_pch"]) for t in truths],
+         lambda c: [ms.js_divergence(s["pch"], t["prompt_pch"]) for s, t in zip(c, truths)])
+    line("note density (notes per quarter)", [t["density"] for t in truths], lambda c: [s["density"] for s in c])
+    line("abs(density - true density)", "0",
+         lambda c: [abs(s["density"] - t["density"]) for s, t in zip(c, truths)])
+    line("polyphony (mean notes sounding)", [t["polyphony"] for t in truths], lambda c: [s["polyphony"] for s in c])
+    line("abs(polyphony - true polyphony)", "0",
+         lambda c: [abs(s["polyphony"] - t["polyphony"]) for s, t in zip(c, truths)])
+    line("fraction of repeated bars", [t["repeated_bars"] for t in truths],
+         lambda c: [s["repeated_bars"] for s in c])
+    print(f"| token error ratio | {_mean(r['truth_error_ratio'] for r in rows):.4f} | "
+          f"{_mean(r['constrained']['error_ratio'] for r in rows):.4f} | "
+          f"{_mean(r['unconstrained']['error_ratio'] for r in rows):.4f} | — |")
+    print(f"| samples with >= 1 token error | {sum(r['truth_error_ratio'] > 0 for r in rows)} | "
+          f"{sum(r['constrained']['error_ratio'] > 0 for r in rows)} | "
+          f"{sum(r['unconstrained']['error_ratio'] > 0 for r in rows)} | — |")
+    print(f"| ended early (EOS before {args.bars} bars) | — | {sum(r['constrained']['eos'] for r in rows)} | "
+          f"{sum(r['unconstrained']['eos'] for r in rows)} | — |")
+    print(f"| mean new tokens | {_mean(len(i['truth']) for i in chosen):.0f} | "
+          f"{_mean(r['constrained']['tokens'] for r in rows):.0f} | "
+          f"{_mean(r['unconstrained']['tokens'] for r in rows):.0f} | — |")
+
+    if args.examples is not None:
+        write_examples(args.examples, chosen, tok, args)
+
+
+def write_examples(folder: Path, chosen: list[dict], tok, args) -> None:
+    """The first sampled piece (that ran its full length) of each of EXAMPLE_COLLECTIONS: prompt + model continuation (as
+    `musicmha generate` writes it), its piano roll, and prompt + true continuation."""
+    from musicmha.pianoroll import piano_roll_png
+
+    folder.mkdir(parents=True, exist_ok=True)
+    picked = []
+    for wanted in EXAMPLE_COLLECTIONS:  # a chorale, a polyphonic mass movement, a folk melody
+        for item in chosen:
+            if item["source"].startswith(wanted + "/") and not item["row"]["constrained"]["eos"]:
+                picked.append(item)
+                break
+    for item in picked:
+        stem = item["source"].rsplit(".", 1)[0].replace("/", "_")
+        result = item["result"]
+        (folder / f"{stem}.continued.mid").write_bytes(result.score.dumps_midi())
+        (folder / f"{stem}.truth.mid").write_bytes(tok.decode(item["prompt"] + item["truth"]).dumps_midi())
+        piano_roll_png(result.score, folder / f"{stem}.continued.png", boundary_tick=result.boundary_tick,
+                       width=900, height=360, title=f"{item['source']}: {args.prompt_bars} bars + model")
+        print(f"example: {folder / stem}.continued.mid ({result.continuation.note_num()} new notes, "
+              f"seed {result.seed})")
+
+
+if __name__ == "__main__":
+    main()
