@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import threading
 
 from ..midi_io import MAX_BYTES
 
@@ -65,9 +67,17 @@ def prepare(args: argparse.Namespace):
     return app, kwargs
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (kill, systemd, docker stop) ends Python without running atexit handlers, which left the
+    app's temporary folder behind; treat it like Ctrl+C, which Gradio turns into a clean shutdown."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def launch(args: argparse.Namespace, **overrides) -> None:
-    """Start the server and block until it is stopped (Ctrl+C)."""
+    """Start the server and block until it is stopped (Ctrl+C or SIGTERM)."""
     app, kwargs = prepare(args)
     kwargs.update(overrides)
+    _stop_on_sigterm()
     logger.info("starting the app on http://%s:%s", kwargs["server_name"], kwargs["server_port"])
     app.launch(**kwargs)
