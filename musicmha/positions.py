@@ -44,19 +44,20 @@ def relative_logits(q: torch.Tensor, rel_emb: torch.Tensor, *, n_keys: int, firs
 def relative_rows(q: torch.Tensor, rel_emb: torch.Tensor, *, n_keys: int, first_query_pos: int) -> torch.Tensor:
     """The causal S of `relative_logits` for a few queries against many cached keys, without the skew.
 
-    Decoding asks for one row per step: q (B, H, Tq, D) times the distance table read backwards (H, R+1, D)
-    is a (B, H, Tq, R+1) product whose column t holds distance R - t. The one query at position p sees
-    keys 0..p at distances p..0, i.e. columns R-p..R: a slice, no copy, while p <= R. Otherwise (more
-    queries, or keys past the clipping distance) each key gathers its clipped column; keys in a query's
-    future get distance 0 (finite), and the caller masks them."""
+    Decoding asks for one row per step. The one query at position p sees keys 0..p at distances p..0: while
+    p <= R that is q times the first p+1 rows of the table (H, R+1, D), read backwards, so the work grows
+    with the context like the attention itself. Otherwise (more queries, or keys past the clipping
+    distance) each key gathers its clipped column of q Eᵀ; keys in a query's future get distance 0
+    (finite), and the caller masks them."""
     batch, heads, n_queries, _ = q.shape
     max_distance = rel_emb.shape[1] - 1
-    per_distance = torch.matmul(q, rel_emb.to(q.dtype).flip(1).transpose(-1, -2))  # (B, H, Tq, R+1)
+    table = rel_emb.to(q.dtype)
     if n_queries == 1 and first_query_pos == n_keys - 1 and first_query_pos <= max_distance:
-        return per_distance[..., max_distance - first_query_pos:]
+        return torch.matmul(q, table[:, :n_keys].transpose(-1, -2)).flip(-1)  # (B, H, 1, Tk)
+    per_distance = torch.matmul(q, table.transpose(-1, -2))  # (B, H, Tq, R+1)
     query_pos = torch.arange(n_queries, device=q.device)[:, None] + first_query_pos
     distance = (query_pos - torch.arange(n_keys, device=q.device)).clamp(0, max_distance)
-    return per_distance.gather(-1, (max_distance - distance).expand(batch, heads, n_queries, n_keys))
+    return per_distance.gather(-1, distance.expand(batch, heads, n_queries, n_keys))
 
 
 def alibi_slopes(n_heads: int) -> torch.Tensor:
