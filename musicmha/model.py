@@ -145,18 +145,28 @@ class MusicTransformer(nn.Module):
                         dtype: torch.dtype | None = None) -> MusicTransformer:
         """Load a folder written by save_pretrained. Weights stored in fp16/bf16 are restored to fp32
         unless `dtype` says otherwise. Never unpickles anything."""
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_model
 
         folder = Path(folder)
         if not folder.is_dir():
             raise CheckpointError(f"{folder}: checkpoint folder not found")
         config = ModelConfig.load(folder / CONFIG_FILE)
-        model = cls(config)
         weights = folder / WEIGHTS_FILE
         if not weights.is_file():
             raise CheckpointError(f"{weights}: file not found")
+        # Shapes first, on the meta device (no memory): a config.json that disagrees with the weights, or
+        # names an impossible size, must be an error naming both files, not a failed 128 TB allocation.
+        with torch.device("meta"):
+            expected = {k: list(v.shape) for k, v in cls(config).state_dict().items()}
         try:
+            with safe_open(str(weights), "pt") as stored:
+                for key in stored.keys():
+                    shape = list(stored.get_slice(key).get_shape())
+                    if key in expected and expected[key] != shape:
+                        raise CheckpointError(f"{weights}: weights do not match {folder / CONFIG_FILE} ({key} has "
+                                              f"shape {shape}, the config implies {expected[key]})")
+            model = cls(config)
             load_model(model, str(weights), strict=True)
         except SafetensorError as error:
             raise CheckpointError(f"{weights}: not a readable safetensors file ({error})") from None
