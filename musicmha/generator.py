@@ -19,7 +19,7 @@ from pathlib import Path
 import symusic
 import torch
 
-from .errors import ConfigError, MusicmhaError
+from .errors import CheckpointError, ConfigError, MusicmhaError
 from .grammar import GrammarSpec, TokenGrammar
 from .midi_io import load_midi
 
@@ -114,14 +114,19 @@ class MusicGenerator:
     def from_pretrained(cls, folder: str | Path | None = None, *, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None) -> MusicGenerator:
         """Model + tokenizer of a checkpoint folder; GPU in bf16 when there is one, else CPU in fp32."""
-        from .model import MusicTransformer
-        from .tokenizer import MusicTokenizer
+        from .model import CONFIG_FILE, MusicTransformer
+        from .tokenizer import TOKENIZER_FILE, MusicTokenizer
 
         folder = Path(folder) if folder is not None else default_checkpoint()
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         model = MusicTransformer.from_pretrained(folder, device=device, dtype=dtype)
-        return cls(model, MusicTokenizer.load(folder))
+        tokenizer = MusicTokenizer.load(folder)
+        if model.config.vocab_size != tokenizer.vocab_size:  # name the files; __init__ cannot
+            raise CheckpointError(f"{folder / TOKENIZER_FILE}: {tokenizer.vocab_size} tokens, but "
+                                  f"{folder / CONFIG_FILE} has vocab_size {model.config.vocab_size}: the "
+                                  f"tokenizer does not belong to this model")
+        return cls(model, tokenizer)
 
     def _condition(self, ids: list[int], budget: int) -> tuple[list[int], float]:
         """The prompt's tail that conditions the model, cut at a bar start, and its time in quarters."""

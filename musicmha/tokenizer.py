@@ -137,15 +137,21 @@ class MusicTokenizer:
         file = path / TOKENIZER_FILE if path.is_dir() else path
         if not file.is_file():
             raise MusicmhaError(f"no tokenizer file at {file}")
-        try:
-            import json
+        import json
 
-            kind = json.loads(file.read_text()).get("tokenization", "REMI")
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise MusicmhaError(f"cannot load tokenizer {file}: not valid JSON ({error})") from None
+        kind = data.get("tokenization", "REMI") if isinstance(data, dict) else None
+        if kind not in _KINDS:  # checked here: miditok's own messages for these are cryptic
+            what = f"unknown tokenization {kind!r}" if isinstance(data, dict) else "not a JSON object"
+            raise MusicmhaError(f"cannot load tokenizer {file}: {what} (expected one of {', '.join(_KINDS)})")
+        try:
             return cls(getattr(miditok, kind)(params=file))
-        except MusicmhaError:
-            raise
-        except Exception as error:
-            raise MusicmhaError(f"cannot load tokenizer {file}: {error}") from None
+        except Exception as error:  # ours (one token stream needed) or miditok's: name the file either way
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise MusicmhaError(f"cannot load tokenizer {file}: {reason}") from None
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
