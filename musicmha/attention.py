@@ -180,12 +180,13 @@ class MultiHeadAttention(nn.Module):
         the position term and -inf where a key is hidden. None when plain (causal) attention suffices."""
         n_queries = q.shape[2]
         if self.position == "relative":
-            if self.causal and n_queries < n_keys:  # decoding against a cache: gather rows, no skew
-                scores = relative_rows(q, self.relative_embeddings, n_keys=n_keys, first_query_pos=first_query_pos)
+            scale = self.head_dim**-0.5  # Huang et al.: (QKᵀ + S_rel) / sqrt(D)
+            if self.causal and n_queries < n_keys:  # decoding against a cache: rows, no skew
+                term = relative_rows(q * scale, self.relative_embeddings, n_keys=n_keys,
+                                     first_query_pos=first_query_pos)
             else:
-                scores = relative_logits(q, self.relative_embeddings, n_keys=n_keys,
-                                         first_query_pos=first_query_pos, causal=self.causal)
-            term = scores * self.head_dim**-0.5  # Huang et al.: (QKᵀ + S_rel) / sqrt(D)
+                term = relative_logits(q, self.relative_embeddings, n_keys=n_keys, first_query_pos=first_query_pos,
+                                       causal=self.causal, scale=scale)
         elif self.position == "alibi":
             # constant for a given shape: fold it with the causal mask once and reuse it
             cache_key = ("alibi", n_queries, n_keys, first_query_pos, q.device, q.dtype)

@@ -13,32 +13,49 @@ import torch
 from torch import nn
 
 
+class _SkewAndScale(torch.autograd.Function):
+    """scale * (strided view of y), whose backward writes the gradient back through the same view.
+
+    Autograd's own backward for `as_strided` is a generic scatter that is many times slower than the
+    forward; the view here never maps two entries to one element of y (see `relative_logits`), so the
+    adjoint is simply a copy into a zeroed y-shaped buffer."""
+
+    @staticmethod
+    def forward(ctx, y, size, stride, offset, scale: float):  # type: ignore[override]
+        ctx.view, ctx.shape, ctx.scale = (size, stride, offset - y.storage_offset()), y.shape, scale
+        return y.as_strided(size, stride, offset) * scale
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        size, stride, offset = ctx.view
+        grad_y = grad.new_zeros(ctx.shape)
+        grad_y.as_strided(size, stride, offset).copy_(grad * ctx.scale)
+        return grad_y, None, None, None, None
+
+
 def relative_logits(q: torch.Tensor, rel_emb: torch.Tensor, *, n_keys: int, first_query_pos: int,
-                    causal: bool) -> torch.Tensor:
-    """S[b, h, i, j] = q[b, h, i] · E[h, clip(i + first_query_pos - j)] via the skewing trick.
+                    causal: bool, scale: float = 1.0) -> torch.Tensor:
+    """scale * S[b, h, i, j], S = q[b, h, i] · E[h, clip(i + first_query_pos - j)], via the skewing trick.
 
     `rel_emb` is (H, N, D): causal tables hold distances 0..R (N = R + 1), bidirectional ones -R..R
     (N = 2R + 1). Instead of building the (Tq, Tk, D) tensor of Shaw et al., we multiply q by one embedding
     per *distance* (Y = q Eᵀ, the size of the attention logits) and read S out of Y through a strided view:
     column m of Y holds distance d_max - m, so S[i, j] = Y[i, Tq - 1 - i + j], i.e. row stride n_cols - 1.
-    Entries whose distance is negative in the causal case point at neighbouring (finite) values of Y; they
-    are masked by the caller, so neither they nor their gradients matter.
+    With n_cols > n_keys no two (i, j) share an element of Y, which keeps the backward a plain copy.
+    Entries whose distance is negative in the causal case read distance 0 (finite); the caller masks them.
     """
     batch, heads, n_queries, head_dim = q.shape
     n_dist = rel_emb.shape[1]
     back = 0 if causal else (n_dist - 1) // 2  # how many negative distances the table holds
     d_max = first_query_pos + n_queries - 1
-    # The view stays inside Y as long as Y has at least n_keys columns.
-    n_cols = max(d_max + 1, n_keys) if causal else n_queries + n_keys - 1
+    n_cols = max(d_max + 1, n_keys + 1) if causal else n_queries + n_keys
     distances = d_max - torch.arange(n_cols, device=q.device)
     index = distances.clamp(min=-back, max=n_dist - 1 - back) + back
     per_distance = rel_emb[:, index]  # (H, n_cols, D): one row per distance, never per (i, j) pair
     y = torch.matmul(q, per_distance.transpose(-1, -2)).contiguous()  # (B, H, Tq, n_cols)
-    return y.as_strided(
-        (batch, heads, n_queries, n_keys),
-        (heads * n_queries * n_cols, n_queries * n_cols, n_cols - 1, 1),
-        y.storage_offset() + n_queries - 1,
-    )
+    return _SkewAndScale.apply(y, (batch, heads, n_queries, n_keys),
+                               (heads * n_queries * n_cols, n_queries * n_cols, n_cols - 1, 1),
+                               y.storage_offset() + n_queries - 1, scale)
 
 
 def relative_rows(q: torch.Tensor, rel_emb: torch.Tensor, *, n_keys: int, first_query_pos: int) -> torch.Tensor:
