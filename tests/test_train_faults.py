@@ -130,6 +130,7 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(real_toke
             staging = list((run / "state").glob(".step-*.tmp"))
             assert staging and (staging[0] / "optimizer.bin").is_file(), log
     assert kills >= 5, log
+    print("kills:", json.dumps(log))
 
     done = _run(_command(real_tokens, run, resume=True))
     assert done.returncode == 0, done.stderr[-3000:]
