@@ -19,7 +19,7 @@ from pathlib import Path
 import symusic
 import torch
 
-from .errors import CheckpointError, ConfigError, MusicmhaError
+from .errors import CheckpointError, ConfigError, MidiError, MusicmhaError
 from .grammar import GrammarSpec, TokenGrammar
 from .midi_io import load_midi
 
@@ -159,6 +159,11 @@ class MusicGenerator:
         limit = min(max_new_tokens or (MAX_NEW_TOKENS if bars or seconds else 512), MAX_NEW_TOKENS)
         score = load_midi(prompt) if prompt is not None else None
         ids = self.tokenizer.encode(score) if score is not None else []
+        if score is not None and not self._has_notes(ids):
+            # Conditioning on bars and tempos alone would silently ignore the prompt the user gave.
+            lo, hi = self.tokenizer.miditok.config.pitch_range
+            raise MidiError(f"no notes left after tokenization: the prompt's {score.note_num()} note(s) are all "
+                            f"outside what the tokenizer can write (pitch range {lo}..{hi - 1})")
         context = self.model.config.max_seq_len
         budget = prompt_tokens or context - min(limit, context // 2)
         condition, offset_quarters = self._condition(ids, budget)
@@ -185,6 +190,11 @@ class MusicGenerator:
                                   allowed=timeline if constrained else None,
                                   eos_token_id=self.tokenizer.eos_id, stop=stop)
         return [self._result(score, condition, row.tolist(), offset_quarters, seed) for row in out]
+
+    def _has_notes(self, ids: list[int]) -> bool:
+        if self.spec is not None:  # no BPE: a Pitch token is a note
+            return any(self.spec.tokens[i].startswith("Pitch") for i in ids)
+        return bool(ids) and self.tokenizer.decode(ids).note_num() > 0
 
     def _decode(self, ids: list[int]) -> symusic.Score:
         if len(ids) <= 1:  # BOS alone: miditok cannot decode an empty sequence
