@@ -103,7 +103,7 @@ def test_library_error_names_the_file_and_the_problem(good, tmp_path, name):
 
 @pytest.mark.parametrize("name", ["weights-half", "config-unknown-field", "tokenizer-other-vocab"])
 def test_cli_prints_one_line_and_exits_2(good, tmp_path, capsys, name):
-    folder, file, words = _broken(good, tmp_path, name)
+    folder, file, _ = _broken(good, tmp_path, name)
     assert main(["generate", "--checkpoint", str(folder), "--prompt", str(BACH), "--max-new-tokens", "8",
                  "--out", str(tmp_path / "out.mid")]) == 2
     err = capsys.readouterr().err
@@ -116,7 +116,7 @@ def test_app_shows_one_line_naming_the_file(good, tmp_path):
     from musicmha.app.handlers import AppConfig, Handlers
     from musicmha.app.service import ModelCache, TempFiles
 
-    folder, file, words = _broken(good, tmp_path, "weights-last-byte-cut")
+    folder, file, _ = _broken(good, tmp_path, "weights-last-byte-cut")
     handlers = Handlers(AppConfig(checkpoints=[folder], checkpoint=folder, examples={}, cache=ModelCache(),
                                   files=TempFiles(tmp_path / "files")))
     with pytest.raises(gr.Error) as info:

@@ -94,7 +94,7 @@ def test_continue_midi_gives_music_or_one_line(generator, name):
 def test_app_previews_and_generates_or_says_why(handlers, tmp_path, name):
     path = tmp_path / f"{name}.mid"
     path.write_bytes(PROMPTS[name])
-    audio, image, info, _ = handlers.show_prompt(str(path), new_session())  # every edge prompt previews
+    audio, _, info, _ = handlers.show_prompt(str(path), new_session())  # every edge prompt previews
     assert audio[1].any() and f"{load_midi(path).note_num()} notes" in info
     try:
         status, *_ = list(handlers.generate(str(path), "tokens", 32, 1.0, 0, 1.0, 3, False, 1, 0, None))[-1]
