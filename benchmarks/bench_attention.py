@@ -4,9 +4,11 @@ textbook relative attention (Huang et al.'s pad-and-reshape skew, masked softmax
     python benchmarks/bench_attention.py [--lengths 512 1024 2048 4096] [--tokens 4096] [--threads 2]
 
 The batch is tokens / L, so every row of the table attends over the same number of tokens (L=1024 gives
-B=4, H=8, D=64: the shape the speed targets are stated for). Each (L, variant) runs in a fresh child process
-so that its peak memory can be read: on CUDA max_memory_allocated, on the CPU the growth of the process's
-peak RSS over the inputs (forward + backward). Times are the best of --reps runs after a warm-up.
+B=4, H=8, D=64: the shape the speed targets are stated for). Times are taken in this process, the variants
+of one length in turn (round robin, so a burst of load from elsewhere hits them alike), best of --reps
+after a warm-up. Peak memory is read in a fresh child process per (L, variant): on CUDA
+max_memory_allocated, on the CPU the growth of the process's resident high-water mark over the inputs (forward +
+backward).
 """
 
 from __future__ import annotations
@@ -51,16 +53,25 @@ def build(variant: str, heads: int, head_dim: int, length: int, device: str):
 
 
 def peak_bytes(device: str) -> int:
+    """CUDA: peak allocated. CPU: the process's resident high-water mark (VmHWM), not ru_maxrss, which a
+    child inherits from its parent on Linux."""
     if device == "cuda":
         return torch.cuda.max_memory_allocated()
-    import resource
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+def reset_peak(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")  # resets VmHWM to the current resident size
 
 
-def run_child(spec: dict) -> dict:
+def setup(spec: dict):
+    """Inputs and the attention callable for one (length, variant); returns (forward, forward_backward, batch)."""
     torch.manual_seed(0)
-    torch.set_num_threads(spec["threads"])
     device, length, heads, head_dim = spec["device"], spec["length"], spec["heads"], spec["head_dim"]
     batch = max(1, spec["tokens"] // length)
     dtype = torch.bfloat16 if spec["bf16"] else torch.float32
@@ -83,21 +94,34 @@ def run_child(spec: dict) -> dict:
         attention(q, k, v).sum().backward()
         sync()
 
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    before = peak_bytes(device) if device != "cuda" else torch.cuda.memory_allocated()
-    forward_backward()  # warm-up, and the memory measurement
-    peak = peak_bytes(device) - before
-    forward()
-    times = {}
-    for name, fn in (("fwd", forward), ("fwd_bwd", forward_backward)):
-        best = float("inf")
-        for _ in range(spec["reps"]):
-            started = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - started)
-        times[name] = best
-    return {**times, "peak": peak, "batch": batch}
+    return forward, forward_backward, batch
+
+
+def child_peak_memory(spec: dict) -> int:
+    torch.set_num_threads(spec["threads"])
+    device = spec["device"]
+    _, forward_backward, _ = setup(spec)
+    reset_peak(device)
+    before = peak_bytes(device)
+    forward_backward()
+    return peak_bytes(device) - before
+
+
+def time_length(specs: list[dict], reps: int) -> dict[str, dict]:
+    """Best-of-reps times for every variant of one length, measured in turn."""
+    prepared = {spec["variant"]: setup(spec) for spec in specs}
+    for forward, forward_backward, _ in prepared.values():
+        forward_backward()  # warm-up
+        forward()
+    results = {name: {"fwd": float("inf"), "fwd_bwd": float("inf"), "batch": batch}
+               for name, (_, _, batch) in prepared.items()}
+    for _ in range(reps):
+        for name, (forward, forward_backward, _) in prepared.items():
+            for key, fn in (("fwd", forward), ("fwd_bwd", forward_backward)):
+                started = time.perf_counter()
+                fn()
+                results[name][key] = min(results[name][key], time.perf_counter() - started)
+    return results
 
 
 def main() -> None:
@@ -107,13 +131,13 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--variants", nargs="+", default=None, choices=VARIANTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_child(json.loads(args.child))))
+        print(child_peak_memory(json.loads(args.child)))
         return
     device = "cuda" if torch.cuda.is_available() else "cpu"
     variants = args.variants or [v for v in VARIANTS if device == "cuda" or v != "relative/flex"]
@@ -122,23 +146,22 @@ def main() -> None:
     print("| L | B | variant | fwd ms | fwd vs SDPA | fwd+bwd ms | fwd+bwd vs SDPA | fwd+bwd vs naive | peak MiB |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for length in args.lengths:
-        results = {}
-        for variant in variants:
-            spec = dict(variant=variant, length=length, tokens=args.tokens, heads=args.heads,
-                        head_dim=args.head_dim, threads=args.threads, reps=args.reps, bf16=args.bf16,
-                        device=device)
+        specs = [dict(variant=variant, length=length, tokens=args.tokens, heads=args.heads,
+                      head_dim=args.head_dim, threads=args.threads, bf16=args.bf16, device=device)
+                 for variant in variants]
+        results = time_length(specs, args.reps)
+        for spec in specs:
             child = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
                                    capture_output=True, text=True)
-            if child.returncode != 0:
-                print(f"| {length} | | {variant} | failed: {child.stderr.strip().splitlines()[-1]} |||||")
-                continue
-            results[variant] = json.loads(child.stdout.strip().splitlines()[-1])
+            ok = child.returncode == 0
+            results[spec["variant"]]["peak"] = int(child.stdout.strip().splitlines()[-1]) if ok else None
         base, naive = results.get("sdpa-causal"), results.get("naive-relative")
         for variant, r in results.items():
             ratio = lambda ref, key: f"{r[key] / ref[key]:.2f}x" if ref else "n/a"  # noqa: E731
+            peak = f"{r['peak'] / 2**20:,.0f}" if r["peak"] is not None else "failed"
             print(f"| {length} | {r['batch']} | {variant} | {r['fwd'] * 1e3:.1f} | {ratio(base, 'fwd')} | "
-                  f"{r['fwd_bwd'] * 1e3:.1f} | {ratio(base, 'fwd_bwd')} | {ratio(naive, 'fwd_bwd')} | "
-                  f"{r['peak'] / 2**20:,.0f} |", flush=True)
+                  f"{r['fwd_bwd'] * 1e3:.1f} | {ratio(base, 'fwd_bwd')} | {ratio(naive, 'fwd_bwd')} | {peak} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
