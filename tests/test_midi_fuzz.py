@@ -37,14 +37,15 @@ def test_cases_are_deterministic_and_do_what_their_family_says():
 
 @pytest.mark.slow
 def test_the_harness_catches_hangs_crashes_and_memory_blowups():
+    # The memory case last: a worker dies with it and none needs to start after it (each start costs ~5 s).
     names = ["selftest_hang:-:0", "random_bytes:-:0", "selftest_crash:-:0", "random_bytes:-:1",
-             "selftest_memory:-:0", "random_bytes:-:2"]
+             "selftest_memory:-:0"]
     records = midi_fuzz.run(names, workers=1, time_limit=2.0, mem_mb=512)
     outcome = {r["case"]: r["prepare"] for r in records}
     assert outcome["selftest_hang:-:0"].startswith("FAIL: hang")
     assert outcome["selftest_crash:-:0"].startswith("FAIL: worker died")
     assert "MemoryError" in outcome["selftest_memory:-:0"]
-    assert all(outcome[f"random_bytes:-:{i}"].startswith("ours: ") for i in range(3))
+    assert all(outcome[f"random_bytes:-:{i}"].startswith("ours: ") for i in range(2))
 
 
 @pytest.mark.slow
