@@ -123,7 +123,7 @@ def tables(results: dict, runs: list[tuple[str, int]], seeds: list[int], length_
     import statistics
 
     seq_len = SHARED["max_seq_len"]
-    lines = [(f"| position | {' | '.join(f'test NLL seed {s}' for s in seeds)} | mean | "
+    lines = [(f"| position | {' | '.join(f'test NLL seed {s}' for s in seeds)} | mean ± sd over seeds | "
               f"test NLL at {length_factor}x length (window {seq_len * length_factor}), mean |"),
              "|---|" + "---:|" * (len(seeds) + 2)]
     for position in POSITIONS:
@@ -133,7 +133,8 @@ def tables(results: dict, runs: list[tuple[str, int]], seeds: list[int], length_
             continue
         have = [v for v in short if v is not None]
         have_long = [v for v in long if v is not None]
-        lines.append(f"| {position} | {' | '.join(_fmt(v) for v in short)} | {_fmt(statistics.mean(have))} | "
+        spread = f" ± {statistics.stdev(have):.4f}" if len(have) > 1 else ""
+        lines.append(f"| {position} | {' | '.join(_fmt(v) for v in short)} | {_fmt(statistics.mean(have))}{spread} | "
                      f"{_fmt(statistics.mean(have_long) if have_long else None)} |")
     width = seq_len // 2
     edges = list(range(0, seq_len * length_factor + 1, width))
