@@ -70,7 +70,9 @@ def relative_rows(q: torch.Tensor, rel_emb: torch.Tensor, *, n_keys: int, first_
     max_distance = rel_emb.shape[1] - 1
     table = rel_emb.to(q.dtype)
     if n_queries == 1 and first_query_pos == n_keys - 1 and first_query_pos <= max_distance:
-        return torch.matmul(q, table[:, :n_keys].transpose(-1, -2)).flip(-1)  # (B, H, 1, Tk)
+        # heads as the batch of the matmul and the samples as its rows: the table is read once, not per sample
+        rows = torch.matmul(q[:, :, 0].transpose(0, 1), table[:, :n_keys].transpose(-1, -2))  # (H, B, Tk)
+        return rows.transpose(0, 1)[:, :, None].flip(-1)  # (B, H, 1, Tk)
     per_distance = torch.matmul(q, table.transpose(-1, -2))  # (B, H, Tq, R+1)
     query_pos = torch.arange(n_queries, device=q.device)[:, None] + first_query_pos
     distance = (query_pos - torch.arange(n_keys, device=q.device)).clamp(0, max_distance)
