@@ -161,9 +161,8 @@ class MultiHeadAttention(nn.Module):
                  key_padding_mask: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
         """Boolean (B|1, 1, Tq, Tk) mask of the keys each query may attend to, or None when all of them."""
         visible = None
-        if self.causal and first_query_pos + n_queries - 1 >= n_keys - 1 and n_queries == 1:
-            pass  # one query at the newest position (decoding) sees every key: no mask to build
-        elif self.causal:
+        # one query at the newest position (decoding) sees every key: no mask to build
+        if self.causal and not (n_queries == 1 and first_query_pos >= n_keys - 1):
             key = ("visible", n_queries, n_keys, first_query_pos, device)
             if key not in self._mask_cache:
                 self._remember(key, torch.ones(n_queries, n_keys, dtype=torch.bool, device=device)

@@ -3,12 +3,12 @@ of our errors, on one line, naming the file and the problem — from the library
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 from app_helpers import BACH, make_tiny_checkpoint
+from test_checkpoint import _edit_config
 
 from musicmha.cli import main
 from musicmha.errors import MusicmhaError
@@ -30,16 +30,7 @@ def _truncate(fraction: float):
 
 
 def _config(**changes):
-    def edit(folder: Path) -> None:
-        path = folder / "config.json"
-        data = json.loads(path.read_text())
-        for key, value in changes.items():
-            if value is None:
-                data.pop(key)
-            else:
-                data[key] = value
-        path.write_text(json.dumps(data))
-    return edit
+    return lambda folder: _edit_config(folder, **changes)
 
 
 def _write(name: str, content: bytes):
