@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import fim as fim_format
 from .errors import MusicmhaError
 from .shards import DTYPE, MANIFEST, MANIFEST_KIND, bin_path, idx_path, pieces_path
 from .split import SPLITS
@@ -91,11 +92,16 @@ def _rng(seed: int, step: int) -> np.random.Generator:
 
 
 def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: int, step: int,
-                   rank: int = 0, world_size: int = 1) -> np.ndarray:
+                   rank: int = 0, world_size: int = 1, fim: fim_format.FimTokens | None = None,
+                   fim_rate: float = 0.0) -> np.ndarray:
     """Rows `rank*batch_size ... (rank+1)*batch_size - 1` of the global batch of step `step`:
     `world_size*batch_size` windows of `seq_len + 1` tokens (inputs and shifted targets) starting at
     uniformly random positions of the split's stream. The stream is read circularly, so a split shorter
-    than a window still gives full windows (its end joins its start at an EOS -> BOS boundary)."""
+    than a window still gives full windows (its end joins its start at an EOS -> BOS boundary).
+
+    With `fim_rate` > 0, that fraction of the rows becomes fill-in-the-middle examples (musicmha/fim.py),
+    drawn from a random stream of their own: the windows themselves, and every row at rate 0, are the same
+    as without FIM."""
     if seq_len < 1 or batch_size < 1:
         raise MusicmhaError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
     if not 0 <= rank < world_size:
@@ -103,12 +109,31 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
     n = split.num_tokens
     if n == 0:
         raise MusicmhaError(f"the {split.split} split of {split.folder} is empty")
-    starts = _rng(seed, step).integers(0, n, size=world_size * batch_size)[rank * batch_size:(rank + 1) * batch_size]
-    positions = (starts[:, None] + np.arange(seq_len + 1)[None, :]) % n
-    if n >= seq_len + 1 and (starts + seq_len + 1 <= n).all():
+    if fim_rate and (fim is None or not 0.0 <= fim_rate <= 1.0 or seq_len + 1 <= fim_format.EXTRA_TOKENS):
+        raise MusicmhaError(f"fill-in-the-middle needs the tokenizer's FIM tokens, a rate in [0, 1] (got "
+                            f"{fim_rate}) and windows longer than {fim_format.EXTRA_TOKENS} tokens")
+    mine = slice(rank * batch_size, (rank + 1) * batch_size)
+    starts = _rng(seed, step).integers(0, n, size=world_size * batch_size)[mine]
+    batch = _windows(split, starts, seq_len + 1)
+    if fim_rate:
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(step), _FIM_STREAM]))
+        chosen = rng.random(world_size * batch_size) < fim_rate
+        row_seeds = rng.integers(0, 2**63 - 1, size=world_size * batch_size)
+        batch = fim_format.apply_to_rows(batch, fim, chosen[mine], row_seeds[mine])
+    return batch
+
+
+_FIM_STREAM = 0xF1  # a third SeedSequence word keeps the FIM draws independent of the window starts
+
+
+def _windows(split: TokenSplit, starts: np.ndarray, length: int) -> np.ndarray:
+    """(len(starts), length) int64 windows of the split's stream, read circularly."""
+    n = split.num_tokens
+    if n >= length and (starts + length <= n).all():
         # Contiguous slices read far less of the memmap than fancy indexing when windows do not wrap.
-        return np.stack([np.asarray(split.tokens[s:s + seq_len + 1], dtype=np.int64) for s in starts])
-    return np.asarray(split.tokens[positions.ravel()], dtype=np.int64).reshape(batch_size, seq_len + 1)
+        return np.stack([np.asarray(split.tokens[s:s + length], dtype=np.int64) for s in starts])
+    positions = (starts[:, None] + np.arange(length)[None, :]) % n
+    return np.asarray(split.tokens[positions.ravel()], dtype=np.int64).reshape(len(starts), length)
 
 
 def iter_windows(split: TokenSplit, *, seq_len: int, batch_size: int) -> Iterator[np.ndarray]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import symusic
 
 from .errors import ConfigError, MusicmhaError
+from .fim import FIM_SPECIAL_TOKENS, MAX_FILL_BARS, MIDDLE, PREFIX, SUFFIX, FimTokens
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def _default_time_signatures() -> dict[int, list[int]]:
 @dataclass
 class TokenizerConfig:
     """What the token vocabulary can express. Defaults: REMI + programs in one stream, tempos, time
-    signatures, 32 velocity bins, 1/8-beat onsets for short notes, BOS/EOS/PAD."""
+    signatures, 32 velocity bins, 1/8-beat onsets for short notes, BOS/EOS/PAD and the FIM sentinels."""
 
     kind: str = "REMI"
     pitch_range: tuple[int, int] = (21, 109)
@@ -60,7 +61,9 @@ class TokenizerConfig:
     time_signature_range: dict[int, list[int]] = field(default_factory=_default_time_signatures)
     use_rests: bool = False
     use_chords: bool = False
-    special_tokens: tuple[str, ...] = ("PAD", "BOS", "EOS")
+    # The FIM sentinels let the model fill bars in the middle of a piece (musicmha/fim.py); a tokenizer
+    # without them (the first shipped model's) still continues, it just cannot infill.
+    special_tokens: tuple[str, ...] = ("PAD", "BOS", "EOS", *FIM_SPECIAL_TOKENS)
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -181,6 +184,21 @@ class MusicTokenizer:
         return self._tok["EOS_None"]
 
     @property
+    def bar_id(self) -> int | None:
+        return self._tok.vocab.get("Bar_None")
+
+    @property
+    def fim_tokens(self) -> FimTokens | None:
+        """The fill-in-the-middle sentinels, or None for a tokenizer made without them."""
+        vocab = self._tok.vocab
+        names = (PREFIX, SUFFIX, MIDDLE, *(f"FIM_Bars{n}" for n in range(1, MAX_FILL_BARS + 1)))
+        if self.bar_id is None or any(name not in vocab for name in names):
+            return None
+        prefix, suffix, middle, *bars = (vocab[name] for name in names)
+        return FimTokens(prefix=prefix, suffix=suffix, middle=middle, bars=tuple(bars), bar=self.bar_id,
+                         bos=self.bos_id, eos=self.eos_id)
+
+    @property
     def is_bpe(self) -> bool:
         return bool(self._tok.is_trained)
 
@@ -194,8 +212,9 @@ class MusicTokenizer:
         return list(self._tok.encode(score).ids)
 
     def decode(self, ids: Sequence[int]) -> symusic.Score:
-        """A Score (ticks, tpq = the tokenizer's resolution) from ids; BOS/EOS/PAD are dropped."""
-        specials = {self.bos_id, self.eos_id, self.pad_id}
+        """A Score (ticks, tpq = the tokenizer's resolution) from ids; BOS/EOS/PAD and FIM sentinels are dropped."""
+        fim = self.fim_tokens
+        specials = {self.bos_id, self.eos_id, self.pad_id, *(fim.all_ids if fim else ())}
         clean = [int(i) for i in ids if int(i) not in specials]
         return self._tok.decode(clean)
 

@@ -106,6 +106,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     train_split, val_split = TokenSplit(cfg.data, "train"), TokenSplit(cfg.data, "validation")
     tokenizer = MusicTokenizer.load(Path(cfg.data))
     model_config = cfg.model_config(tokenizer.vocab_size)
+    fim = tokenizer.fim_tokens
+    if cfg.fim_rate and fim is None:
+        raise ConfigError(f"--fim-rate {cfg.fim_rate}: the tokenizer of {cfg.data} has no fill-in-the-middle "
+                          "tokens; prepare the data again with this version of musicmha")
     resume_from = _check_run_folder(cfg, out)
 
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
@@ -201,7 +205,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             for micro in range(cfg.grad_accum):
                 batch = batch_for_step(train_split, seq_len=model_config.max_seq_len, batch_size=cfg.batch_size,
                                        seed=cfg.seed, step=step * cfg.grad_accum + micro, rank=rank,
-                                       world_size=world)
+                                       world_size=world, fim=fim, fim_rate=cfg.fim_rate)
                 batch = torch.from_numpy(batch).to(accelerator.device)
                 with accelerator.accumulate(model):
                     try:

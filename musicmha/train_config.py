@@ -63,6 +63,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     mixed_precision: str | None = None  # None: whatever `accelerate launch` / accelerate config says
     compile: bool = False
+    fim_rate: float = 0.0  # fraction of training windows rearranged for fill-in-the-middle (musicmha/fim.py)
     # bookkeeping
     seed: int = 0
     save_every: int = 100
@@ -97,6 +98,8 @@ class TrainConfig:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ConfigError("grad_clip and weight_decay must be >= 0")
+        if not isinstance(self.fim_rate, (int, float)) or not 0.0 <= self.fim_rate <= 1.0:
+            raise ConfigError(f"fim_rate must be in [0, 1], got {self.fim_rate!r}")
         if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
             raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
                               f"got {self.mixed_precision!r}")

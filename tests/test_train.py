@@ -46,7 +46,8 @@ def test_loss_falls_and_the_export_loads(real_tokens, tmp_path):
 
 @pytest.mark.slow
 def test_resumed_run_ends_with_identical_weights(real_tokens, tmp_path):
-    common = dict(decay_steps=30, save_every=10, dropout=0.1, grad_accum=2)  # dropout: RNG state matters
+    # dropout: RNG state matters; fim_rate: the rearranged rows must come back the same after a resume
+    common = dict(decay_steps=30, save_every=10, dropout=0.1, grad_accum=2, fim_rate=0.3)
     _train(real_tokens, tmp_path / "straight", max_steps=30, **common)
     _train(real_tokens, tmp_path / "parts", max_steps=20, **common)
     _train(real_tokens, tmp_path / "parts", max_steps=30, resume=True, **common)
@@ -123,6 +124,7 @@ def test_bad_data_folder_and_config_are_one_line_errors(tmp_path, capsys, real_t
     (dict(mixed_precision="fp8"), "mixed_precision"),
     (dict(learning_rate=2.0), "learning_rate"),
     (dict(position="sinusoid"), "position must be one of"),
+    (dict(fim_rate=1.5), "fim_rate must be in"),
 ])
 def test_training_config_validation(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -134,3 +136,17 @@ def test_config_file_then_flags(tmp_path):
     path.write_text(json.dumps({"preset": "small", "batch-size": 3, "learning_rate": 0.01}))
     cfg = TrainConfig.from_sources(path, data="d", out="o", learning_rate=0.02, max_steps=None)
     assert (cfg.batch_size, cfg.learning_rate, cfg.d_model, cfg.max_steps) == (3, 0.02, 256, 2000)
+
+
+def test_fim_needs_a_tokenizer_with_sentinels(tmp_path):
+    from datafiles import copy_prompts
+
+    from musicmha.tokenizer import MusicTokenizer
+
+    copy_prompts(tmp_path / "in")
+    shipped = os.path.join(os.path.dirname(__file__), "..", "checkpoints", "musicmha-small")
+    assert MusicTokenizer.load(shipped).fim_tokens is None
+    assert main(["prepare", str(tmp_path / "in"), "--out", str(tmp_path / "old"), "--workers", "1",
+                 "--tokenizer", shipped]) == 0
+    with pytest.raises(ConfigError, match="no fill-in-the-middle tokens"):
+        _train(tmp_path / "old", tmp_path / "run", max_steps=2, fim_rate=0.5)
