@@ -1,9 +1,10 @@
 """MIDI in, MIDI out: `MusicGenerator` ties a checkpoint's model and tokenizer to symusic scores.
 
 The prompt is tokenized, its last bars condition the model (cut at a bar boundary), new tokens are sampled
-(grammar-constrained by default), and the continuation is decoded, moved to the prompt's time base and
-merged into an untouched copy of the prompt: the prompt's notes, tracks, tempos and time signatures come
-out exactly as they went in.
+(grammar-constrained by default, within the controls of musicmha.controls: the prompt's instruments, the
+length asked for, the opening tempo and meter), and the continuation is decoded, moved to the prompt's time
+base and merged into an untouched copy of the prompt: the prompt's notes, tracks, tempos and time
+signatures come out exactly as they went in (tempo changes the model writes are added after its end).
 """
 
 from __future__ import annotations
@@ -12,20 +13,21 @@ import logging
 import os
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import symusic
 import torch
 
+from .controls import MAX_NEW_TOKENS, InstrumentRule, LengthRule, Opening, prompt_programs
 from .errors import CheckpointError, ConfigError, MidiError, MusicmhaError
 from .grammar import GrammarSpec, TokenGrammar
 from .midi_io import load_midi
 
 logger = logging.getLogger(__name__)
 
-MAX_NEW_TOKENS = 8192  # a hard cap for bars/seconds requests, so no request runs forever
+__all__ = ["MAX_NEW_TOKENS", "GenerationResult", "MusicGenerator", "default_checkpoint"]
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
@@ -90,8 +92,28 @@ def _new_notes(full: symusic.Score, prompt: symusic.Score, tpq: int) -> symusic.
     return out
 
 
+def _new_tempos(full: symusic.Score, prompt: symusic.Score) -> list:
+    """Tempo changes in `full` that `prompt` lacks: the ones the model wrote."""
+    seen = Counter((t.time, round(t.qpm, 3)) for t in prompt.tempos)
+    fresh = []
+    for tempo in full.tempos:
+        key = (tempo.time, round(tempo.qpm, 3))
+        if seen[key] > 0:
+            seen[key] -= 1
+        else:
+            fresh.append(tempo)
+    return fresh
+
+
 def _merge(prompt: symusic.Score, continuation: symusic.Score) -> symusic.Score:
     merged = prompt.copy()
+    end = prompt.end()
+    # The model's tempo changes play the continuation as it was timed; the ones before the prompt's end
+    # (rare: between its last onset and last note-off) are left out so the prompt plays exactly as given.
+    later = [t for t in continuation.tempos if t.time >= end]
+    if later:
+        merged.tempos.extend(later)
+        merged.tempos.sort()
     for track in continuation.tracks:
         same = [t for t in merged.tracks if t.program == track.program and t.is_drum == track.is_drum]
         if same:
@@ -100,6 +122,21 @@ def _merge(prompt: symusic.Score, continuation: symusic.Score) -> symusic.Score:
         else:
             merged.tracks.append(track.copy())
     return merged
+
+
+def _tempo_at_end(score: symusic.Score | None) -> float | None:
+    """The prompt's tempo where it ends, exactly (its tokens round tempos to the tokenizer's bins)."""
+    if score is None:
+        return None
+    before = [t for t in score.tempos if t.time <= score.end()]
+    return before[-1].qpm if before else None
+
+
+def _stopper(timeline: TokenGrammar) -> Callable[[torch.Tensor], torch.Tensor]:
+    def stop(sequences: torch.Tensor) -> torch.Tensor:
+        timeline.follow(sequences)
+        return timeline.reached()
+    return stop
 
 
 class MusicGenerator:
@@ -128,6 +165,17 @@ class MusicGenerator:
                                   f"tokenizer does not belong to this model")
         return cls(model, tokenizer)
 
+    def prompt_budget(self, length: LengthRule, prompt_tokens: int | None = None) -> int:
+        """How many prompt tokens condition the model. The sampler's KV cache slides by a quarter of the
+        context when it is full, so new tokens need not reserve half of it: the prompt fills the context
+        less one slide (or less the whole request when that is shorter). Every new token then sees at
+        least three quarters of a context of history, the first slide comes after as many new tokens as
+        every later one, and a short request never slides at all."""
+        if prompt_tokens is not None:
+            return prompt_tokens
+        context = self.model.config.max_seq_len
+        return max(1, context - min(length.token_limit, max(1, context // 4)))
+
     def _condition(self, ids: list[int], budget: int) -> tuple[list[int], float]:
         """The prompt's tail that conditions the model, cut at a bar start, and its time in quarters."""
         bar_id = self.tokenizer.miditok.vocab.get("Bar_None")
@@ -145,18 +193,29 @@ class MusicGenerator:
                       temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                       seed: int | None = None, num_samples: int = 1, prompt_tokens: int | None = None,
                       callback: Callable[[int, torch.Tensor], None] | None = None,
-                      constrained: bool = True) -> list[GenerationResult]:
-        """Continue `prompt` (None: start from nothing). Length: max_new_tokens, bars or seconds (one of
-        them; default 512 tokens), capped at MAX_NEW_TOKENS. One result per sample, decoded as one batch."""
-        if sum(x is not None for x in (max_new_tokens, bars, seconds)) > 1:
-            raise ConfigError("give at most one of max_new_tokens, bars, seconds")
-        for name, value in (("max_new_tokens", max_new_tokens), ("bars", bars), ("seconds", seconds),
-                            ("num_samples", num_samples), ("prompt_tokens", prompt_tokens)):
+                      constrained: bool = True, instruments: Sequence[int] | None = None,
+                      drums: bool | None = None, allow_new_instruments: bool = False,
+                      allow_early_end: bool = False, tempo: float | None = None,
+                      time_signature: tuple[int, int] | None = None) -> list[GenerationResult]:
+        """Continue `prompt` (None: start from nothing). One result per sample, decoded as one batch.
+
+        Length: max_new_tokens, bars or seconds (one of them; default 512 tokens). Bars and seconds are
+        reached (end-of-piece is masked until then) unless allow_early_end. Instruments: a prompt's own
+        (its programs, drums when it has them) unless `instruments` (GM programs 0..127), `drums` or
+        allow_new_instruments say otherwise; from nothing, anything unless they are given. From nothing,
+        `tempo` (BPM) and `time_signature` ((3, 4)) open the piece."""
+        length = LengthRule(max_new_tokens, bars, seconds, allow_early_end)
+        for name, value in (("num_samples", num_samples), ("prompt_tokens", prompt_tokens)):
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
         if constrained and self.spec is None:
             raise ConfigError("grammar-constrained decoding needs a tokenizer without BPE; pass constrained=False")
-        limit = min(max_new_tokens or (MAX_NEW_TOKENS if bars or seconds else 512), MAX_NEW_TOKENS)
+        opening = Opening(tempo, time_signature)
+        if prompt is not None and not opening.empty:
+            raise ConfigError("tempo and time_signature open a piece from nothing; a prompt keeps its own")
+        explicit = instruments is not None or drums is not None or allow_new_instruments
+        if self.spec is None and (explicit or not opening.empty or allow_early_end):
+            raise ConfigError("instrument, tempo, meter and early-end controls need a tokenizer without BPE")
         score = load_midi(prompt) if prompt is not None else None
         ids = self.tokenizer.encode(score) if score is not None else []
         if score is not None and not self._has_notes(ids):
@@ -164,32 +223,41 @@ class MusicGenerator:
             lo, hi = self.tokenizer.miditok.config.pitch_range
             raise MidiError(f"no notes left after tokenization: the prompt's {score.note_num()} note(s) are all "
                             f"outside what the tokenizer can write (pitch range {lo}..{hi - 1})")
-        context = self.model.config.max_seq_len
-        budget = prompt_tokens or context - min(limit, context // 2)
-        condition, offset_quarters = self._condition(ids, budget)
+        rule = InstrumentRule.resolve(prompt_programs(self.spec, ids) if self.spec and score is not None else None,
+                                      instruments=instruments, drums=drums,
+                                      allow_new_instruments=allow_new_instruments)
+        if self.spec is not None and not rule.unrestricted and not any(t.startswith("Program_")
+                                                                       for t in self.spec.tokens):
+            if explicit:
+                raise ConfigError("this tokenizer writes no Program tokens, so it cannot choose instruments")
+            rule = InstrumentRule()
+        logger.debug("instruments: %s", rule.describe())
+        condition, offset_quarters = self._condition(ids, self.prompt_budget(length, prompt_tokens))
         seed = seed if seed is not None else random.randrange(2**31)
         device = next(self.model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(seed)
-        # One grammar follows every row: it masks the next token (when constrained) and keeps the time
-        # that ends bar/second requests, so each token is parsed once.
-        timeline = TokenGrammar(self.spec) if self.spec is not None else None
         start = torch.tensor([condition] * num_samples, device=device)
-        stop = None
-        if timeline is not None and (bars or seconds):
+        # One grammar follows every row: it masks the next token (syntax when constrained, the controls
+        # always) and keeps the time that ends bar/second requests, so each token is parsed once.
+        timeline = None
+        if self.spec is not None:
+            timeline = TokenGrammar(self.spec, instruments=rule, length=length, syntax=constrained,
+                                    opening=opening.token_ids(self.spec))
             timeline.follow(start)
-            bars0, quarters0 = timeline.rows[0].bars, timeline.rows[0].quarters
-            qpm = score.tempos[-1].qpm if score is not None and len(score.tempos) else 120.0
-
-            def stop(seq: torch.Tensor) -> torch.Tensor:
-                timeline.follow(seq)
-                if bars:
-                    return torch.tensor([r.bars - bars0 > bars for r in timeline.rows])
-                return torch.tensor([(r.quarters - quarters0) * 60.0 / qpm >= seconds for r in timeline.rows])
-        out = self.model.generate(start, limit, temperature=temperature, top_k=top_k, top_p=top_p,
+            timeline.anchor(qpm=_tempo_at_end(score))
+        restricts = timeline is not None and (constrained or not rule.unrestricted or length.timed
+                                              or timeline.opening)
+        out = self.model.generate(start, length.token_limit, temperature=temperature, top_k=top_k, top_p=top_p,
                                   generator=generator, callback=callback,
-                                  allowed=timeline if constrained else None,
-                                  eos_token_id=self.tokenizer.eos_id, stop=stop)
-        return [self._result(score, condition, row.tolist(), offset_quarters, seed) for row in out]
+                                  allowed=timeline if restricts else None, eos_token_id=self.tokenizer.eos_id,
+                                  stop=_stopper(timeline) if timeline is not None and length.timed else None)
+        results = [self._result(score, condition, row.tolist(), offset_quarters, seed) for row in out]
+        if length.timed and not length.allow_early_end and timeline is not None:
+            short = int((~timeline.reached()).sum())
+            if short:
+                logger.warning("%d of %d samples stopped at the %d-token cap before the requested length",
+                               short, num_samples, length.token_limit)
+        return results
 
     def _has_notes(self, ids: list[int]) -> bool:
         if self.spec is not None:  # no BPE: a Pitch token is a note
@@ -208,6 +276,7 @@ class MusicGenerator:
             new = new[:new.index(self.tokenizer.eos_id)]
         full_tok, prompt_tok = self._decode(condition + new), self._decode(condition)
         continuation = _new_notes(full_tok, prompt_tok, full_tok.ticks_per_quarter)
+        continuation.tempos.extend(_new_tempos(full_tok, prompt_tok))
         if prompt is None:
             return GenerationResult(full_tok, continuation, condition + new, new, 0, seed)
         tpq = prompt.ticks_per_quarter

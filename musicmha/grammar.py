@@ -4,17 +4,32 @@
 keep the sequence valid: the token-type successions of the tokenizer (Pitch -> Velocity -> Duration,
 Program before Pitch, ...), Positions that move forward inside a bar, and no pitch repeated by the same
 program at the same position when the tokenizer removes duplicated notes. These are exactly the checks of
-miditok's `tokens_errors`, so constrained samples measure 0 errors. It also keeps each row's time (bars and
-ticks), which generation uses to stop after a number of bars or seconds.
+miditok's `tokens_errors`, so constrained samples measure 0 errors. Beyond syntax it keeps the drum kit's
+Program_-1 with PitchDrum tokens (and other programs with Pitch), and holds the meter once a TimeSig is
+known (the output keeps the prompt's time signatures, so a continuation written in another meter would be
+misplaced against its bar lines).
+
+The generation controls (musicmha.controls) are masks here too: instruments outside an `InstrumentRule`,
+end-of-piece before a `LengthRule` is met, and forced opening tokens. With `syntax=False` only those
+controls apply (unconstrained sampling that still keeps its promises).
+
+Each row's time is kept in bars, quarter notes and seconds (through the Tempo tokens it reads), which
+generation uses to stop after a number of bars or seconds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:  # controls imports GrammarSpec from here
+    from .controls import InstrumentRule, LengthRule
+
 NOTE_TYPES = ("Pitch", "PitchDrum", "NoteOn")
+DRUM_PROGRAM = -1
 
 
 @dataclass
@@ -40,6 +55,13 @@ class _Row:
     bar_start: float = 0.0  # quarter notes from the start to the current bar
     bar_positions: int = 32  # positions in the current bar (numerator * positions_per_beat)
     quarters_per_position: float = 0.125
+    time_signature: int | None = None  # id of the TimeSig token in effect
+    qpm: float = 120.0  # tempo in effect (miditok's default before any Tempo token)
+    tempo_quarters: float = 0.0  # where that tempo started, in quarters ...
+    tempo_seconds: float = 0.0  # ... and in seconds
+    start_bars: int = 0  # time at the end of the conditioning tokens (see TokenGrammar.anchor)
+    start_seconds: float = 0.0
+    count: int = 0  # tokens since BOS, for the forced opening
     finished: bool = False
 
     @property
@@ -47,12 +69,27 @@ class _Row:
         """Time of the current position, in quarter notes since the first bar."""
         return self.bar_start + max(self.position, 0) * self.quarters_per_position
 
+    @property
+    def seconds(self) -> float:
+        return self.tempo_seconds + (self.quarters - self.tempo_quarters) * 60.0 / self.qpm
+
+    @property
+    def new_bars(self) -> int:
+        return self.bars - self.start_bars
+
+    @property
+    def new_seconds(self) -> float:
+        return self.seconds - self.start_seconds
+
 
 class TokenGrammar:
     """Call it with the sequences so far (B, T) to get the allowed-next-token mask (B, V)."""
 
-    def __init__(self, spec: GrammarSpec) -> None:
-        self.spec = spec
+    def __init__(self, spec: GrammarSpec, *, instruments: InstrumentRule | None = None,
+                 length: LengthRule | None = None, opening: Sequence[int | None] = (), syntax: bool = True,
+                 start_qpm: float = 120.0) -> None:
+        self.spec, self.length, self.opening, self.syntax = spec, length, list(opening), syntax
+        self.start_qpm = start_qpm
         vocab = len(spec.tokens)
         self.types = [t.split("_", 1)[0] for t in spec.tokens]
         self.values = [t.split("_", 1)[1] if "_" in t else "" for t in spec.tokens]
@@ -66,6 +103,16 @@ class TokenGrammar:
         self.pitch_values = torch.tensor([int(v) if k in NOTE_TYPES else -1
                                           for k, v in zip(self.types, self.values, strict=True)])
         self.start_types = {"Bar"} if "Bar" in spec.graph else set(spec.graph)
+        empty = torch.zeros(vocab, dtype=torch.bool)
+        self.drum_pitches = self.type_masks.get("PitchDrum", empty)
+        # Tokens the instrument rule forbids: Program tokens outside it, and the drum pitches without drums.
+        self.banned = empty.clone()
+        if instruments is not None:
+            for i, (kind, value) in enumerate(zip(self.types, self.values, strict=True)):
+                if kind == "Program" and not instruments.allows(int(value)):
+                    self.banned[i] = True
+            if not instruments.drums:
+                self.banned |= self.drum_pitches
         self.rows: list[_Row] = []
         self._consumed = 0
 
@@ -75,7 +122,20 @@ class TokenGrammar:
 
     def _new_row(self) -> _Row:
         ppb = self.spec.positions_per_beat  # 4/4 until a TimeSig says otherwise
-        return _Row(bar_positions=4 * ppb, quarters_per_position=1.0 / ppb)
+        return _Row(bar_positions=4 * ppb, quarters_per_position=1.0 / ppb, qpm=self.start_qpm)
+
+    def anchor(self, qpm: float | None = None) -> None:
+        """Mark where the conditioning tokens end: lengths count from here. `qpm`, when given, is the tempo
+        really in effect there (the prompt's exact tempo rather than its nearest token)."""
+        for row in self.rows:
+            if qpm is not None:
+                row.tempo_seconds, row.tempo_quarters, row.qpm = row.seconds, row.quarters, qpm
+            row.start_bars, row.start_seconds = row.bars, row.seconds
+
+    def reached(self) -> torch.Tensor:
+        """(B,) bool: rows whose requested bars/seconds are complete."""
+        return torch.tensor([self.length is not None and self.length.reached(r.new_bars, r.new_seconds)
+                             for r in self.rows], dtype=torch.bool)
 
     def advance(self, row: _Row, token: int) -> None:
         kind, value = self.types[token], self.values[token]
@@ -87,6 +147,7 @@ class TokenGrammar:
             return
         if token == self.spec.pad_id:
             return
+        row.count += 1
         if kind == "Bar":
             if row.bars > 0:
                 row.bar_start += row.bar_positions * row.quarters_per_position
@@ -96,8 +157,11 @@ class TokenGrammar:
             numerator, denominator = (int(x) for x in value.split("/"))
             row.bar_positions = numerator * self.spec.positions_per_beat
             row.quarters_per_position = 4.0 / (denominator * self.spec.positions_per_beat)
+            row.time_signature = token
         elif kind == "Position":
             row.position, row.pitches = int(value), {}
+        elif kind == "Tempo":
+            row.tempo_seconds, row.tempo_quarters, row.qpm = row.seconds, row.quarters, float(value)
         elif kind == "Program":
             row.program = int(value)
         elif kind in NOTE_TYPES:
@@ -110,6 +174,16 @@ class TokenGrammar:
         if row.finished:
             mask[self.spec.eos_id] = True
             return mask
+        if row.count < len(self.opening) and self.opening[row.count] is not None:
+            mask[self.opening[row.count]] = True
+            return mask
+        may_end = self.length is None or self.length.may_end(row.new_bars, row.new_seconds)
+        if not self.syntax:  # controls only: anything the rules allow, but never BOS/PAD mid-piece
+            mask[:] = True
+            mask[[self.spec.bos_id, self.spec.pad_id]] = False
+            mask &= ~self.banned
+            mask[self.spec.eos_id] = may_end
+            return mask
         following = self.start_types if row.previous is None else self.spec.graph.get(row.previous, set())
         for kind in following:
             if kind in self.type_masks:
@@ -118,14 +192,20 @@ class TokenGrammar:
             is_position = self.position_values >= 0
             mask &= ~(is_position & ((self.position_values <= row.position)
                                      | (self.position_values >= row.bar_positions)))
+        if row.previous == "Program" and self.drum_pitches.any():  # the kit plays drum pitches, others pitches
+            mask &= self.drum_pitches if row.program == DRUM_PROGRAM else ~self.drum_pitches
+        if "TimeSig" in following and row.time_signature is not None:
+            mask &= ~self.type_masks["TimeSig"]  # the meter holds (see the module docstring)
+            mask[row.time_signature] = True
         if self.spec.remove_duplicated_notes and row.pitches.get(row.program):
             played = torch.tensor(sorted(row.pitches[row.program]))
             mask &= ~torch.isin(self.pitch_values, played)
+        mask &= ~self.banned
         if row.previous is not None and "Bar" in following:
-            mask[self.spec.eos_id] = True  # a piece may end wherever a new bar could start
+            mask[self.spec.eos_id] = may_end  # a piece may end wherever a new bar could start
         if not mask.any():  # nothing fits (e.g. a bar already at its last position): start a new bar
             mask |= self.type_masks.get("Bar", torch.zeros(vocab, dtype=torch.bool))
-            mask[self.spec.eos_id] = True
+            mask[self.spec.eos_id] = may_end or not mask.any()  # never an empty mask
         return mask
 
     def follow(self, sequences: torch.Tensor) -> None:
