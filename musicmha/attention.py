@@ -97,6 +97,15 @@ class MultiHeadAttention(nn.Module):
         elif position == "alibi":
             self.register_buffer("alibi_slopes", alibi_slopes(n_heads), persistent=False)
 
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        # `.to(torch.bfloat16)` would round the ALiBi slopes and then the distances (bf16 holds integers
+        # exactly only up to 256); they are constants, so recompute them in float32 on the new device.
+        super()._apply(fn, recurse)
+        if self.position == "alibi":
+            self.alibi_slopes = alibi_slopes(self.n_heads).to(self.alibi_slopes.device)
+        self._mask_cache.clear()
+        return self
+
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, _ = x.shape
         return x.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, D)
