@@ -39,7 +39,20 @@ def sample_from_logits(logits: torch.Tensor, *, temperature: float = 1.0, top_k:
         before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the more likely tokens
         sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)  # the first token always stays
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return _draw(probs, generator)
+
+
+def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row of probs (B, V), drawn on the generator's device and returned on probs' device.
+
+    A generator only draws on its own device (`torch.multinomial` refuses a CPU generator for CUDA
+    probabilities), and the README passes a CPU one whatever the model's device. Moving the (B, V)
+    probabilities costs one small copy per step, and makes the draw the one a CPU run makes for that
+    seed; a generator on the probabilities' device takes the plain path, bit for bit as before."""
+    if generator is None or generator.device == probs.device:
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    drawn = torch.multinomial(probs.to(generator.device), 1, generator=generator)
+    return drawn.squeeze(-1).to(probs.device)
 
 
 def prefill(model: torch.nn.Module, tokens: torch.Tensor, cache: list[KVCache]) -> torch.Tensor:

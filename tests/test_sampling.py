@@ -80,3 +80,38 @@ def test_bad_sampling_arguments_are_refused(model, kwargs, message):
         model.generate(torch.tensor([1, 2]), 3, **kwargs)
     with pytest.raises(ValueError, match="non-empty"):
         model.generate(torch.zeros(1, 0, dtype=torch.long), 3)
+
+
+class _ElsewhereGenerator:
+    """Stands for a generator on another device than the logits (a CPU one with a CUDA model), which a
+    CPU-only machine cannot create: it reports the meta device, where a tensor can be moved but not read."""
+
+    device = torch.device("meta")
+
+
+def test_sampling_draws_on_the_generators_device(monkeypatch):
+    """What the CPU can show: the draw is routed through the generator's device and comes back on the
+    logits' device. `torch.multinomial` is replaced by a stand-in that refuses mismatched devices, as the
+    CUDA kernel does; the real cross-device draw is the CUDA test below."""
+    calls = []
+
+    def multinomial(probs, n, *, generator=None):
+        if generator is not None and probs.device != generator.device:
+            raise RuntimeError("Expected a generator on the device of the probabilities")
+        calls.append(probs.device)
+        return torch.zeros(probs.shape[0], n, dtype=torch.long)  # what the generator's device returns
+
+    monkeypatch.setattr(torch, "multinomial", multinomial)
+    tokens = sample_from_logits(torch.randn(3, 61), generator=_ElsewhereGenerator())  # type: ignore[arg-type]
+    assert calls == [torch.device("meta")] and tokens.device == torch.device("cpu") and tokens.shape == (3,)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cpu_generator_samples_a_cuda_model_as_on_the_cpu():
+    logits = torch.randn(4, 61)
+    on_cpu = sample_from_logits(logits, generator=torch.Generator().manual_seed(3))
+    on_cuda = sample_from_logits(logits.cuda(), generator=torch.Generator().manual_seed(3))
+    assert on_cuda.is_cuda and torch.equal(on_cuda.cpu(), on_cpu)
+    model = MusicTransformer(tiny_config()).eval().cuda()
+    out = model.generate(torch.tensor([1, 2, 3]), 20, generator=torch.Generator().manual_seed(3))
+    assert out.is_cuda and out.shape == (23,)
