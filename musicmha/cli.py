@@ -39,11 +39,15 @@ def _add_corpus(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("corpus", help="convert music21's bundled scores (Bach, Palestrina, folk tunes, ...) to MIDI")
     p.add_argument("--out", required=True, help="output folder, e.g. data/corpus (manifest.json is written there)")
     p.add_argument("--collections", default=None,
-                   help="comma-separated collections, e.g. bach,palestrina (default: all)")
+                   help="comma-separated collections, e.g. bach,palestrina (default: all, then arrangements); "
+                        "'arrangements' arranges already converted pieces with mma (drums, bass, comping)")
     p.add_argument("--workers", type=int, default=0, help="worker processes (default: all cores)")
     p.add_argument("--timeout", type=float, default=60.0, help="CPU seconds allowed per file parse and per piece")
     p.add_argument("--limit", type=int, default=None,
                    help="at most N files per collection and N pieces per file (quick tests)")
+    p.add_argument("--arrangements", type=int, default=2000,
+                   help="how many converted pieces to arrange (needs Debian's mma: apt-get install mma)")
+    p.add_argument("--seed", type=int, default=0, help="seed for each arrangement's groove, tempo and instrument")
     p.add_argument("--list", action="store_true", help="list the collections and their file counts, then exit")
     p.set_defaults(run=_run_corpus)
 
@@ -56,7 +60,7 @@ def _run_corpus(args: argparse.Namespace) -> int:
             print(f"{name}: {len(files)} files")
         return 0
     cfg = CorpusConfig(out=args.out, collections=collections_arg(args.collections), workers=args.workers,
-                       timeout=args.timeout, limit=args.limit)
+                       timeout=args.timeout, limit=args.limit, arrangements=args.arrangements, seed=args.seed)
     for line in summary(build_corpus(cfg)):
         print(line)
     return 0

@@ -4,15 +4,21 @@ music21 ships ~3,000 files (MusicXML, Humdrum, ABC) holding ~13,000 pieces; a mu
 to an Opus whose `.scores` are separate pieces. Each source file is one task in a process pool; pieces that
 fail or run past the time limit are skipped and listed in `manifest.json` with the reason. Every piece gets
 a stable id ("bach/bwv66.6.mxl", "essenFolksong/han1.abc#12") whose hash fixes its split.
+
+The `arrangements` collection is made from converted pieces rather than music21 files: a melody over
+drums, bass and comping from Debian's `mma` (musicmha/arrange.py). Each arrangement keeps its source's
+split, so no test piece reaches training through its arrangement.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -23,7 +29,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import ConfigError, MusicmhaError
-from .split import SPLITS, split_of
+from .split import SPLITS, split_of, split_score
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,9 @@ MANIFEST = "manifest.json"
 MANIFEST_KIND = "musicmha-corpus"
 # Roman-numeral analyses (.rntxt) are harmonic annotations of other files in the corpus, not music.
 SOURCE_EXTENSIONS = (".mxl", ".xml", ".musicxml", ".krn", ".abc")
+ARRANGEMENTS = "arrangements"
+# Collections whose pieces have a melody on top (chorales, folk songs, fiddle tunes) to arrange.
+ARRANGEMENT_SOURCES = ("bach", "essenFolksong", "oneills1850", "ryansMammoth", "airdsAirs")
 
 
 @dataclass
@@ -40,6 +49,8 @@ class CorpusConfig:
     workers: int = 0  # 0: all cores
     timeout: float = 60.0  # CPU seconds for parsing one file, and again for converting each piece
     limit: int | None = None  # at most this many files per collection and pieces per file (quick tests)
+    arrangements: int = 2000  # source pieces to arrange when the arrangements collection is built
+    seed: int = 0  # picks each arrangement's groove, tempo and lead instrument
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -49,6 +60,8 @@ class CorpusConfig:
             raise ConfigError(f"timeout must be positive, got {self.timeout}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.arrangements < 0:
+            raise ConfigError(f"arrangements must be >= 0, got {self.arrangements}")
         if self.collections is not None:
             self.collections = [c.strip() for c in self.collections if c.strip()]
             if not self.collections:
@@ -63,6 +76,8 @@ class PieceResult:
     notes: int = 0
     error: str | None = None
     note: str | None = None  # e.g. when repeats could not be expanded
+    pickup: float | None = None  # quarter notes before the first full bar (the MIDI has no bar lines)
+    extra: dict | None = None  # manifest fields of an arrangement (groove, tempo, program)
 
 
 def corpus_root() -> Path:
@@ -160,6 +175,23 @@ def _strip_repeats(score) -> None:
             el.activeSite.remove(el)
 
 
+def _pickup(score) -> float | None:
+    """Length of an anacrusis in quarter notes (0.0 without one), or None when there are no measures.
+    The MIDI starts with the pickup, so this is the only place that still knows where bar lines fall."""
+    from music21 import stream
+
+    part = score.parts[0] if isinstance(score, stream.Score) and score.parts else score
+    measures = part.getElementsByClass(stream.Measure)
+    if not measures:
+        return None
+    first = measures[0]
+    meter = first.timeSignature or first.getContextByClass("TimeSignature")
+    if meter is None:
+        return None
+    length, bar = float(first.duration.quarterLength), float(meter.barDuration.quarterLength)
+    return length if 0 < length < bar else 0.0
+
+
 def _to_midi(score) -> tuple[bytes, str | None]:
     from music21 import midi
 
@@ -199,6 +231,10 @@ def convert_file(rel: str, out: str, timeout: float, limit: int | None) -> list[
         result = PieceResult(piece_id, collection)
         try:
             with _time_limit(timeout):
+                try:
+                    result.pickup = _pickup(score)
+                except Exception as error:  # a hint for arrangements only, never a reason to drop a piece
+                    log.debug("%s: no pickup length: %s", piece_id, _one_line(error))
                 data, result.note = _to_midi(score)
             notes = count_notes(load_midi(data))  # MidiError("no notes") for empty pieces
             target = Path(out) / _midi_name(rel, index)
@@ -227,7 +263,17 @@ def select_files(cfg: CorpusConfig) -> dict[str, list[str]]:
 
 
 def build_corpus(cfg: CorpusConfig) -> dict:
-    """Convert the selected collections and write `cfg.out/manifest.json`; returns the manifest."""
+    """Convert the selected collections, then (when selected, or when all are) arrange pieces of the
+    converted ones; writes `cfg.out/manifest.json` and returns the manifest."""
+    if cfg.collections is None:
+        _convert(cfg)
+        return build_arrangements(cfg)
+    music21_collections = [c for c in cfg.collections if c != ARRANGEMENTS]
+    manifest = _convert(dataclasses.replace(cfg, collections=music21_collections)) if music21_collections else None
+    return build_arrangements(cfg) if ARRANGEMENTS in cfg.collections else manifest
+
+
+def _convert(cfg: CorpusConfig) -> dict:
     started = time.perf_counter()
     files = select_files(cfg)
     tasks = [rel for name in files for rel in files[name]]
@@ -251,7 +297,97 @@ def build_corpus(cfg: CorpusConfig) -> dict:
                             failed=sum(r.error is not None for r in results))
     bar.close()
     manifest = _manifest(cfg, files, results, time.perf_counter() - started)
-    (cfg.out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    old = _read_manifest(cfg.out)
+    if old and ARRANGEMENTS in old.get("collections", {}) and ARRANGEMENTS not in manifest["collections"]:
+        # Keep the arrangements on disk listed with their splits: unlisted, `prepare` would split them
+        # by the hash of their own path, and a test piece's arrangement could land in training.
+        kept = [p for p in old["pieces"] if p.get("collection") == ARRANGEMENTS and (cfg.out / p["path"]).is_file()]
+        _replace_collection(manifest, ARRANGEMENTS, old["collections"][ARRANGEMENTS], kept)
+    _write_manifest(cfg.out, manifest)
+    return manifest
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("kind") == MANIFEST_KIND else None
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    tmp = Path(folder) / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(tmp, Path(folder) / MANIFEST)
+
+
+def _replace_collection(manifest: dict, name: str, stats: dict, pieces: list[dict]) -> None:
+    """Put `name`'s stats and pieces in place of any earlier ones and recount the totals."""
+    manifest["collections"][name] = stats
+    manifest["pieces"] = sorted([p for p in manifest["pieces"] if p.get("collection") != name] + pieces,
+                                key=lambda p: p["id"])
+    manifest["pieces_total"] = len(manifest["pieces"])
+    manifest["notes_total"] = sum(p["notes"] for p in manifest["pieces"])
+    manifest["failures_total"] = sum(len(c["failures"]) for c in manifest["collections"].values())
+
+
+def _arrange_star(args: tuple) -> PieceResult:
+    """Arrange one converted piece and write it under the output folder. Runs in a worker."""
+    from .arrange import arrange
+    from .midi_io import count_notes
+
+    source_id, source_path, out, seed, pickup = args
+    result = PieceResult(f"{ARRANGEMENTS}/{source_id}", ARRANGEMENTS)
+    try:
+        score, plan = arrange(Path(out) / source_path, source_id, seed, pickup)
+        rel = f"{ARRANGEMENTS}/{source_path}"
+        target = Path(out) / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(score.dumps_midi())
+        result.path, result.notes = rel, count_notes(score)
+        result.extra = {"source": source_id, "groove": plan.groove, "tempo": plan.tempo, "program": plan.program}
+    except Exception as error:  # mma failures, unmapped meters, unreadable sources: listed, never fatal
+        result.error = _one_line(error) if not isinstance(error, MusicmhaError) else str(error)
+    return result
+
+
+def build_arrangements(cfg: CorpusConfig) -> dict:
+    """Arrange `cfg.arrangements` converted pieces of ARRANGEMENT_SOURCES (the same ones for every seed:
+    those with the smallest hash of their id) into `cfg.out/arrangements/`, and put the collection into
+    the manifest in place of an earlier one. Each arrangement takes its source's split."""
+    from .arrange import require_mma
+
+    started = time.perf_counter()
+    require_mma()
+    manifest = _read_manifest(cfg.out)
+    sources = [p for p in (manifest or {}).get("pieces", []) if p.get("collection") in ARRANGEMENT_SOURCES]
+    if not sources:
+        raise MusicmhaError(f"no converted {'/'.join(ARRANGEMENT_SOURCES)} pieces in {cfg.out}: run "
+                            f"`musicmha corpus --out {cfg.out}` (or --collections bach,...) first")
+    chosen = sorted(sources, key=lambda p: (split_score("arrange:" + p["id"]), p["id"]))[:cfg.arrangements]
+    target = cfg.out / ARRANGEMENTS
+    if target.exists():
+        shutil.rmtree(target)  # files of an earlier build would otherwise stay, unlisted
+    workers = cfg.workers or os.cpu_count() or 1
+    args = [(p["id"], p["path"], str(cfg.out), cfg.seed, p.get("pickup")) for p in chosen]
+    results: list[PieceResult] = []
+    bar = tqdm(total=len(args), desc=ARRANGEMENTS, unit="piece", dynamic_ncols=True)
+    with multiprocessing.Pool(workers, maxtasksperchild=200) as pool:
+        for result in pool.imap_unordered(_arrange_star, args, chunksize=4):
+            results.append(result)
+            bar.update(1)
+            bar.set_postfix(failed=sum(r.error is not None for r in results))
+    bar.close()
+    split = {p["id"]: p["split"] for p in chosen}
+    ok = sorted((r for r in results if r.path is not None), key=lambda r: r.id)
+    pieces = [{"id": r.id, "path": r.path, "collection": ARRANGEMENTS, "notes": r.notes,
+               "split": split[r.extra["source"]], **r.extra} for r in ok]
+    stats = {"files": len(chosen), "pieces": len(pieces), "notes": sum(p["notes"] for p in pieces),
+             "splits": {s: sum(p["split"] == s for p in pieces) for s in SPLITS}, "seed": cfg.seed,
+             "seconds": round(time.perf_counter() - started, 1),
+             "failures": [{"id": r.id, "reason": r.error} for r in sorted(results, key=lambda r: r.id) if r.error]}
+    _replace_collection(manifest, ARRANGEMENTS, stats, pieces)
+    _write_manifest(cfg.out, manifest)
     return manifest
 
 
@@ -269,7 +405,8 @@ def _manifest(cfg: CorpusConfig, files: dict[str, list[str]], results: list[Piec
             "failures": [{"id": r.id, "reason": r.error} for r in mine if r.error is not None],
         }
     pieces = [{"id": r.id, "path": r.path, "collection": r.collection, "notes": r.notes, "split": split_of(r.id),
-               **({"note": r.note} if r.note else {})} for r in results if r.path is not None]
+               **({"note": r.note} if r.note else {}), **({"pickup": r.pickup} if r.pickup is not None else {})}
+              for r in results if r.path is not None]
     return {
         "kind": MANIFEST_KIND, "version": 1, "music21": music21.__version__,
         "split_rule": "sha256(piece id) -> train < 0.90 <= validation < 0.95 <= test",
