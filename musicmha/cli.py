@@ -135,6 +135,21 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_merge_lora(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge-lora", help="fold a LoRA adapter (RUN/adapter) into its base: a full checkpoint folder")
+    p.add_argument("adapter", help="adapter folder (adapter.json + adapter.safetensors), e.g. runs/mine/adapter")
+    p.add_argument("--out", required=True, help="the checkpoint folder to write")
+    p.add_argument("--base", default=None, help="base checkpoint (default: the one adapter.json names)")
+    p.set_defaults(run=_run_merge_lora)
+
+
+def _run_merge_lora(args: argparse.Namespace) -> int:
+    from .lora import merge_adapter
+
+    print(f"merged model written to {merge_adapter(Path(args.adapter), Path(args.out), args.base)}")
+    return 0
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="NLL, perplexity and bits per note of a checkpoint on a token split")
     p.add_argument("--checkpoint", required=True, help="exported model folder (config.json, tokenizer.json...)")
@@ -294,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _add_merge_lora,
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

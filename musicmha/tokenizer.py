@@ -183,6 +183,13 @@ class MusicTokenizer:
     def eos_id(self) -> int:
         return self._tok["EOS_None"]
 
+    def same_vocabulary(self, other: MusicTokenizer) -> bool:
+        """Whether ids mean the same tokens in both (same vocabulary, BPE merges and token kind)."""
+        mine, theirs = self._tok, other._tok
+        return (type(mine) is type(theirs) and mine.vocab == theirs.vocab and len(mine) == len(theirs)
+                and mine.is_trained == theirs.is_trained
+                and (not mine.is_trained or mine._model.to_str() == theirs._model.to_str()))
+
     @property
     def bar_id(self) -> int | None:
         return self._tok.vocab.get("Bar_None")

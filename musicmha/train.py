@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["EXPORT_DIR", "STATE_DIR", "TrainResult", "TrainingError", "export", "learning_rate", "train"]
 # Options that may change when resuming: they do not alter what the run computes.
 RESUMABLE_CHANGES = {"resume", "max_steps", "save_every", "eval_every", "eval_batches", "log_every",
-                     "tensorboard", "keep_last", "compile", "data", "out"}
+                     "tensorboard", "keep_last", "compile", "data", "out", "early_stop"}
+ADAPTER_DIR = "adapter"  # a LoRA run's adapter alone, beside the merged model in model/
 
 
 @dataclass
@@ -60,9 +61,11 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # No weight decay on norms, biases and embeddings tables of positions (nanoGPT: decay only matrices).
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "relative_embeddings" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "relative_embeddings" in n]
+    # No weight decay on norms, biases and embeddings tables of positions (nanoGPT: decay only matrices);
+    # frozen weights (a LoRA run's base) are not handed to the optimizer at all.
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.dim() >= 2 and "relative_embeddings" not in n]
+    no_decay = [p for n, p in trainable if p.dim() < 2 or "relative_embeddings" in n]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
 
@@ -115,18 +118,21 @@ def train(cfg: TrainConfig) -> TrainResult:
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
                               log_with="tensorboard" if cfg.tensorboard else None, project_dir=str(out))
     set_seed(cfg.seed)  # identical initial weights in every process
-    model = MusicTransformer(model_config)
+    model = _initial_model(cfg, model_config, tokenizer)
     optimizer = _optimizer(model, cfg)
     model, optimizer = accelerator.prepare(model, optimizer)
     forward = torch.compile(model) if cfg.compile else model
     rank, world = accelerator.process_index, accelerator.num_processes
 
     step, tokens_seen, last_loss = 0, 0, float("nan")
+    best_nll, stale_evals = math.inf, 0  # early stopping: the best validation NLL and evaluations since
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
         progress = json.loads((resume_from / "progress.json").read_text())
         step, tokens_seen = progress["step"], progress["tokens_seen"]
         last_loss = progress.get("train_loss", last_loss)  # for an export still owed (see below)
+        best_nll = progress.get("best_validation_nll") or math.inf
+        stale_evals = progress.get("evaluations_without_improvement", 0)
         logger.info("resumed from %s at step %d", resume_from, step)
     if accelerator.is_main_process:
         with writing(out):  # a read-only or full run folder fails here, before any work
@@ -171,7 +177,9 @@ def train(cfg: TrainConfig) -> TrainResult:
                 accelerator.wait_for_everyone()
                 if accelerator.is_main_process:
                     (staging / "progress.json").write_text(
-                        json.dumps({"step": step, "tokens_seen": tokens_seen, "train_loss": last_loss}))
+                        json.dumps({"step": step, "tokens_seen": tokens_seen, "train_loss": last_loss,
+                                    "best_validation_nll": None if math.isinf(best_nll) else best_nll,
+                                    "evaluations_without_improvement": stale_evals}))
                     fsync_tree(staging)  # the rename must not reach the disk before the files do
         except TrainingError:
             shutil.rmtree(staging, ignore_errors=True)  # half a checkpoint is no checkpoint
@@ -234,27 +242,63 @@ def train(cfg: TrainConfig) -> TrainResult:
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 val_nll = validation_nll()
                 accelerator.log({"validation/nll": val_nll, "validation/perplexity": math.exp(val_nll)}, step=step)
+                if cfg.early_stop and val_nll < best_nll:
+                    best_nll, stale_evals = val_nll, 0
+                    export_model()  # with early stopping, model/ always holds the best weights so far
+                elif cfg.early_stop:
+                    stale_evals += 1
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 rate = (step - start_step) * tokens_per_step / max(1e-9, time.perf_counter() - started)
                 bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{val_nll:.3f}", tok_s=f"{rate:,.0f}")
                 accelerator.log({"train/loss": last_loss, "train/lr": lr, "train/tokens_per_s": rate}, step=step)
             bar.update(1)
-            if step % cfg.save_every == 0 or step == cfg.max_steps:
+            stopping = bool(cfg.early_stop) and stale_evals >= cfg.early_stop
+            if step % cfg.save_every == 0 or step == cfg.max_steps or stopping:
                 save_state()
-                if step % cfg.eval_every and step != cfg.max_steps:
-                    val_nll = validation_nll()  # the export records the NLL of the weights it holds
-                export_model()  # a usable model folder at every checkpoint, so a run stopped early still leaves one
+                if not cfg.early_stop:
+                    if step % cfg.eval_every and step != cfg.max_steps:
+                        val_nll = validation_nll()  # the export records the NLL of the weights it holds
+                    export_model()  # a usable model folder at every checkpoint, so a run stopped early leaves one
+            if stopping:
+                logger.info("early stop at step %d: %d evaluations without a better validation NLL than %.4f "
+                            "(model/ holds those weights)", step, stale_evals, best_nll)
+                break
     finally:
         bar.close()
     # A run killed after its last state folder was complete but before the export of it resumes here with
     # nothing left to train: the export is still owed.
-    owed = torch.tensor([float(step > 0 and exported_step(out) != step)], device=accelerator.device)
+    owed = torch.tensor([float(step > 0 and exported_step(out) is None if cfg.early_stop
+                               else step > 0 and exported_step(out) != step)], device=accelerator.device)
     if accelerator.reduce(owed, reduction="sum").item() > 0:
         logger.info("exporting the model of step %d (the run stopped before its export was complete)", step)
         val_nll = validation_nll()
         export_model()
     accelerator.end_training()
     return TrainResult(step, tokens_seen, last_loss, val_nll, export_dir, accelerator.is_main_process)
+
+
+def _initial_model(cfg: TrainConfig, model_config, tokenizer) -> torch.nn.Module:
+    """A fresh model, or the --init-from checkpoint's weights (with LoRA adapters when asked). On --resume the
+    weights are then replaced by the saved state's, so this only has to build the same module tree."""
+    from .model import MusicTransformer
+
+    if not cfg.init_from:
+        return MusicTransformer(model_config)
+    from .lora import add_adapters
+    from .tokenizer import MusicTokenizer
+
+    base_tokenizer = MusicTokenizer.load(cfg.init_from)
+    if not tokenizer.same_vocabulary(base_tokenizer):
+        raise ConfigError(f"{cfg.data} was prepared with another tokenizer than {cfg.init_from}: run "
+                          f"`musicmha prepare MIDI_FOLDER --out TOKENS --tokenizer {cfg.init_from}` and train on that")
+    base = MusicTransformer.from_pretrained(cfg.init_from)
+    model = MusicTransformer(model_config)  # the config's dropout, the checkpoint's weights
+    model.load_state_dict(base.state_dict(), strict=True)
+    if cfg.lora_rank:
+        trainable = add_adapters(model, cfg.lora_config())
+        logger.info("LoRA rank %d: %s trainable parameters of %s", cfg.lora_rank, f"{trainable:,}",
+                    f"{model.num_parameters():,}")
+    return model
 
 
 def _check_finite(accelerator, value: torch.Tensor, step: int, what: str) -> None:
@@ -270,11 +314,23 @@ def _check_finite(accelerator, value: torch.Tensor, step: int, what: str) -> Non
 def export(model, tokenizer, folder: Path, *, cfg: TrainConfig, step: int, tokens_seen: int,
            train_loss: float, validation_nll: float, num_processes: int = 1) -> None:
     """The inference folder: config.json, model.safetensors, tokenizer.json, training.json, atomically."""
+    if cfg.lora_rank:  # the adapter alone beside the run's model folder, then the merged model as usual
+        from .lora import merged_state, save_adapter
+
+        adapter = folder.parent / ADAPTER_DIR
+        with atomic_directory(adapter) as staging:
+            save_adapter(model, cfg.lora_config(), staging)
+            tokenizer.save(staging)
+        plain = type(model)(model.config)
+        plain.load_state_dict(merged_state(model), strict=True)
+        model = plain
     with atomic_directory(folder) as staging:
         model.save_pretrained(staging)
         tokenizer.save(staging)
         info = {"data": str(Path(cfg.data).resolve()), "steps": step, "tokens_seen": tokens_seen,
                 "final_train_loss": train_loss, "final_validation_nll": validation_nll,
                 "preset": cfg.preset, "seed": cfg.seed, "num_processes": num_processes,
+                "init_from": str(Path(cfg.init_from).resolve()) if cfg.init_from else None,
+                "lora_rank": cfg.lora_rank,
                 "train_config": cfg.to_dict()}
         (staging / "training.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -26,7 +26,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # a GPU (~25M parameters)
     "base": dict(d_model=512, n_layers=8, n_heads=8, max_seq_len=1024, batch_size=32, learning_rate=6e-4,
                  warmup_steps=1000, max_steps=50000, dropout=0.1),
+    # the default with --init-from: the model's shape comes from the checkpoint; a gentler learning rate and
+    # a short run with early stopping, for the tens of files a musician has (see docs/results.md)
+    "finetune": dict(batch_size=8, learning_rate=3e-4, warmup_steps=20, max_steps=600, dropout=0.1,
+                     eval_every=25, early_stop=4),
 }
+SHAPE_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "position", "max_relative_distance",
+                "rope_base", "bias")
 
 MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "max_seq_len", "position",
                 "max_relative_distance", "rope_base", "bias")
@@ -37,7 +43,11 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 class TrainConfig:
     data: str = ""
     out: str = ""
-    preset: str = "tiny"
+    preset: str | None = None  # None: "finetune" with init_from, else "tiny"
+    init_from: str | None = None  # an exported model folder to start from (its shape and tokenizer)
+    lora_rank: int = 0  # > 0: train low-rank adapters of this rank, the base frozen (needs init_from)
+    lora_alpha: float = 0.0  # adapter scale alpha/rank; 0 means 2 x rank
+    lora_targets: str = "q_proj,k_proj,v_proj,out_proj,up,down"
     # model (defaults come from the preset)
     d_model: int | None = None
     n_layers: int | None = None
@@ -45,7 +55,7 @@ class TrainConfig:
     d_ff: int | None = None
     dropout: float | None = None
     max_seq_len: int | None = None
-    position: str = "relative"
+    position: str | None = None  # None: "relative", or the checkpoint's with init_from
     max_relative_distance: int | None = None
     rope_base: float | None = None
     bias: bool | None = None
@@ -68,18 +78,32 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 100
     keep_last: int = 3
-    eval_every: int = 100
+    eval_every: int | None = None  # None: the preset's, else 100
+    early_stop: int | None = None  # stop after this many evaluations without a better validation NLL; 0: never
     eval_batches: int = 8
     log_every: int = 10
     tensorboard: bool = False
     resume: bool = False
 
     def __post_init__(self) -> None:
+        if self.preset is None:
+            self.preset = "finetune" if self.init_from else "tiny"
         if self.preset not in PRESETS:
             raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.init_from:
+            self._take_shape_from_checkpoint()
+        elif self.preset == "finetune" or self.lora_rank:
+            raise ConfigError("the finetune preset and --lora-rank start from a trained model: give --init-from")
         for name, value in PRESETS[self.preset].items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
+        self.position = self.position or "relative"
+        self.eval_every = 100 if self.eval_every is None else self.eval_every
+        self.early_stop = 0 if self.early_stop is None else self.early_stop
+        if not isinstance(self.early_stop, int) or self.early_stop < 0:
+            raise ConfigError(f"early_stop must be an integer >= 0, got {self.early_stop!r}")
+        if self.lora_rank:
+            self.lora_config()  # validates rank, alpha and targets now
         if not self.data or not self.out:
             raise ConfigError("both data (a prepared token folder) and out (the run folder) are required")
         positive = ("batch_size", "grad_accum", "max_steps", "save_every", "keep_last", "eval_every",
@@ -104,6 +128,32 @@ class TrainConfig:
             raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
                               f"got {self.mixed_precision!r}")
         self.model_config(vocab_size=1)  # validates the model part now, before any work starts
+
+    def _take_shape_from_checkpoint(self) -> None:
+        """The model's shape is the checkpoint's: fill it in, and refuse flags that contradict it."""
+        from .model import CONFIG_FILE
+
+        folder = Path(self.init_from)
+        if not (folder / CONFIG_FILE).is_file():
+            raise ConfigError(f"--init-from {folder}: not a checkpoint folder (no {CONFIG_FILE}; expected an "
+                              "exported model such as checkpoints/musicmha-small or runs/NAME/model)")
+        shape = ModelConfig.load(folder / CONFIG_FILE).to_dict()
+        clashes = [f"{name}={getattr(self, name)!r} (the checkpoint has {shape[name]!r})" for name in SHAPE_FIELDS
+                   if getattr(self, name) is not None and getattr(self, name) != shape[name]]
+        if clashes:
+            raise ConfigError(f"--init-from {folder}: options contradict the checkpoint's shape: {', '.join(clashes)}")
+        for name in SHAPE_FIELDS:
+            setattr(self, name, shape[name])
+        if self.dropout is None:
+            self.dropout = shape["dropout"]
+
+    def lora_config(self):
+        from .lora import LoRAConfig
+
+        if self.lora_rank and self.lora_rank > self.d_model:
+            raise ConfigError(f"lora_rank {self.lora_rank} is larger than the model width {self.d_model}")
+        return LoRAConfig(rank=self.lora_rank, alpha=self.lora_alpha, targets=self.lora_targets,
+                          base=str(Path(self.init_from).resolve()) if self.init_from else "")
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         values = {name: getattr(self, name) for name in MODEL_FIELDS if getattr(self, name) is not None}
