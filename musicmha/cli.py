@@ -224,7 +224,20 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-samples", type=int, default=1)
     p.add_argument("--prompt-tokens", type=int, default=None,
                    help="condition on at most this many prompt tokens (cut at a bar start)")
-    p.add_argument("--unconstrained", action="store_true", help="sample without the token grammar")
+    p.add_argument("--unconstrained", action="store_true",
+                   help="sample without the token grammar (instrument and length controls still hold)")
+    p.add_argument("--allow-early-end", action="store_true",
+                   help="let the model end the piece before the --bars/--seconds asked for")
+    band = p.add_argument_group("instruments (default: the prompt's own; from nothing: any)")
+    band.add_argument("--instruments", default=None, metavar="PROGRAMS",
+                      help="General MIDI programs 0..127 the new notes may use, e.g. 0,33")
+    band.add_argument("--drums", action=argparse.BooleanOptionalAction, default=None,
+                      help="allow or forbid the drum kit (default: when the prompt has drums)")
+    band.add_argument("--allow-new-instruments", action="store_true",
+                      help="let the model bring in instruments the prompt does not have")
+    opening = p.add_argument_group("from nothing (no --prompt)")
+    opening.add_argument("--tempo", type=float, default=None, metavar="BPM", help="opening tempo")
+    opening.add_argument("--time-signature", default=None, metavar="N/D", help="opening meter, e.g. 3/4")
     p.add_argument("--wav", default=None, help="also render audio (.wav, or .flac/.mp3 with ffmpeg)")
     p.add_argument("--png", default=None, help="also draw a piano roll")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -238,13 +251,23 @@ def _numbered(path: str, index: int, count: int) -> Path:
 
 def _run_generate(args: argparse.Namespace) -> int:
     from .checkpoint import write_atomic
+    from .controls import InstrumentRule, LengthRule, Opening, parse_programs, parse_time_signature
     from .generator import MusicGenerator
 
+    # Check the controls before loading the model, so a typo costs no time.
+    instruments = parse_programs(args.instruments) if args.instruments is not None else None
+    time_signature = parse_time_signature(args.time_signature) if args.time_signature is not None else None
+    LengthRule(args.max_new_tokens, args.bars, args.seconds, args.allow_early_end)
+    Opening(args.tempo, time_signature)
+    if instruments is not None:
+        InstrumentRule(frozenset(instruments))
     generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device)
     results = generator.continue_midi(
         args.prompt, max_new_tokens=args.max_new_tokens, bars=args.bars, seconds=args.seconds,
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-        num_samples=args.num_samples, prompt_tokens=args.prompt_tokens, constrained=not args.unconstrained)
+        num_samples=args.num_samples, prompt_tokens=args.prompt_tokens, constrained=not args.unconstrained,
+        instruments=instruments, drums=args.drums, allow_new_instruments=args.allow_new_instruments,
+        allow_early_end=args.allow_early_end, tempo=args.tempo, time_signature=time_signature)
     for index, result in enumerate(results, start=1):
         midi = _numbered(args.out, index, len(results))
         write_atomic(midi, lambda tmp, score=result.score: tmp.write_bytes(score.dumps_midi()))
@@ -286,6 +309,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_corpus,
     _add_prepare,
     _add_train,
+    _add_merge_lora,
     _add_eval,
     _add_generate,
     _add_render,
@@ -309,7 +333,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _add_merge_lora,
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -60,7 +60,8 @@ def grammar_spec(tokenizer) -> GrammarSpec:
     return GrammarSpec(tokens=tokens, graph={k: set(v) for k, v in tok.tokens_types_graph.items()},
                        bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
                        positions_per_beat=tok.config.max_num_pos_per_beat,
-                       remove_duplicated_notes=bool(getattr(tok.config, "remove_duplicated_notes", False)))
+                       remove_duplicated_notes=bool(getattr(tok.config, "remove_duplicated_notes", False)),
+                       special_ids=frozenset(tok.special_tokens_ids))
 
 
 def token_error_ratio(tokenizer, ids: list[int]) -> float:

@@ -43,6 +43,9 @@ class GrammarSpec:
     pad_id: int
     positions_per_beat: int  # a Position counts 1/positions_per_beat of a beat (1/denominator note)
     remove_duplicated_notes: bool = False
+    # Every special token (BOS, EOS, PAD, and others such as fill-in-the-middle sentinels): none of them
+    # is music, so the grammar never offers one, EOS aside.
+    special_ids: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -96,7 +99,8 @@ class TokenGrammar:
         self.type_masks: dict[str, torch.Tensor] = {}
         for i, kind in enumerate(self.types):
             self.type_masks.setdefault(kind, torch.zeros(vocab, dtype=torch.bool))[i] = True
-        for special in (spec.bos_id, spec.eos_id, spec.pad_id):
+        self.specials = {spec.bos_id, spec.eos_id, spec.pad_id, *spec.special_ids}
+        for special in self.specials:
             self.type_masks[self.types[special]][special] = False
         self.position_values = torch.tensor([int(v) if k == "Position" else -1
                                              for k, v in zip(self.types, self.values, strict=True)])
@@ -145,7 +149,7 @@ class TokenGrammar:
         if token == self.spec.eos_id:
             row.finished = True
             return
-        if token == self.spec.pad_id:
+        if token in self.specials:  # PAD, or a sentinel that is not music
             return
         row.count += 1
         if kind == "Bar":
@@ -180,7 +184,7 @@ class TokenGrammar:
         may_end = self.length is None or self.length.may_end(row.new_bars, row.new_seconds)
         if not self.syntax:  # controls only: anything the rules allow, but never BOS/PAD mid-piece
             mask[:] = True
-            mask[[self.spec.bos_id, self.spec.pad_id]] = False
+            mask[sorted(self.specials)] = False
             mask &= ~self.banned
             mask[self.spec.eos_id] = may_end
             return mask

@@ -4,6 +4,7 @@ import wave
 from pathlib import Path
 
 import pytest
+import symusic
 import torch
 
 from musicmha import ModelConfig, MusicTransformer
@@ -52,4 +53,55 @@ def test_corrupt_prompt_is_a_one_line_error(checkpoint, tmp_path, capsys):
                  "--out", str(tmp_path / "o.mid")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("musicmha generate: error:") and err.count("\n") == 1
+    assert not (tmp_path / "o.mid").exists()
+
+
+def _run(checkpoint, tmp_path, *extra):
+    return main(["generate", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o.mid"), "--seed", "2",
+                 *extra])
+
+
+def test_instrument_options(checkpoint, tmp_path):
+    assert _run(checkpoint, tmp_path, "--prompt", str(PROMPT), "--bars", "2", "--instruments", "33",
+                "--no-drums") == 0
+    out, prompt = symusic.Score(str(tmp_path / "o.mid")), symusic.Score(str(PROMPT))
+    added = {(t.program, t.is_drum) for t in out.tracks} - {(t.program, t.is_drum) for t in prompt.tracks}
+    assert added == {(33, False)}
+    assert out.note_num() - prompt.note_num() == len(next(t for t in out.tracks if t.program == 33).notes)
+    assert _run(checkpoint, tmp_path, "--prompt", str(PROMPT), "--max-new-tokens", "150",
+                "--allow-new-instruments") == 0
+
+
+def test_opening_options_from_nothing(checkpoint, tmp_path):
+    assert _run(checkpoint, tmp_path, "--bars", "2", "--tempo", "100", "--time-signature", "3/4",
+                "--instruments", "0,33", "--drums") == 0
+    out = symusic.Score(str(tmp_path / "o.mid"))
+    assert out.tempos[0].time == 0 and abs(out.tempos[0].qpm - 100.97) < 0.01  # the nearest tempo token
+    assert [(t.time, t.numerator, t.denominator) for t in out.time_signatures] == [(0, 3, 4)]
+    assert {0 if t.is_drum else t.program for t in out.tracks} <= {0, 33}
+
+
+def test_bars_are_reached_from_the_cli(checkpoint, tmp_path, capsys):
+    assert _run(checkpoint, tmp_path, "--prompt", str(PROMPT), "--bars", "3", "--num-samples", "2") == 0
+    tokenizer = MusicTokenizer.load(checkpoint)
+    bar = tokenizer.miditok.vocab["Bar_None"]
+    prompt_bars = tokenizer.encode(PROMPT).count(bar)
+    for i in (1, 2):  # the prompt's last bar is finished, then 3 more
+        assert tokenizer.encode(tmp_path / f"o-{i}.mid").count(bar) >= prompt_bars + 3
+    assert _run(checkpoint, tmp_path, "--prompt", str(PROMPT), "--bars", "3", "--allow-early-end") == 0
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--instruments", "0,128"], "0..127"), (["--instruments", "piano"], "0,33"),
+    (["--tempo", "0"], "positive"), (["--tempo", "500"], "40..250"), (["--tempo", "-4"], "positive"),
+    (["--time-signature", "5/16"], "3/4, 4/4"), (["--time-signature", "three"], "like 3/4"),
+    (["--bars", "1000"], "at most 64"), (["--seconds", "9999"], "at most 300"),
+    (["--max-new-tokens", "100000"], "at most 8192"),
+    (["--prompt", str(PROMPT), "--tempo", "100"], "from nothing"),
+    (["--prompt", str(PROMPT), "--instruments", "0", "--allow-new-instruments"], "not both"),
+])
+def test_bad_controls_exit_2_with_one_line(checkpoint, tmp_path, capsys, extra, message):
+    assert _run(checkpoint, tmp_path, *extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("musicmha generate: error:") and err.count("\n") == 1 and message in err
     assert not (tmp_path / "o.mid").exists()
