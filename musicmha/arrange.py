@@ -174,9 +174,10 @@ def plan_arrangement(score: symusic.Score, piece_id: str, seed: int, pickup: flo
     for i in range(max(1, math.ceil((end - start) / bar))):
         lo, hi = start + i * bar, start + (i + 1) * bar
         if several:
-            lowest = {}
+            lowest: dict[int, symusic.Note] = {}  # the bass line: lowest note at each onset
             for n in voices:
-                if n.time < hi and n.time + n.duration > lo and (n.time not in lowest or n.pitch < lowest[n.time].pitch):
+                sounding = n.time < hi and n.time + n.duration > lo
+                if sounding and (n.time not in lowest or n.pitch < lowest[n.time].pitch):
                     lowest[n.time] = n
             chord = detect_chord(pitch_weights(voices, lo, hi), pitch_weights(list(lowest.values()), lo, hi))
         else:

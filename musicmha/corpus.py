@@ -345,7 +345,8 @@ def _arrange_star(args: tuple) -> PieceResult:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(score.dumps_midi())
         result.path, result.notes = rel, count_notes(score)
-        result.extra = {"source": source_id, "groove": plan.groove, "tempo": plan.tempo, "program": plan.program}
+        result.extra = {"source": source_id, "groove": plan.groove, "tempo": plan.tempo, "program": plan.program,
+                        "pickup": plan.pickup / score.ticks_per_quarter, "pickup_estimated": pickup is None}
     except Exception as error:  # mma failures, unmapped meters, unreadable sources: listed, never fatal
         result.error = _one_line(error) if not isinstance(error, MusicmhaError) else str(error)
     return result

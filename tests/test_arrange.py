@@ -164,6 +164,7 @@ def test_arrangements_of_real_chorales(arranged):
         assert bass_tracks(score) and any(not t.is_drum and t not in bass_tracks(score) for t in band)
         # The accompaniment starts on the chorale's first downbeat (after its pickup) and lasts as long.
         downbeat = round(source["pickup"] * score.ticks_per_quarter)
+        assert piece["pickup"] == source["pickup"] and piece["pickup_estimated"] is False
         assert min(t.notes[0].time for t in band) == downbeat
         assert abs(max(t.end() for t in band) - original.end()) <= 4 * score.ticks_per_quarter
 
