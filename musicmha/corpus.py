@@ -266,7 +266,13 @@ def build_corpus(cfg: CorpusConfig) -> dict:
     """Convert the selected collections, then (when selected, or when all are) arrange pieces of the
     converted ones; writes `cfg.out/manifest.json` and returns the manifest."""
     if cfg.collections is None:
-        _convert(cfg)
+        manifest = _convert(cfg)
+        from .arrange import require_mma
+        try:
+            require_mma()
+        except MusicmhaError as error:  # the conversion alone is still a corpus: no error after an hour's work
+            log.warning("no arrangements: %s", error)
+            return manifest
         return build_arrangements(cfg)
     music21_collections = [c for c in cfg.collections if c != ARRANGEMENTS]
     manifest = _convert(dataclasses.replace(cfg, collections=music21_collections)) if music21_collections else None

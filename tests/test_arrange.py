@@ -101,6 +101,15 @@ def test_missing_mma_is_a_one_line_error(monkeypatch, tmp_path, capsys):
     assert "apt-get install mma" in err and "\n" not in err
 
 
+def test_a_full_build_without_mma_keeps_the_conversion(monkeypatch, tmp_path, caplog):
+    from musicmha import corpus
+
+    monkeypatch.setattr(corpus, "_convert", lambda cfg: {"converted": True})
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert corpus.build_corpus(corpus.CorpusConfig(out=tmp_path)) == {"converted": True}
+    assert "apt-get install mma" in caplog.text
+
+
 @needs_mma
 def test_arranging_without_converted_sources_says_to_convert_first(tmp_path, capsys):
     assert main(["corpus", "--out", str(tmp_path), "--collections", "arrangements"]) == 2
