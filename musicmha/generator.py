@@ -20,14 +20,12 @@ from pathlib import Path
 import symusic
 import torch
 
-from .controls import MAX_NEW_TOKENS, InstrumentRule, LengthRule, Opening, prompt_programs
+from .controls import MAX_NEW_TOKENS, InstrumentRule, LengthRule, Opening, prompt_programs  # noqa: F401 (re-export)
 from .errors import CheckpointError, ConfigError, MidiError, MusicmhaError
 from .grammar import GrammarSpec, TokenGrammar
 from .midi_io import load_midi
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["MAX_NEW_TOKENS", "GenerationResult", "MusicGenerator", "default_checkpoint"]
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
