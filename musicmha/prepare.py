@@ -24,11 +24,13 @@ from .corpus import read_corpus_splits
 from .errors import ConfigError, MidiError, MusicmhaError
 from .midi_io import MAX_BYTES, load_midi
 from .shards import MANIFEST, MANIFEST_KIND, ShardWriter
-from .split import SPLITS, path_key, split_of
+from .split import SPLITS, SPLITS_FILE, path_key, read_recorded_splits, record_splits, split_of
+from .split import assign_splits as assign_splits_of
 from .tokenizer import MAX_VOCAB, TOKENIZER_FILE, MusicTokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
 MIDI_SUFFIXES = (".mid", ".midi")
+SMALL_CORPUS = 50  # fewer pieces than this: from scratch gives noise; fine-tuning is the way
 
 
 @dataclass
@@ -78,13 +80,18 @@ def find_midi_files(folder: Path) -> list[Path]:
 
 
 def assign_splits(folder: Path, files: list[Path]) -> tuple[dict[str, str], str]:
-    """Relative path -> split, and where the split came from."""
+    """Relative path -> split, and where the split came from: a corpus folder's manifest, else the record
+    of earlier runs in the folder (SPLITS_FILE) and the hash rule for new files, recorded in turn."""
+    keys = [path_key(f, folder) for f in files]
     from_manifest = read_corpus_splits(folder) or {}
-    splits = {}
-    for f in files:
-        rel = path_key(f, folder)
-        splits[rel] = from_manifest.get(rel) or split_of(rel)
-    source = "corpus manifest (hash of piece id)" if from_manifest else "hash of relative path"
+    if from_manifest:
+        return {k: from_manifest.get(k) or split_of(k) for k in keys}, "corpus manifest (hash of piece id)"
+    recorded = read_recorded_splits(folder)
+    splits, moved = assign_splits_of(keys, recorded)
+    if moved:
+        log.info("small corpus: %s moved from train so that validation and test are not empty", ", ".join(moved))
+    record_splits(folder, splits, recorded)
+    source = f"hash of relative path, recorded in {SPLITS_FILE}" + (f" ({len(moved)} moved: small corpus)" if moved else "")
     return splits, source
 
 
@@ -171,6 +178,9 @@ def prepare(cfg: PrepareConfig) -> dict:
             raise MusicmhaError(f"only {usable} usable MIDI file(s) in {cfg.input} ({len(skipped)} skipped); "
                                 f"need at least 2 (one for training, one for validation)")
         moves = writer.ensure_train_and_validation()
+        if usable < SMALL_CORPUS:
+            log.warning("a very small corpus (%d pieces): train from a trained model (`musicmha train --init-from "
+                        "CHECKPOINT`, after preparing with `--tokenizer CHECKPOINT`) rather than from scratch", usable)
     finally:
         bar.close()
         writer.close()
@@ -198,7 +208,10 @@ def summary(manifest: dict) -> list[str]:
     lines = [f"{s}: {v['pieces']} pieces, {v['sequences']} sequences, {v['tokens']:,} tokens"
              for s, v in manifest["splits"].items()]
     lines.append(f"{manifest['files_used']} of {manifest['files_found']} files used, vocabulary "
-                 f"{manifest['vocab_size']}, {manifest['seconds']} s")
+                 f"{manifest['vocab_size']}, {manifest['seconds']} s; splits: {manifest['split_source']}")
+    if manifest["files_used"] < SMALL_CORPUS:
+        lines.append(f"warning: only {manifest['files_used']} pieces; fine-tune a trained model on them "
+                     "(musicmha train --init-from CHECKPOINT) rather than training from scratch")
     lines += [f"skipped {s['path']}: {s['reason']}" for s in manifest["skipped"][:20]]
     if len(manifest["skipped"]) > 20:
         lines.append(f"... and {len(manifest['skipped']) - 20} more skipped (see manifest.json)")

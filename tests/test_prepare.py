@@ -191,3 +191,49 @@ def test_reusing_a_tokenizer_gives_identical_shards(mixed, prepared, tmp_path):
     for split in SPLITS:
         assert (out / f"{split}.bin").read_bytes() == (prepared / f"{split}.bin").read_bytes()
     assert main(["prepare", str(mixed[0]), "--out", str(out), "--tokenizer", str(tmp_path / "none.json")]) == 2
+
+
+def _small_folder(folder: Path, count: int) -> list[str]:
+    """`count` copies of the bundled prompts under distinct names (a musician's small folder)."""
+    folder.mkdir(parents=True)
+    prompts = sorted((Path(__file__).resolve().parents[1] / "data" / "prompts").glob("*.mid"))
+    names = [f"song_{i:02d}.mid" for i in range(count)]
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(prompts[i % len(prompts)].read_bytes())
+    return names
+
+
+@pytest.mark.parametrize("count", [10, 23, 50])
+def test_small_corpora_get_every_split_and_keep_it(tmp_path, count, capsys):
+    from musicmha.split import SPLITS_FILE
+
+    names = _small_folder(tmp_path / "in", count)
+    assert main(["prepare", str(tmp_path / "in"), "--out", str(tmp_path / "a"), "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert all(manifest["splits"][s]["pieces"] >= 1 for s in SPLITS)
+    if count < 50:
+        assert "fine-tune a trained model" in out
+    first = {e["path"]: s for s in SPLITS for e, _ in _read_split(tmp_path / "a", s)}
+    recorded = json.loads((tmp_path / "in" / SPLITS_FILE).read_text())["splits"]
+    assert recorded == first and sorted(first) == names
+    # More files later: every earlier piece keeps its split, even one that was moved for the small corpus.
+    for i in range(count, count + 15):
+        (tmp_path / "in" / f"song_{i:02d}.mid").write_bytes((tmp_path / "in" / names[0]).read_bytes())
+    assert main(["prepare", str(tmp_path / "in"), "--out", str(tmp_path / "b"), "--workers", "1"]) == 0
+    second = {e["path"]: s for s in SPLITS for e, _ in _read_split(tmp_path / "b", s)}
+    assert all(second[path] == split for path, split in first.items())
+
+
+def test_split_record_that_cannot_be_written_is_only_a_warning(tmp_path, monkeypatch, caplog):
+    import musicmha.checkpoint
+    from musicmha.split import SPLITS_FILE
+
+    def refuse(path, text):
+        raise PermissionError(13, "Permission denied")
+
+    _small_folder(tmp_path / "in", 12)
+    monkeypatch.setattr(musicmha.checkpoint, "write_text_atomic", refuse)  # a read-only MIDI folder
+    assert main(["prepare", str(tmp_path / "in"), "--out", str(tmp_path / "a"), "--workers", "1"]) == 0
+    assert not (tmp_path / "in" / SPLITS_FILE).exists()
+    assert "cannot record the splits" in caplog.text
