@@ -1,0 +1,101 @@
+"""Does the model use its long context? The same targets scored with the whole piece before them vs a short tail.
+
+    python benchmarks/long_context.py --checkpoint checkpoints/musicmha-small --data data/tokens \
+        [--split test] [--targets 768:1024] [--short 256] [--max-pieces N] [--json out.json]
+
+For every piece of the split longer than the end of the target range, targets at positions [a, b) (BOS is
+position 0) are scored twice: (full) from one window holding the piece's first b tokens, so target t sees
+all t tokens before it; (short) each target t from its own window of the `--short` tokens before it. Both
+numbers come from the same pieces and the same targets, so their difference is the value of the context
+beyond `--short` tokens. NLL by position bucket alone cannot show this: late positions only exist in long
+pieces, a different mix of music. Pieces with FIM sentinels play no part (test pieces have none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+import torch
+
+from musicmha.dataset import TokenSplit
+from musicmha.model import MusicTransformer
+
+
+@torch.inference_mode()
+def target_nll(model: MusicTransformer, windows: np.ndarray, targets: np.ndarray, batch: int) -> np.ndarray:
+    """windows (N, L) of inputs; targets (N,) the token after each window's last: NLL of each target."""
+    out = []
+    for i in range(0, len(windows), batch):
+        x = torch.from_numpy(windows[i:i + batch])
+        logits, _ = model(x)
+        logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
+        y = torch.from_numpy(targets[i:i + batch])
+        out.append(-logp.gather(1, y[:, None])[:, 0].numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+@torch.inference_mode()
+def full_context_nll(model: MusicTransformer, piece: np.ndarray, start: int, end: int) -> np.ndarray:
+    logits, _ = model(torch.from_numpy(piece[None, :end]))
+    logp = torch.log_softmax(logits[0, start - 1:end - 1].float(), dim=-1)
+    y = torch.from_numpy(piece[start:end])
+    return -logp.gather(1, y[:, None])[:, 0].numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--targets", default="768:1024", help="target positions a:b")
+    parser.add_argument("--short", type=int, default=256, help="tokens of context in the short scoring")
+    parser.add_argument("--max-pieces", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    start, end = (int(x) for x in args.targets.split(":"))
+    model = MusicTransformer.from_pretrained(args.checkpoint)
+    if end > model.config.max_seq_len:
+        parser.error(f"targets up to {end} need a context of {end} tokens; the model has {model.config.max_seq_len}")
+    if not 0 < args.short < start:
+        parser.error("--short must be positive and below the first target position")
+    split = TokenSplit(args.data, args.split)
+    pieces = [p for p in split.iter_pieces() if len(p) > end]
+    if args.max_pieces:
+        pieces = pieces[:args.max_pieces]
+    started = time.perf_counter()
+    full, short = [], []
+    for piece in pieces:
+        full.append(full_context_nll(model, piece, start, end))
+        # Window k holds the `short` tokens before target start + k.
+        windows = np.lib.stride_tricks.sliding_window_view(piece[start - args.short:end - 1], args.short)
+        short.append(target_nll(model, np.ascontiguousarray(windows), piece[start:end], args.batch_size))
+    full_all, short_all = np.concatenate(full), np.concatenate(short)
+    per_piece = np.array([s.mean() - f.mean() for f, s in zip(full, short, strict=True)])
+    result = {
+        "checkpoint": args.checkpoint, "split": args.split, "pieces": len(pieces), "targets": int(full_all.size),
+        "target_positions": [start, end], "short_context": args.short,
+        "nll_full": float(full_all.mean()), "nll_short": float(short_all.mean()),
+        "gain": float(short_all.mean() - full_all.mean()),
+        "pieces_where_full_is_better": int((per_piece > 0).sum()),
+        "gain_standard_error": float(per_piece.std(ddof=1) / math.sqrt(len(per_piece))) if len(per_piece) > 1 else None,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(f"| pieces | targets | NLL, full context | NLL, last {args.short} tokens | gain | pieces where full wins |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"| {result['pieces']} | {result['targets']:,} | {result['nll_full']:.4f} | {result['nll_short']:.4f} | "
+          f"{result['gain']:.4f} ± {result['gain_standard_error'] or 0:.4f} | "
+          f"{result['pieces_where_full_is_better']} of {result['pieces']} |")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
