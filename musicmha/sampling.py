@@ -89,16 +89,17 @@ def _check_arguments(tokens: torch.Tensor, max_new_tokens: int, temperature: flo
 def generate(model: torch.nn.Module, tokens: torch.Tensor, max_new_tokens: int, *,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
              generator: torch.Generator | None = None,
-             callback: Callable[[int, torch.Tensor], None] | None = None,
+             callback: Callable[[int, torch.Tensor], bool | None] | None = None,
              allowed: AllowedFn | None = None, eos_token_id: int | None = None,
              stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
              use_cache: bool = True) -> torch.Tensor:
     """Return the prompt followed by the new tokens, (B, T + n) (or (T + n,) for a 1-D prompt).
 
-    callback(step, new_tokens (B,)) runs after every token, for streaming. allowed(sequences (B, t)) returns
-    a bool mask (B, V) or (V,) of the tokens that may come next. Rows that emit eos_token_id keep emitting
-    it; generation ends early when every row has. stop(sequences) -> bool (B,) ends rows the same way
-    (the rows then continue with eos_token_id, which it requires).
+    callback(step, new_tokens (B,)) runs after every token, for streaming; when it returns True, generation
+    ends there and what was made so far is returned (a Stop button keeps the partial music).
+    allowed(sequences (B, t)) returns a bool mask (B, V) or (V,) of the tokens that may come next. Rows that
+    emit eos_token_id keep emitting it; generation ends early when every row has. stop(sequences) -> bool (B,)
+    ends rows the same way (the rows then continue with eos_token_id, which it requires).
     """
     if stop is not None and eos_token_id is None:
         raise ValueError("stop needs an eos_token_id to pad the rows it ends")
@@ -125,8 +126,8 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, max_new_tokens: int, 
                 next_token = next_token.masked_fill(finished, eos_token_id)
                 finished |= next_token == eos_token_id
             seq = torch.cat([seq, next_token[:, None]], dim=1)
-            if callback is not None:
-                callback(step, next_token)
+            if callback is not None and callback(step, next_token):
+                break
             if stop is not None:
                 finished |= stop(seq).to(device)
             if bool(finished.all()) or step == max_new_tokens - 1:
