@@ -208,26 +208,15 @@ def _run_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_generate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="continue a MIDI prompt with a trained model (MIDI, WAV, PNG out)")
+def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """What generate and infill share: checkpoint, output, sampling, instruments, audio and roll."""
     p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped checkpoint)")
-    p.add_argument("--prompt", default=None, help="MIDI file to continue (default: start from nothing)")
     p.add_argument("--out", required=True, help="output .mid; several samples become out-1.mid, out-2.mid, ...")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--bars", type=int, default=None, help="stop after this many new bars")
-    length.add_argument("--seconds", type=float, default=None, help="stop after this much new music")
-    length.add_argument("--max-new-tokens", type=int, default=None, help="stop after this many tokens")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, printed)")
     p.add_argument("--num-samples", type=int, default=1)
-    p.add_argument("--prompt-tokens", type=int, default=None,
-                   help="condition on at most this many prompt tokens (cut at a bar start)")
-    p.add_argument("--unconstrained", action="store_true",
-                   help="sample without the token grammar (instrument and length controls still hold)")
-    p.add_argument("--allow-early-end", action="store_true",
-                   help="let the model end the piece before the --bars/--seconds asked for")
     band = p.add_argument_group("instruments (default: the prompt's own; from nothing: any)")
     band.add_argument("--instruments", default=None, metavar="PROGRAMS",
                       help="General MIDI programs 0..127 the new notes may use, e.g. 0,33")
@@ -235,12 +224,28 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                       help="allow or forbid the drum kit (default: when the prompt has drums)")
     band.add_argument("--allow-new-instruments", action="store_true",
                       help="let the model bring in instruments the prompt does not have")
-    opening = p.add_argument_group("from nothing (no --prompt)")
-    opening.add_argument("--tempo", type=float, default=None, metavar="BPM", help="opening tempo")
-    opening.add_argument("--time-signature", default=None, metavar="N/D", help="opening meter, e.g. 3/4")
     p.add_argument("--wav", default=None, help="also render audio (.wav, or .flac/.mp3 with ffmpeg)")
     p.add_argument("--png", default=None, help="also draw a piano roll")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="continue a MIDI prompt with a trained model (MIDI, WAV, PNG out)")
+    p.add_argument("--prompt", default=None, help="MIDI file to continue (default: start from nothing)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--bars", type=int, default=None, help="stop after this many new bars")
+    length.add_argument("--seconds", type=float, default=None, help="stop after this much new music")
+    length.add_argument("--max-new-tokens", type=int, default=None, help="stop after this many tokens")
+    p.add_argument("--prompt-tokens", type=int, default=None,
+                   help="condition on at most this many prompt tokens (cut at a bar start)")
+    p.add_argument("--unconstrained", action="store_true",
+                   help="sample without the token grammar (instrument and length controls still hold)")
+    p.add_argument("--allow-early-end", action="store_true",
+                   help="let the model end the piece before the --bars/--seconds asked for")
+    opening = p.add_argument_group("from nothing (no --prompt)")
+    opening.add_argument("--tempo", type=float, default=None, metavar="BPM", help="opening tempo")
+    opening.add_argument("--time-signature", default=None, metavar="N/D", help="opening meter, e.g. 3/4")
+    _add_sampling_options(p)
     p.set_defaults(run=_run_generate)
 
 
@@ -249,18 +254,24 @@ def _numbered(path: str, index: int, count: int) -> Path:
     return path if count == 1 else path.with_name(f"{path.stem}-{index}{path.suffix}")
 
 
+def _checked_instruments(args: argparse.Namespace) -> list[int] | None:
+    """--instruments parsed and checked before the model loads, so a typo costs no time."""
+    from .controls import InstrumentRule, parse_programs
+
+    instruments = parse_programs(args.instruments) if args.instruments is not None else None
+    if instruments is not None:
+        InstrumentRule(frozenset(instruments))
+    return instruments
+
+
 def _run_generate(args: argparse.Namespace) -> int:
-    from .checkpoint import write_atomic
-    from .controls import InstrumentRule, LengthRule, Opening, parse_programs, parse_time_signature
+    from .controls import LengthRule, Opening, parse_time_signature
     from .generator import MusicGenerator
 
-    # Check the controls before loading the model, so a typo costs no time.
-    instruments = parse_programs(args.instruments) if args.instruments is not None else None
+    instruments = _checked_instruments(args)
     time_signature = parse_time_signature(args.time_signature) if args.time_signature is not None else None
     LengthRule(args.max_new_tokens, args.bars, args.seconds, args.allow_early_end)
     Opening(args.tempo, time_signature)
-    if instruments is not None:
-        InstrumentRule(frozenset(instruments))
     generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device)
     results = generator.continue_midi(
         args.prompt, max_new_tokens=args.max_new_tokens, bars=args.bars, seconds=args.seconds,
@@ -268,6 +279,40 @@ def _run_generate(args: argparse.Namespace) -> int:
         num_samples=args.num_samples, prompt_tokens=args.prompt_tokens, constrained=not args.unconstrained,
         instruments=instruments, drums=args.drums, allow_new_instruments=args.allow_new_instruments,
         allow_early_end=args.allow_early_end, tempo=args.tempo, time_signature=time_signature)
+    _write_results(args, results)
+    return 0
+
+
+def _add_infill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("infill", help="regenerate bars inside a MIDI piece, keeping everything around them")
+    p.add_argument("--prompt", required=True, help="the MIDI piece")
+    p.add_argument("--bars", required=True, metavar="FIRST-LAST",
+                   help="the bars to regenerate, counted from 1 on the piece's own time signatures, e.g. 9-12")
+    _add_sampling_options(p)
+    p.set_defaults(run=_run_infill)
+
+
+def _run_infill(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .generator import MusicGenerator
+
+    try:
+        first, last = (int(x) for x in args.bars.replace(" ", "").split("-"))
+    except ValueError:
+        raise ConfigError(f"--bars takes a range of bars like 9-12, got {args.bars!r}") from None
+    instruments = _checked_instruments(args)
+    generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device)
+    results = generator.infill(args.prompt, first, last, temperature=args.temperature, top_k=args.top_k,
+                               top_p=args.top_p, seed=args.seed, num_samples=args.num_samples,
+                               instruments=instruments, drums=args.drums,
+                               allow_new_instruments=args.allow_new_instruments)
+    _write_results(args, results)
+    return 0
+
+
+def _write_results(args: argparse.Namespace, results: list) -> None:
+    from .checkpoint import write_atomic
+
     for index, result in enumerate(results, start=1):
         midi = _numbered(args.out, index, len(results))
         write_atomic(midi, lambda tmp, score=result.score: tmp.write_bytes(score.dumps_midi()))
@@ -285,7 +330,6 @@ def _run_generate(args: argparse.Namespace) -> int:
             written.append(str(png))
         print(f"{', '.join(written)}: {result.continuation.note_num()} new notes, "
               f"{len(result.new_token_ids)} tokens, seed {result.seed}")
-    return 0
 
 
 def _add_app(sub: argparse._SubParsersAction) -> None:
@@ -312,6 +356,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_merge_lora,
     _add_eval,
     _add_generate,
+    _add_infill,
     _add_render,
     _add_app,
 ]

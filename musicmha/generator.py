@@ -35,8 +35,9 @@ class GenerationResult:
     continuation: symusic.Score  # the new notes alone, same time base and offset
     token_ids: list[int]  # the conditioning tokens (BOS + prompt tail) followed by the new ones
     new_token_ids: list[int]
-    boundary_tick: int  # where the prompt ends (its last note-off) in `score` ticks
+    boundary_tick: int  # where the prompt ends (its last note-off) in `score` ticks; an infill: where the range starts
     seed: int
+    span: tuple[int, int] | None = None  # an infill's regenerated range [start, end) in `score` ticks
 
 
 def default_checkpoint() -> Path:
@@ -215,22 +216,8 @@ class MusicGenerator:
         explicit = instruments is not None or drums is not None or allow_new_instruments
         if self.spec is None and (explicit or not opening.empty or allow_early_end):
             raise ConfigError("instrument, tempo, meter and early-end controls need a tokenizer without BPE")
-        score = load_midi(prompt) if prompt is not None else None
-        ids = self.tokenizer.encode(score) if score is not None else []
-        if score is not None and not self._has_notes(ids):
-            # Conditioning on bars and tempos alone would silently ignore the prompt the user gave.
-            lo, hi = self.tokenizer.miditok.config.pitch_range
-            raise MidiError(f"no notes left after tokenization: the prompt's {score.note_num()} note(s) are all "
-                            f"outside what the tokenizer can write (pitch range {lo}..{hi - 1})")
-        rule = InstrumentRule.resolve(prompt_programs(self.spec, ids) if self.spec and score is not None else None,
-                                      instruments=instruments, drums=drums,
-                                      allow_new_instruments=allow_new_instruments)
-        if self.spec is not None and not rule.unrestricted and not any(t.startswith("Program_")
-                                                                       for t in self.spec.tokens):
-            if explicit:
-                raise ConfigError("this tokenizer writes no Program tokens, so it cannot choose instruments")
-            rule = InstrumentRule()
-        logger.debug("instruments: %s", rule.describe())
+        score, ids = self._read_prompt(prompt)
+        rule = self._instrument_rule(score, ids, instruments, drums, allow_new_instruments)
         condition, offset_quarters = self._condition(ids, self.prompt_budget(length, prompt_tokens))
         seed = seed if seed is not None else random.randrange(2**31)
         device = next(self.model.parameters()).device
@@ -256,6 +243,72 @@ class MusicGenerator:
             if short:
                 logger.warning("%d of %d samples stopped at the %d-token cap before the requested length",
                                short, num_samples, length.token_limit)
+        return results
+
+    def _read_prompt(self, prompt) -> tuple[symusic.Score | None, list[int]]:
+        score = load_midi(prompt) if prompt is not None else None
+        ids = self.tokenizer.encode(score) if score is not None else []
+        if score is not None and not self._has_notes(ids):
+            # Conditioning on bars and tempos alone would silently ignore the prompt the user gave.
+            lo, hi = self.tokenizer.miditok.config.pitch_range
+            raise MidiError(f"no notes left after tokenization: the prompt's {score.note_num()} note(s) are all "
+                            f"outside what the tokenizer can write (pitch range {lo}..{hi - 1})")
+        return score, ids
+
+    def _instrument_rule(self, score, ids, instruments, drums, allow_new_instruments) -> InstrumentRule:
+        explicit = instruments is not None or drums is not None or allow_new_instruments
+        rule = InstrumentRule.resolve(prompt_programs(self.spec, ids) if self.spec and score is not None else None,
+                                      instruments=instruments, drums=drums,
+                                      allow_new_instruments=allow_new_instruments)
+        if self.spec is not None and not rule.unrestricted and not any(t.startswith("Program_")
+                                                                       for t in self.spec.tokens):
+            if explicit:
+                raise ConfigError("this tokenizer writes no Program tokens, so it cannot choose instruments")
+            rule = InstrumentRule()
+        logger.debug("instruments: %s", rule.describe())
+        return rule
+
+    def infill(self, prompt: str | os.PathLike | bytes | symusic.Score, start_bar: int, end_bar: int, *,
+               temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+               seed: int | None = None, num_samples: int = 1,
+               callback: Callable[[int, torch.Tensor], None] | None = None,
+               instruments: Sequence[int] | None = None, drums: bool | None = None,
+               allow_new_instruments: bool = False) -> list[GenerationResult]:
+        """Regenerate bars `start_bar`..`end_bar` (counted from 1, inclusive) of `prompt`, keeping every note
+        that starts outside them (see musicmha/infill.py). Same sampling options, instrument rules and grammar
+        as continue_midi; each result's `span` is the regenerated range in the score's ticks."""
+        from . import infill as fill
+
+        fim = self.tokenizer.fim_tokens
+        if fim is None or self.spec is None:
+            raise ConfigError("this model cannot fill bars in: it was trained without fill-in-the-middle tokens "
+                              "(train with --fim-rate > 0 on data prepared by this version)")
+        if num_samples is None or num_samples <= 0:
+            raise ConfigError(f"num_samples must be positive, got {num_samples}")
+        score, ids = self._read_prompt(prompt)
+        rule = self._instrument_rule(score, ids, instruments, drums, allow_new_instruments)
+        request = fill.plan(TokenGrammar(self.spec), ids, start_bar, end_bar, context=self.model.config.max_seq_len,
+                            fim=fim, bos_id=self.tokenizer.bos_id, eos_id=self.tokenizer.eos_id)
+        timeline = TokenGrammar(self.spec, instruments=rule, length=LengthRule(bars=end_bar - start_bar + 1))
+        fill.generator_rows(timeline, request, num_samples)
+        seed = seed if seed is not None else random.randrange(2**31)
+        device = next(self.model.parameters()).device
+        out = self.model.generate(torch.tensor([request.scaffold] * num_samples, device=device),
+                                  request.new_token_limit, temperature=temperature, top_k=top_k, top_p=top_p,
+                                  generator=torch.Generator(device=device).manual_seed(seed), callback=callback,
+                                  allowed=timeline, eos_token_id=self.tokenizer.eos_id, stop=_stopper(timeline))
+        if not bool(timeline.reached().all()):
+            logger.warning("%d of %d samples ran out of context before the range's last bar; it stays emptier",
+                           int((~timeline.reached()).sum()), num_samples)
+        tpq = score.ticks_per_quarter
+        span = (fill.to_ticks(request.start_quarters, tpq), fill.to_ticks(request.end_quarters, tpq))
+        results = []
+        for row in out.tolist():
+            new = fill.middle_tokens(row, len(request.scaffold), fim.bar, end_bar - start_bar + 1,
+                                     self.tokenizer.eos_id)
+            middle = fill.decode_middle(self.tokenizer, request, new, tpq)
+            merged = fill.place(score, middle, *span)
+            results.append(GenerationResult(merged, middle, request.scaffold + new, new, span[0], seed, span))
         return results
 
     def _has_notes(self, ids: list[int]) -> bool:

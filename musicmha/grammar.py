@@ -212,6 +212,16 @@ class TokenGrammar:
             mask[self.spec.eos_id] = may_end or not mask.any()  # never an empty mask
         return mask
 
+    def prime(self, tokens: Sequence[int], batch_size: int, consumed: int) -> None:
+        """Start every row in the state `tokens` leave it in, and treat the first `consumed` tokens of the
+        sequences as already read. Infilling uses it: the sequence opens with a prefix · suffix scaffold, but
+        the middle continues the prefix, so the grammar must stand at the prefix's end, not the suffix's."""
+        self.reset(batch_size)
+        for row in self.rows:
+            for token in tokens:
+                self.advance(row, token)
+        self._consumed = consumed
+
     def follow(self, sequences: torch.Tensor) -> None:
         """Advance every row over the tokens it has not seen yet (sequences only ever grow)."""
         if len(self.rows) != sequences.shape[0] or sequences.shape[1] < self._consumed:
