@@ -108,7 +108,8 @@ def _blocked_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, e_pad: t
                     saved[1].append(keep)
             return out, q_scaled
         for _, a, b, rows in _blocks(length, block_size):
-            group = max(1, _NO_GRAD_SCORE_ELEMENTS // (rows * (b + rows)))  # heads per chunk
+            group = max(1, _NO_GRAD_SCORE_ELEMENTS // (rows * (b + rows)))  # heads per chunk, at most
+            group = -(-heads // -(-heads // group))  # as even as the heads allow: 8 heads by 7 go 4 + 4, not 7 + 1
             if dropout_p > 0.0 or group >= batch * heads:  # one chunk: the same random draws as with a gradient
                 chunks = [(slice(None), slice(None))]
             else:
