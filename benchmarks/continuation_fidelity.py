@@ -125,6 +125,7 @@ def summarize(rows: list[dict]) -> dict:
             "requests_with_new_instruments": sum(c > 0 for c in counts),
             "new_instruments_mean": statistics.fmean(counts) if counts else math.nan,
             "new_instruments_max": max(counts, default=0),
+            "requests_without_notes": sum(s["new_notes"] == 0 for s in samples),
             "reached_pct": 100.0 * sum(s["reached"] for s in samples) / len(samples) if samples else math.nan,
             "bars_median": statistics.median(s["bars_onset"] for s in samples) if samples else math.nan,
             "tempo_changes_mean": statistics.fmean(s["tempo_changes"] for s in samples) if samples else math.nan,
@@ -159,13 +160,18 @@ def table(summaries: dict[str, dict[str, dict]], kinds: list[str]) -> str:
 def report(rows: dict[str, list[dict]], bars: int) -> dict:
     """Print the table, the density distribution and the targets; return the summaries."""
     kinds = list(dict.fromkeys(r["kind"] for rs in rows.values() for r in rs))
-    summaries = {name: {kind: summarize([r for r in rs if r["kind"] == kind]) for kind in kinds} | {"all": summarize(rs)}
+    # Besides the kinds: prompts with a drum track vs without (the model never saw drums in training).
+    groups = {"prompt has drums": lambda r: DRUMS in r["prompt_instruments"],
+              "prompt has no drums": lambda r: DRUMS not in r["prompt_instruments"]}
+    summaries = {name: {kind: summarize([r for r in rs if r["kind"] == kind]) for kind in kinds}
+                 | {g: summarize([r for r in rs if test(r)]) for g, test in groups.items()} | {"all": summarize(rs)}
                  for name, rs in rows.items()}
-    print(table(summaries, kinds))
+    print(table(summaries, [*kinds, *groups]))
     print()
     for name, by_kind in summaries.items():
         print(f"density ratio distribution ({name}, all {by_kind['all']['requests']} requests): "
-              + ", ".join(f"{k}: {v}" for k, v in by_kind["all"]["density_buckets"].items()))
+              + ", ".join(f"{k}: {v}" for k, v in by_kind["all"]["density_buckets"].items())
+              + f"; requests without a new note: {by_kind['all']['requests_without_notes']}")
     for name, by_kind in summaries.items():
         s = by_kind["all"]
         print(f"targets ({name}): on prompt {s['on_prompt_pct']:.1f}% (>= 99%), new instruments max "
@@ -187,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--legacy-only", action="store_true",
                     help="only the legacy setting (to run it on a subset beside a full default run)")
     ap.add_argument("--limit", type=int, default=None, help="first N files only (a quick look)")
+    ap.add_argument("--resume", action="store_true", help="keep the files already in --json and run the rest")
     ap.add_argument("--kinds", default=None, help="comma-separated kinds to run (default: all)")
     ap.add_argument("--per-kind", type=int, default=None, help="first N files of each kind only")
     ap.add_argument("--json", type=Path, default=None, help="write every file's and sample's numbers here")
@@ -217,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         entries = [e for e in entries if [x["kind"] for x in entries].index(e["kind"]) + args.per_kind
                    > entries.index(e)]
     entries = entries[:args.limit] if args.limit else entries
+    # Kinds in turn (the first file of each kind, then the second...), so an interrupted run covers every kind.
+    kind_index = {e["file"]: [x["kind"] for x in entries[:i]].count(e["kind"]) for i, e in enumerate(entries)}
+    entries = sorted(entries, key=lambda e: kind_index[e["file"]])
     generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu")
     context = generator.model.config.max_seq_len
     legacy = {"allow_new_instruments": True, "allow_early_end": True, "prompt_tokens": context // 2}
@@ -224,10 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_legacy and not args.legacy_only:
         settings["legacy"] = legacy
     rows: dict[str, list[dict]] = {name: [] for name in settings}
+    if args.resume and args.json and args.json.is_file():  # keep what an interrupted run measured
+        for name, rs in json.loads(args.json.read_text())["rows"].items():
+            if name in rows:
+                rows[name] = rs
     for entry in entries:
         path = args.files / entry["file"]
         facts = prompt_facts(load_midi(path), args.bars)
         for name, extra in settings.items():
+            if any(r["file"] == entry["file"] for r in rows[name]):
+                continue
             started = time.perf_counter()
             results = generator.continue_midi(path, bars=args.bars, num_samples=args.variations, seed=args.seed,
                                               **extra)
