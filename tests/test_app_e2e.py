@@ -25,7 +25,6 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT = ROOT / "docs" / "app.png"
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +52,16 @@ def test_generate_from_an_example_returns_audio_image_and_midi(server):
     audio, image, midi = rest[0], rest[4], rest[8]
     assert "Done" in status and isinstance(seed, (int, float))
     assert Path(audio).read_bytes()[:4] == b"RIFF"
-    assert Path(image).read_bytes()[:4] == b"\x89PNG"
+    assert 'data-audio="result-audio-1"' in image and "data:image/png;base64," in image  # roll + playhead
     assert Path(midi).read_bytes()[:4] == b"MThd"
-    assert rest[1] is None and rest[5] is None and rest[9] is None  # one variation asked for
+    assert rest[1] is None and rest[5] == "" and rest[9] is None  # one variation asked for
 
 
 def test_preview_endpoint(server):
-    audio, image, info = Client(server, verbose=False).predict(handle_file(str(BACH)), api_name="/preview")
-    assert Path(audio).is_file() and Path(image).is_file() and "84 notes" in info
+    box, current, audio, roll, info, _ = Client(server, verbose=False).predict(handle_file(str(BACH)),
+                                                                             api_name="/preview")
+    assert box is None and Path(current).read_bytes() == BACH.read_bytes() and Path(audio).is_file()
+    assert 'data-audio="prompt-audio"' in roll and "84 notes" in info
 
 
 def test_bad_upload_is_an_app_error(server, tmp_path):
@@ -84,15 +85,15 @@ def test_two_concurrent_clients_are_both_served(server):
 
 
 def test_stop_ends_the_generation(server, monkeypatch):
-    import musicmha.app.handlers as handlers
+    from musicmha.app.job import GenerationJob
 
-    slow_down = handlers._Job._callback
+    slow_down = GenerationJob._callback
 
     def slow(self, step, tokens):  # an untrained model may end early: make each token take a while
         time.sleep(0.02)
-        slow_down(self, step, tokens)
+        return slow_down(self, step, tokens)
 
-    monkeypatch.setattr(handlers._Job, "_callback", slow)
+    monkeypatch.setattr(GenerationJob, "_callback", slow)
     job = Client(server, verbose=False).submit(None, "tokens", 2048, 1.0, 0, 1.0, 3, False, api_name="/generate")
     deadline = time.monotonic() + 20
     while not any(t.name == "musicmha-generate" for t in threading.enumerate()):
@@ -105,17 +106,17 @@ def test_stop_ends_the_generation(server, monkeypatch):
 
 
 def test_a_full_queue_says_busy(checkpoint, monkeypatch):
-    import musicmha.app.handlers as handlers
     from musicmha.app import add_arguments
+    from musicmha.app.job import GenerationJob
     from musicmha.app.server import prepare
 
-    run = handlers._Job._run
+    run = GenerationJob._run
 
-    def slow(self, prompt, kwargs):  # each generation takes a second, whatever the model does
+    def slow(self):  # each generation takes a second, whatever the model does
         time.sleep(1.0)
-        run(self, prompt, kwargs)
+        run(self)
 
-    monkeypatch.setattr(handlers._Job, "_run", slow)
+    monkeypatch.setattr(GenerationJob, "_run", slow)
     port = free_port()
     app, kwargs = prepare(add_arguments(argparse.ArgumentParser()).parse_args(
         ["--checkpoint", str(checkpoint), "--port", str(port), "--queue-size", "1"]))
@@ -167,49 +168,241 @@ def _browser(playwright):
               "--no-first-run"])
 
 
-@pytest.mark.slow
-def test_browser_example_generate_listen_download(server, tmp_path):
+@pytest.fixture
+def page(server):
+    """A fresh Chromium page on the app, with a list of requests that left localhost."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright missing: pip install playwright")
-    external: list[str] = []
     with sync_api.sync_playwright() as playwright:
         browser = _browser(playwright)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("request", lambda r: external.append(r.url)
+        page.external = []
+        page.on("request", lambda r: page.external.append(r.url)
                 if not r.url.startswith(("http://127.0.0.1", "data:", "blob:")) else None)
+        started = time.monotonic()
         page.goto(server)
-        page.locator("#example input").click()
-        page.get_by_role("option", name="bach_bwv66.6_chorale").click()
-        page.wait_for_selector("#prompt-audio [data-testid^='waveform-']", timeout=30_000)  # heard before generating
-        page.locator("#variations input[type=number]").fill("2")
-        page.locator("#variations input[type=number]").press("Enter")
-        page.locator("#generate").click()
-        for slot in (1, 2):
-            page.wait_for_selector(f"#result-audio-{slot} [data-testid^='waveform-']", timeout=60_000)
-            link = page.locator(f"#result-midi-{slot} a[data-testid='download-link']")
-            link.wait_for(timeout=30_000)
-            assert f"variation-{slot}" in (link.get_attribute("href") or "")
-        assert "Done: 2 variation(s)" in page.locator("#status").inner_text()
-        page.screenshot(path=tmp_path / "app.png", full_page=True)
-
-        info = "document.querySelector('#prompt-info').innerText"
-        page.locator("#continue-2").click()  # the second result becomes the prompt ...
-        page.wait_for_function(f"{info}.includes('Prompt:') && !{info}.includes('84 notes')", timeout=30_000)
-        page.locator("#undo").click()  # ... and undo brings the chorale back
-        page.wait_for_function(f"{info}.includes('Prompt: 84 notes')", timeout=30_000)
+        page.wait_for_selector("#generate")
+        TIMINGS["page ready"] = time.monotonic() - started
+        yield page
         browser.close()
+
+
+TIMINGS: dict[str, float] = {}  # measured in the browser; printed with -s
+INFO = "document.querySelector('#prompt-info').innerText"
+STATUS = "document.querySelector('#status').innerText"
+
+
+def _example(page, name: str = "bach_bwv66.6_chorale") -> None:
+    started = time.monotonic()
+    page.locator("#example input").click()
+    page.get_by_role("option", name=name).click()
+    page.wait_for_function(f"{INFO}.includes({name!r})", timeout=30_000)
+    page.wait_for_selector("#prompt-audio audio[src]", state="attached", timeout=30_000)  # heard before generating
+    TIMINGS["example previewed"] = time.monotonic() - started
+
+
+def _set_slider(page, elem_id: str, value: int) -> None:
+    field = page.locator(f"#{elem_id} input[type=number]")
+    field.fill(str(value))
+    field.press("Enter")
+
+
+def _watch_status(page) -> None:
+    """Remember every status text from now on, so a wait cannot mistake the previous run's 'Done'."""
+    page.evaluate("""(() => { window.statuses = [];
+        const status = document.querySelector('#status');
+        new MutationObserver(() => window.statuses.push(status.innerText))
+            .observe(status, {subtree: true, childList: true, characterData: true}); })()""")
+
+
+def _generate(page, slots: int, timeout: float = 60_000) -> None:
+    started = time.monotonic()
+    _watch_status(page)
+    page.locator("#generate").click()
+    try:
+        page.wait_for_function("window.statuses.some(s => s.startsWith('Generating')) && "
+                               f"{STATUS}.startsWith('Done')", timeout=timeout)
+    except Exception:
+        raise AssertionError(f"no 'Done'; statuses: {page.evaluate('window.statuses')}") from None
+    for slot in range(1, slots + 1):
+        page.wait_for_selector(f"#result-audio-{slot} audio[src]", state="attached", timeout=timeout)
+    TIMINGS[f"generate {slots} x (to 'Done')"] = time.monotonic() - started
+
+
+def _playhead(page, slot: int) -> tuple[float, str]:
+    return page.evaluate(f"""(() => {{
+        const head = document.querySelector('#result-roll-{slot} .mm-playhead');
+        return [parseFloat(head.style.left || '0'), getComputedStyle(head).display]; }})()""")
+
+
+def _toasts(page, text: str) -> int:
+    return page.evaluate(f"""[...document.querySelectorAll('[data-testid="toast-body"]')]
+        .filter(e => e.innerText.includes({text!r})).length""")
+
+
+def _skip_without_browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium")
+
+
+@pytest.mark.slow
+def test_browser_example_generate_listen_with_playhead_download_continue_undo_redo(page, tmp_path):
+    _example(page)
+    _set_slider(page, "variations", 2)
+    _generate(page, 2)
+    for slot in (1, 2):
+        link = page.locator(f"#result-midi-{slot} a[data-testid='download-link']")
+        link.wait_for(timeout=30_000)
+        assert f"variation-{slot}" in (link.get_attribute("href") or "")
+    assert "Done: 2 variation(s)" in page.locator("#status").inner_text()
+    # The roll marks the prompt's end; the playhead follows the audio and stops with it.
+    assert page.locator("#result-roll-1 .mm-roll img").count() == 1
+    left, display = _playhead(page, 1)
+    assert display == "none"
+    player = page.locator("#result-audio-1 audio").bounding_box()
+    page.mouse.click(player["x"] + 18, player["y"] + player["height"] / 2)  # the player's own play button
+    page.wait_for_function("!document.querySelector('#result-audio-1 audio').paused", timeout=10_000)
+    time.sleep(0.8)
+    first, display = _playhead(page, 1)
+    time.sleep(0.8)
+    second, _ = _playhead(page, 1)
+    assert display == "block" and 0 < first < second  # moves while it plays
+    page.mouse.click(player["x"] + 18, player["y"] + player["height"] / 2)  # pause
+    page.wait_for_function("document.querySelector('#result-audio-1 audio').paused", timeout=10_000)
+    stopped, _ = _playhead(page, 1)
+    time.sleep(0.6)
+    assert _playhead(page, 1)[0] == stopped  # ... and stops with it
+    audio_time = page.evaluate("document.querySelector('#result-audio-1 audio').currentTime")
+    x0, x1, end = page.evaluate("""(() => { const r = document.querySelector('#result-roll-1 .mm-roll');
+        return [+r.dataset.x0, +r.dataset.x1, +r.dataset.end]; })()""")
+    assert stopped == pytest.approx(100 * (x0 + (x1 - x0) * audio_time / end), abs=0.05)
+    page.screenshot(path=tmp_path / "app.png", full_page=True)
+
+    page.locator("#continue-2").click()  # the second result becomes the prompt, named after the piece ...
+    page.wait_for_function(f"{INFO}.includes('bach_bwv66.6_chorale + 1 continuation')", timeout=30_000)
+    assert "bach_bwv66.6_chorale + 1 continuation" in page.locator("#history").inner_text()
+    page.wait_for_function("document.querySelector('#prompt-audio audio').duration > 0", timeout=10_000)
+    page.locator("#undo").click()  # ... undo brings the chorale back ...
+    page.wait_for_function(f"{INFO}.includes('84 notes')", timeout=30_000)
+    assert page.locator("#undo").is_disabled()  # ... and stops there
+    page.locator("#redo").click()  # ... and redo walks forward again
+    page.wait_for_function(f"{INFO}.includes('+ 1 continuation')", timeout=30_000)
     assert (tmp_path / "app.png").stat().st_size > 10_000
-    assert external == []  # offline: no fonts, scripts or analytics from elsewhere
-    if os.environ.get("MUSICMHA_UPDATE_SCREENSHOT"):
-        _save_readme_screenshot(tmp_path / "app.png")
+    assert page.external == []  # offline: no fonts, scripts or analytics from elsewhere
 
 
-def _save_readme_screenshot(source: Path) -> None:
-    """docs/app.png for the README: the page, shrunk and palette-reduced to stay well under 300 KB."""
-    from PIL import Image
+@pytest.mark.slow
+def test_browser_stop_keeps_partial_results_in_an_even_grid(page, monkeypatch):
+    from musicmha.app.job import GenerationJob
 
-    image = Image.open(source).convert("RGB")
-    image = image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.LANCZOS)
-    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(SCREENSHOT, optimize=True)
-    assert SCREENSHOT.stat().st_size < 300_000
+    record = GenerationJob._callback
+
+    def slow(self, step, tokens):  # about 30 tokens a second, whatever the machine: Stop comes mid-run
+        time.sleep(0.03)
+        return record(self, step, tokens)
+
+    monkeypatch.setattr(GenerationJob, "_callback", slow)
+    _example(page)
+    _set_slider(page, "variations", 4)
+    page.locator("#length input").fill("32")
+    page.locator("#generate").click()
+    page.wait_for_function(f"{STATUS}.startsWith('Generating 4 variations')", timeout=30_000)
+    assert "queue" not in page.locator("#status").inner_text()  # our own words, no queue jargon
+    page.wait_for_function("document.querySelectorAll('#results .mm-roll img').length >= 1", timeout=30_000)
+    time.sleep(1.0)
+    clicked = time.monotonic()
+    page.locator("#stop").click()
+    page.wait_for_function(f"{STATUS}.startsWith('Stopped after')", timeout=10_000)
+    TIMINGS["Stop to 'Stopped after N bars'"] = time.monotonic() - clicked
+    page.wait_for_function(f"{STATUS}.includes('4 partial variations kept')", timeout=30_000)
+    TIMINGS["Stop to 4 partial results shown"] = time.monotonic() - clicked
+    for slot in range(1, 5):
+        page.wait_for_selector(f"#result-audio-{slot} audio[src]", state="attached", timeout=10_000)
+        page.locator(f"#result-midi-{slot} a[data-testid='download-link']").wait_for(timeout=10_000)
+    boxes = [page.locator(f"#result-roll-{slot}").bounding_box() for slot in range(1, 5)]
+    assert boxes[0]["y"] == boxes[1]["y"] < boxes[2]["y"] == boxes[3]["y"]  # 2 x 2
+    assert len({round(b["width"]) for b in boxes}) == 1 and boxes[0]["width"] > 500  # even and readable
+    page.locator("#continue-3").click()  # a partial result continues like any other
+    page.wait_for_function(f"{INFO}.includes('+ 1 continuation')", timeout=30_000)
+    monkeypatch.undo()
+    _set_slider(page, "variations", 1)
+    page.locator("#length input").fill("2")
+    _generate(page, 1)  # the page is ready for the next run at once
+
+
+@pytest.mark.slow
+def test_browser_a_corrupt_upload_keeps_the_previous_prompt(page, tmp_path):
+    _example(page)
+    bad = tmp_path / "corrupt.mid"
+    bad.write_bytes(os.urandom(300))
+    page.locator("#prompt-file input[type=file]").set_input_files(str(bad))
+    page.wait_for_function("""[...document.querySelectorAll('[data-testid="toast-body"]')]
+        .some(e => e.innerText.includes('corrupt.mid: not a MIDI file'))""", timeout=30_000)
+    time.sleep(1.0)
+    assert _toasts(page, "corrupt.mid") == 1  # one message, once
+    assert "84 notes" in page.locator("#prompt-info").inner_text()  # the previous prompt is still there
+    assert page.locator("#prompt-audio audio[src]").count() == 1
+    assert "Error" not in page.locator("#prompt-info").inner_text()
+    assert "corrupt.mid" not in page.locator("#prompt-file").inner_text()  # the box is ready for the next file
+    good = tmp_path / "my tune.mid"
+    shutil.copyfile(ROOT / "data" / "prompts" / "essen_folksong_han1_1.mid", good)
+    page.locator("#prompt-file input[type=file]").set_input_files(str(good))
+    page.wait_for_function(f"{INFO}.includes('my tune')", timeout=30_000)
+
+
+@pytest.mark.slow
+def test_browser_a_bad_setting_is_one_message_and_changes_nothing(page):
+    _example(page)
+    page.locator("#settings").get_by_text("More settings").click()
+    page.locator("#tempo input").fill("999")
+    page.locator("#generate").click()
+    page.wait_for_function("""[...document.querySelectorAll('[data-testid="toast-body"]')]
+        .some(e => e.innerText.includes('tempo must be between'))""", timeout=30_000)
+    time.sleep(1.0)
+    assert _toasts(page, "tempo must be between") == 1
+    assert page.locator("#status").inner_text().strip() == ""  # no run started
+    assert page.locator("#result-audio-1 audio[src]").count() == 0
+
+
+@pytest.mark.slow
+def test_browser_each_variation_shows_a_seed_that_reproduces_it(page):
+    _example(page, "essen_folksong_han1_1")
+    _set_slider(page, "variations", 3)
+    page.locator("#length input").fill("2")
+    _generate(page, 3)
+    caption = page.locator("#result-roll-3 .mm-caption").inner_text()
+    seed = int(caption.split("seed ")[1].split(":")[0])
+    first = page.request.get(page.locator("#result-midi-3 a[data-testid='download-link']").get_attribute("href")).body()
+    page.locator("#settings").get_by_text("More settings").click()
+    page.locator("#random-seed input").uncheck()
+    page.locator("#seed input").fill(str(seed))
+    _generate(page, 3)
+    page.wait_for_function(f"document.querySelector('#result-roll-3 .mm-caption').innerText.includes('seed {seed}')")
+    again = page.request.get(page.locator("#result-midi-3 a[data-testid='download-link']").get_attribute("href")).body()
+    assert again == first and again[:4] == b"MThd"
+
+
+@pytest.mark.slow
+def test_browser_phone_width(server, tmp_path):
+    _skip_without_browser()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright missing: pip install playwright")
+    with sync_api.sync_playwright() as playwright:
+        browser = _browser(playwright)
+        page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+        page.goto(server)
+        _example(page)
+        _generate(page, 1)
+        page.screenshot(path=tmp_path / "phone.png", full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+        generate = page.locator("#generate").bounding_box()
+        result = page.locator("#result-audio-1").bounding_box()
+        settings = page.locator("#settings").bounding_box()
+        assert generate["y"] < result["y"] < settings["y"]  # prompt, Generate, result, then settings (closed)
+        assert settings["height"] < 100
+        browser.close()
+    assert (tmp_path / "phone.png").stat().st_size > 10_000
+
+
+def test_zz_print_browser_timings():
+    print("\nbrowser timings (s):", {k: round(v, 2) for k, v in TIMINGS.items()})

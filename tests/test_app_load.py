@@ -211,7 +211,9 @@ def test_client_paths_outside_the_app_folders_are_refused(small_app, tmp_path):
     secret.write_bytes(BACH.read_bytes())
     for path in (str(secret), "/etc/passwd", f"{small_app.gradio_tmp}/../../secret.mid"):
         events = _call(small_app, "generate", [{"path": path, "meta": {"_type": "gradio.FileData"}},
-                                               "tokens", 8, 1.0, 0, 1.0, 1, False, 1, 0, None])
+                                               "tokens", 8, 1.0, 0, 1.0, 1, False, 1, 0, None,
+                                               "Keep the prompt's instruments", [0], True, False, 0,
+                                               "the model's choice", False, None])
         assert "event: error" in events and "Done" not in events, events
         assert "not a MIDI file" not in events  # refused before the file was read
     for path in ("/etc/passwd", str(secret), f"{small_app.tmp}/../secret.mid"):

@@ -1,13 +1,13 @@
 """The app's event handlers as plain functions: UI values in, UI values out, library errors turned into
-gr.Error (one line, no traceback). No model logic here: generation is `MusicGenerator.continue_midi`."""
+one-line messages. No model logic here: generation is `MusicGenerator.continue_midi` (run by job.py)."""
 
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,23 +15,21 @@ from typing import Any
 import gradio as gr
 import symusic
 
+from ..controls import InstrumentRule, Opening
 from ..errors import MusicmhaError
 from ..midi_io import MAX_BYTES, load_midi
 from ..render import music_end_seconds
-from .service import ModelCache, Rendered, TempFiles, render_score
+from . import history
+from .history import new_session  # noqa: F401 (re-exported for the UI and tests)
+from .job import GenerationJob, describe
+from .service import ModelCache, TempFiles, View, render_view, write_midi
+from .settings import LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, generation_kwargs  # noqa: F401 (re-export)
+from .views import RollSize, placeholder_html, roll_html, roll_size, window, window_start
 
 logger = logging.getLogger(__name__)
 
-MAX_VARIATIONS = 4
-LIMITS = {"bars": 32, "seconds": 60, "tokens": 2048}  # longest generation a request may ask for
-MAX_PROMPT_TOKENS = 2048
-HISTORY_STEPS = 20  # undo depth per session (prompts are small: kept as MIDI bytes)
 STREAM_EVERY = 1.5  # seconds between live piano roll updates while generating
-POLL_EVERY = 0.25  # seconds between progress reports
-
-
-class Stopped(Exception):
-    """Raised from the token callback to end a generation that was stopped or ran out of time."""
+POLL_EVERY = 0.25  # seconds between status updates (and checks for the end of the run)
 
 
 @dataclass
@@ -40,50 +38,28 @@ class AppConfig:
     checkpoint: Path | None
     examples: dict[str, Path]
     max_upload_bytes: int = MAX_BYTES
-    time_limit: float = 300.0  # seconds one generation may run
+    time_limit: float = 300.0  # seconds one generation may run; it then stops and keeps what it made
     cache: ModelCache = field(default_factory=ModelCache)
     files: TempFiles = field(default_factory=TempFiles)
 
 
-def new_session() -> dict[str, Any]:
-    """Per-session state: the current prompt's bytes (None: start from nothing) and the earlier ones."""
-    return {"current": None, "history": []}
+def _session_key(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"
 
 
-def generation_kwargs(unit: str, length: float, temperature: float, top_k: float | None, top_p: float | None,
-                      seed: float | None, random_seed: bool, variations: float,
-                      prompt_tokens: float | None) -> dict[str, Any]:
-    """UI values -> keyword arguments of `continue_midi`, checked against the app's limits (API callers can
-    send anything). 0 means "off" for top-k and prompt tokens; top-p 1.0 means off."""
-    if unit not in LIMITS:
-        raise gr.Error(f"length unit must be one of {', '.join(LIMITS)}, not {unit!r}")
-    if not length or not 0 < length <= LIMITS[unit]:
-        raise gr.Error(f"length must be between 1 and {LIMITS[unit]} {unit}, not {length}")
-    if not 1 <= int(variations or 0) <= MAX_VARIATIONS:
-        raise gr.Error(f"variations must be between 1 and {MAX_VARIATIONS}, not {variations}")
-    if temperature is None or not 0 < temperature <= 5:
-        raise gr.Error(f"temperature must be in (0, 5], not {temperature}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise gr.Error(f"top-p must be in (0, 1], not {top_p}")
-    if prompt_tokens is not None and not 0 <= prompt_tokens <= MAX_PROMPT_TOKENS:
-        raise gr.Error(f"prompt tokens must be between 0 (automatic) and {MAX_PROMPT_TOKENS}")
-    if not random_seed and (seed is None or not 0 <= seed < 2**31):
-        raise gr.Error("seed must be a whole number from 0 to 2147483647 (or tick 'random seed')")
-    length_arg = {"bars": ("bars", int(length)), "seconds": ("seconds", float(length)),
-                  "tokens": ("max_new_tokens", int(length))}[unit]
-    return {length_arg[0]: length_arg[1], "temperature": float(temperature),
-            "top_k": int(top_k) if top_k else None, "top_p": float(top_p) if top_p and top_p < 1 else None,
-            "seed": None if random_seed else int(seed), "num_samples": int(variations),
-            "prompt_tokens": int(prompt_tokens) if prompt_tokens else None}
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 class Handlers:
     def __init__(self, config: AppConfig) -> None:
         self.config = config
+        self._jobs: dict[str, GenerationJob] = {}  # the running generation of each browser session
+        self._lock = threading.Lock()
 
     # --- prompt -----------------------------------------------------------------------------------
     def read_prompt(self, path: str | None) -> tuple[bytes | None, symusic.Score | None]:
-        """The uploaded file's bytes and score, checked (size, MIDI structure, notes) by `load_midi`."""
+        """The file's bytes and score, checked (size, MIDI structure, notes) by `load_midi`."""
         if not path:
             return None, None
         try:
@@ -92,58 +68,67 @@ class Handlers:
         except MusicmhaError as error:
             raise gr.Error(f"{Path(path).name}: {error}") from None
         except OSError as error:
-            raise gr.Error(f"cannot read the uploaded file: {error.strerror or error}") from None
+            raise gr.Error(f"cannot read the file: {error.strerror or error}") from None
 
-    def pick_example(self, name: str | None) -> str | None:
-        """A copy of a bundled example (the page may only be given files from the app's own folder)."""
+    def show(self, session: dict) -> tuple:
+        """The prompt outputs for the session's current prompt: its file (what Generate reads), audio,
+        piano roll, one info line, the history, undo/redo availability, and the session itself."""
+        entry = history.current(session)
+        undo, redo = gr.Button(interactive=history.can_undo(session)), gr.Button(interactive=history.can_redo(session))
+        if entry["data"] is None:
+            return (None, None, placeholder_html("No prompt: the model starts from nothing."),
+                    "No prompt: the model starts from nothing.", history.markdown(session), undo, redo, session)
+        path = self.config.files.path(history.file_name(entry))
+        path.write_bytes(entry["data"])
+        score = load_midi(entry["data"], max_bytes=max(self.config.max_upload_bytes, len(entry["data"])))
+        try:
+            view = render_view(score, "prompt-audio", title="prompt")
+        except MusicmhaError as error:  # e.g. a missing SoundFont named in $MUSICMHA_SOUNDFONT
+            raise gr.Error(f"cannot render the prompt: {error}") from None
+        info = (f"**{history.name_of(entry)}**: {_plural(score.note_num(), 'note')}, "
+                f"{_plural(len(score.tracks), 'track')}, {music_end_seconds(score):.1f} s.")
+        return str(path), view.audio, view.html, info, history.markdown(session), undo, redo, session
+
+    def upload(self, path: str | None, session: dict) -> tuple:
+        """A dropped file becomes the prompt; a refused one leaves the previous prompt as it was, one message
+        says why, and the upload box empties itself so the next file can be dropped at once."""
+        try:
+            data, _ = self.read_prompt(path)
+        except gr.Error as error:
+            gr.Warning(error.message)
+            return (None, *[gr.skip()] * 8)
+        if data is None:
+            return (None, *[gr.skip()] * 8)
+        return (None, *self.show(history.push(session, data, Path(path).stem)))
+
+    def pick_example(self, name: str | None, session: dict) -> tuple:
         if not name:
-            return gr.skip()
+            return tuple(gr.skip() for _ in range(8))
         if name not in self.config.examples:
             raise gr.Error(f"unknown example {name!r}")
-        target = self.config.files.path(f"{name}.mid")
-        shutil.copyfile(self.config.examples[name], target)
-        return str(target)
+        return self.show(history.push(session, self.config.examples[name].read_bytes(), name))
 
-    def clear_prompt(self) -> tuple[None, None, str]:
-        """Runs first on every prompt change, so a bad upload never leaves the previous preview showing."""
-        return None, None, "Reading the prompt..."
+    def start_from_nothing(self, session: dict) -> tuple:
+        return self.show(history.push(session, None, None))
 
-    def render(self, score: symusic.Score, name: str, **kwargs: Any) -> Rendered:
-        try:
-            return render_score(score, self.config.files, name, **kwargs)
-        except MusicmhaError as error:  # e.g. a missing SoundFont named in $MUSICMHA_SOUNDFONT
-            raise gr.Error(f"cannot render {name}: {error}") from None
+    def undo(self, session: dict) -> tuple:
+        if not history.can_undo(session):
+            gr.Info("This is the first prompt: nothing to undo.")
+            return tuple(gr.skip() for _ in range(8))
+        return self.show(history.move(session, -1))
 
-    def show_prompt(self, path: str | None, session: dict) -> tuple[Any, Any, str, dict]:
-        """Preview the prompt (audio + piano roll) and record the change in the session history."""
-        data, score = self.read_prompt(path)
-        if data != session["current"]:
-            session = {"current": data, "history": [*session["history"], session["current"]][-HISTORY_STEPS:]}
-        if data is None:
-            return None, None, "No prompt: the model starts from nothing.", session
-        shown = self.render(score, "prompt", title="prompt")
-        info = (f"Prompt: {score.note_num()} notes, {len(score.tracks)} track(s), "
-                f"{music_end_seconds(score):.1f} s.")
-        return shown.audio, str(shown.image), info, session
+    def redo(self, session: dict) -> tuple:
+        if not history.can_redo(session):
+            gr.Info("Nothing to redo.")
+            return tuple(gr.skip() for _ in range(8))
+        return self.show(history.move(session, +1))
 
-    def undo(self, session: dict) -> tuple[Any, dict]:
-        if not session["history"]:
-            gr.Warning("Nothing to undo.")
-            return gr.skip(), session
-        previous = session["history"][-1]
-        session = {"current": previous, "history": session["history"][:-1]}
-        if previous is None:
-            return None, session
-        target = self.config.files.path("prompt.mid")
-        target.write_bytes(previous)
-        return str(target), session
-
-    def continue_from(self, result_path: str | None) -> str:
-        if not result_path:
+    def continue_from(self, index: int, results: list[dict] | None, session: dict) -> tuple:
+        if not results or index >= len(results):
             raise gr.Error("no result to continue from yet")
-        target = self.config.files.path("prompt.mid")
-        shutil.copyfile(result_path, target)
-        return str(target)
+        result = results[index]
+        data = Path(result["midi"]).read_bytes()
+        return self.show(history.push(session, data, result["base"], result["steps"] + 1))
 
     # --- generation ----------------------------------------------------------------------------------
     def checkpoint_folder(self, value: str | None) -> Path:
@@ -156,87 +141,136 @@ class Handlers:
             raise gr.Error(f"unknown checkpoint {value!r}")
         return allowed[value]
 
-    def generate(self, prompt: str | None, unit: str, length: float, temperature: float, top_k: float,
-                 top_p: float, seed: float, random_seed: bool, variations: float, prompt_tokens: float,
-                 checkpoint: str | None, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
-        """Stream (status, seed used, 4 audios, 4 piano rolls, 4 MIDI files): live piano rolls while the
-        model samples in a worker thread, then the rendered results."""
-        kwargs = generation_kwargs(unit, length, temperature, top_k, top_p, seed, random_seed, variations,
-                                   prompt_tokens)
+    def prepare(self, prompt: str | None, *settings: Any) -> tuple[Any, symusic.Score | None, dict]:
+        """Every check a request needs before anything on the page changes: settings, prompt, checkpoint, and
+        the controls the model's tokenizer must be able to write (tempo, meter, instruments)."""
+        kwargs = generation_kwargs(*settings[:9], *settings[10:16])
         _, score = self.read_prompt(prompt)
         try:
-            generator = self.config.cache.get(self.checkpoint_folder(checkpoint))
+            generator = self.config.cache.get(self.checkpoint_folder(settings[9] if len(settings) > 9 else None))
+            if score is not None and ("tempo" in kwargs or "time_signature" in kwargs):
+                raise gr.Error("tempo and time signature are for starting from nothing; a prompt keeps its own "
+                               "(press 'Start from nothing' or set them back to the model's choice)")
+            if generator.spec is not None:
+                Opening(kwargs.get("tempo"), kwargs.get("time_signature")).token_ids(generator.spec)
+            if kwargs.get("instruments") is not None:
+                InstrumentRule(frozenset(kwargs["instruments"]), kwargs["drums"])
         except MusicmhaError as error:
             raise gr.Error(str(error)) from None
-        job = _Job(generator, score, kwargs, self.config.time_limit)
-        progress((0, kwargs.get("max_new_tokens")), desc="generating", unit="tokens")
-        last = time.monotonic()
+        return generator, score, kwargs
+
+    def check(self, prompt: str | None, *settings: Any) -> None:
+        """The page runs this first: a bad value gives one message and nothing else changes."""
+        self.prepare(prompt, *settings)
+
+    def stop(self, request: gr.Request = None) -> None:
+        with self._lock:
+            job = self._jobs.get(_session_key(request))
+        if job is not None:
+            job.stop.set()
+
+    def generate(self, prompt: str | None, unit: str, length: float, temperature: float, top_k: float,
+                 top_p: float, seed: float, random_seed: bool, variations: float, prompt_tokens: float,
+                 checkpoint: str | None, instruments_mode: str | None = None, programs: Any = None,
+                 drums: bool | None = True, allow_early_end: bool | None = False, tempo: float | None = 0,
+                 time_signature: str | None = None, full_view: bool | None = False,
+                 session: dict | None = None, request: gr.Request = None) -> Iterator[tuple]:
+        """Stream (status, seed, 4 audios, 4 piano rolls, 4 MIDI files, results): live sketches of every
+        variation while the model samples in a worker thread, then the rendered results, also after Stop."""
+        generator, score, kwargs = self.prepare(prompt, unit, length, temperature, top_k, top_p, seed,
+                                                random_seed, variations, prompt_tokens, checkpoint,
+                                                instruments_mode, programs, drums, allow_early_end, tempo,
+                                                time_signature)
+        count, full = kwargs["num_samples"], bool(full_view)
+        entry = history.current(session) if session else None
+        base = entry["base"] if entry and entry["data"] is not None else (Path(prompt).stem if prompt else "new piece")
+        steps = entry["steps"] if entry and entry["data"] is not None else 0
+        size = roll_size(count)
+        job = GenerationJob(generator, score, kwargs, self.config.time_limit)
+        key = _session_key(request)
+        with self._lock:
+            self._jobs[key] = job
+        what = f"{_plural(count, 'variation')} of {describe(kwargs)}"
+        waiting = [placeholder_html(f"Variation {i + 1}: waiting for its first notes...") if i < count else ""
+                   for i in range(MAX_VARIATIONS)]
+        yield (f"Generating {what}...", gr.skip(), *[None] * MAX_VARIATIONS, *waiting, *[None] * MAX_VARIATIONS,
+               [])
+        last_stream = time.monotonic()
         try:
             while not job.done.wait(POLL_EVERY):
-                progress((job.steps, kwargs.get("max_new_tokens")), desc="generating", unit="tokens")
-                if time.monotonic() - last >= STREAM_EVERY:
-                    last = time.monotonic()
-                    live = job.live_roll(self.config.files)
-                    if live is not None:
-                        yield (f"Generating: {job.steps} tokens so far...", gr.skip(), *[gr.skip()] * 4,
-                               live, *[gr.skip()] * 7)
+                rolls = [gr.skip()] * MAX_VARIATIONS
+                if time.monotonic() - last_stream >= STREAM_EVERY:
+                    last_stream = time.monotonic()
+                    rolls = self._sketches(job, score, full, size, count)
+                progress = f"bar {job.bars()}" if kwargs.get("bars") else f"{job.steps} tokens"
+                yield (f"Generating {what}: {progress} so far ({job.seconds():.0f} s). Stop keeps what is made.",
+                       gr.skip(), *[gr.skip()] * MAX_VARIATIONS, *rolls, *[gr.skip()] * MAX_VARIATIONS, gr.skip())
         finally:
-            job.stop.set()  # the page's Stop button closes this generator: end the worker's sampling too
+            job.stop.set()  # the client went away (or cancelled): end the worker's sampling too
+            with self._lock:
+                if self._jobs.get(key) is job:
+                    del self._jobs[key]
         if job.error is not None:
             raise gr.Error(job.error)
-        progress(1.0, desc="rendering")
-        shown: list[Rendered | None] = [self.render(r.score, f"variation-{i + 1}", boundary_tick=r.boundary_tick,
-                                                    title=f"variation {i + 1}") for i, r in enumerate(job.results)]
+        if job.stopped or job.timed_out:  # say so at once; rendering the partial results takes a moment
+            yield (f"{self._why(job)} after {_plural(job.bars(), 'bar')}: preparing what was made...", gr.skip(),
+                   *[gr.skip()] * (3 * MAX_VARIATIONS), gr.skip())
+        yield self._finish(job, base, steps, full, size)
+
+    def _why(self, job: GenerationJob) -> str:
+        return "Stopped" if job.stopped else f"Time limit ({self.config.time_limit:g} s) reached"
+
+    def _sketches(self, job: GenerationJob, score: symusic.Score | None, full: bool, size: RollSize,
+                  count: int) -> list:
+        boundary = int(score.end()) if score is not None else 0
+        start = 0 if full or not boundary else window_start(score, boundary)
+        rolls: list = [gr.skip()] * MAX_VARIATIONS
+        for index, sketch in enumerate(job.sketches()[:count]):
+            if sketch is not None:
+                rolls[index] = roll_html(window(sketch, start), f"result-audio-{index + 1}", size=size,
+                                         boundary_tick=boundary - start if boundary else None,
+                                         title=None,
+                                         note="Live sketch: the final roll and audio come when it is done.")
+        return rolls
+
+    def _finish(self, job: GenerationJob, base: str, steps: int, full: bool, size: RollSize) -> tuple:
+        results = job.results
+        seed = results[0].seed if results else None
+        records = [{"midi": str(write_midi(r.score, self.config.files, f"{base}-variation-{i + 1}.mid")),
+                    "boundary": int(r.boundary_tick), "seed": r.seed, "base": base, "steps": steps,
+                    "count": len(results), "notes": r.continuation.note_num()} for i, r in enumerate(results)]
+        views = self.views(full, records)
+        seconds = job.seconds()
+        if job.stopped or job.timed_out:
+            status = (f"{self._why(job)} after {_plural(job.bars(), 'bar')} ({seconds:.1f} s): "
+                      f"{_plural(len(results), 'partial variation')} kept, seed {seed}.")
+        else:
+            notes = ", ".join(str(r["notes"]) for r in records)
+            status = (f"Done: {len(results)} variation(s) in {seconds:.1f} s, seed {seed}, "
+                      f"new notes: {notes}.")
+        midis = [r["midi"] for r in records] + [None] * (MAX_VARIATIONS - len(records))
+        return (status, seed, *views[:MAX_VARIATIONS], *views[MAX_VARIATIONS:], *midis, records)
+
+    def _view(self, i: int, record: dict, full: bool, size: RollSize) -> View:
+        score = symusic.Score(record["midi"])  # ours: may be empty after an early Stop
+        note = (f"Variation {i + 1} of {record['count']}, seed {record['seed']}: the same seed with "
+                f"{_plural(record['count'], 'variation')} makes it again.")
+        if not score.note_num():
+            return View(None, placeholder_html(f"Variation {i + 1}: no notes yet."), 0)
+        try:
+            return render_view(score, f"result-audio-{i + 1}", boundary_tick=record["boundary"] or None,
+                               full=full, size=size, note=note)
+        except MusicmhaError as error:
+            raise gr.Error(f"cannot render variation {i + 1}: {error}") from None
+
+    def views(self, full: bool, records: list[dict] | None) -> list:
+        """4 audios then 4 piano rolls for the results (the whole piece, or the prompt's last bars and then
+        the continuation)."""
+        records = records or []
+        size = roll_size(len(records))
+        # FluidSynth runs as a subprocess: the variations render side by side.
+        with ThreadPoolExecutor(max(1, len(records))) as pool:
+            shown: list[View | None] = list(pool.map(lambda i: self._view(i, records[i], full, size),
+                                                     range(len(records))))
         shown += [None] * (MAX_VARIATIONS - len(shown))
-        used = job.results[0].seed
-        notes = ", ".join(str(r.continuation.note_num()) for r in job.results)
-        status = f"Done: {len(job.results)} variation(s), seed {used}, new notes: {notes}."
-        yield (status, used, *[s.audio if s else None for s in shown], *[str(s.image) if s else None for s in shown],
-               *[str(s.midi) if s else None for s in shown])
-
-
-class _Job:
-    """One `continue_midi` call in a worker thread, so the handler can report progress and stream."""
-
-    def __init__(self, generator, prompt: symusic.Score | None, kwargs: dict, time_limit: float) -> None:
-        self.generator, self.steps, self.tokens = generator, 0, []
-        self.results, self.error = [], None
-        self.stop, self.done = threading.Event(), threading.Event()
-        self._deadline = time.monotonic() + time_limit
-        threading.Thread(target=self._run, args=(prompt, kwargs), daemon=True, name="musicmha-generate").start()
-
-    def _callback(self, step: int, tokens) -> None:
-        self.steps = step + 1
-        self.tokens.append(int(tokens[0]))
-        if self.stop.is_set():
-            raise Stopped("generation stopped")
-        if time.monotonic() > self._deadline:
-            raise Stopped("generation took too long; ask for fewer bars or variations")
-
-    def _run(self, prompt: symusic.Score | None, kwargs: dict) -> None:
-        try:
-            self.results = self.generator.continue_midi(prompt, callback=self._callback, **kwargs)
-        except (MusicmhaError, Stopped) as error:
-            self.error = str(error)
-        except Exception:  # a bug: keep the traceback in the log, show one line in the page
-            logger.exception("generation failed")
-            self.error = "generation failed (see the server log)"
-        finally:
-            self.done.set()
-
-    def live_roll(self, files: TempFiles) -> str | None:
-        """A rough piano roll of the first variation's new tokens so far (decoded from a bar start, so
-        its timing is approximate; the final roll is exact)."""
-        tok = self.generator.tokenizer
-        ids = [tok.bos_id, tok.miditok.vocab.get("Bar_None", tok.bos_id), *self.tokens]
-        try:
-            score = tok.decode([i for i in ids if i not in (tok.eos_id, tok.pad_id)])
-            if not score.note_num():
-                return None
-            from ..pianoroll import piano_roll_png
-
-            path = files.path("live.png")
-            piano_roll_png(score, path, width=1000, height=360, title=f"so far: {self.steps} tokens")
-            return str(path)
-        except Exception:  # a half-written note group may not decode; the next update will
-            return None
+        return [v.audio if v else None for v in shown] + [v.html if v else "" for v in shown]

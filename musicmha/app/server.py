@@ -56,13 +56,14 @@ def prepare(args: argparse.Namespace):
     import gradio as gr
 
     from .ui import build_app
+    from .views import CSS, PLAYHEAD_JS
 
     config = make_config(args)
     app = build_app(config).queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)
     port = args.port or int(os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT)
     upload_limit = 2 * config.max_upload_bytes  # gradio's hard stop; our own limit gives the clearer message
     kwargs = dict(server_name=args.host or DEFAULT_HOST, server_port=port, share=False, ssr_mode=False,
-                  theme=gr.themes.Default(), max_file_size=upload_limit,
+                  theme=gr.themes.Default(), css=CSS, head=PLAYHEAD_JS, max_file_size=upload_limit,
                   allowed_paths=[str(config.files.root)], show_error=False, footer_links=["api", "settings"])
     return app, kwargs
 

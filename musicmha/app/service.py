@@ -23,8 +23,8 @@ import symusic
 from .. import generator as generator_module
 from ..errors import MusicmhaError
 from ..generator import MusicGenerator, default_checkpoint
-from ..pianoroll import piano_roll_png
 from ..render import render_audio
+from .views import RollSize, roll_html, window, window_start
 
 logger = logging.getLogger(__name__)
 
@@ -118,18 +118,27 @@ class TempFiles:
 
 
 @dataclass
-class Rendered:
-    """What the page shows for one score: audio for gr.Audio, a piano roll PNG and the MIDI file."""
+class View:
+    """What the page shows for one score: audio for gr.Audio and the piano roll (HTML with a playhead),
+    both from the same window of the score."""
     audio: tuple[int, np.ndarray]
-    image: Path
-    midi: Path
+    html: str
+    start_tick: int  # where the window starts in the score (0: the whole piece)
 
 
-def render_score(score: symusic.Score, files: TempFiles, name: str, *, boundary_tick: int | None = None,
-                 title: str | None = None) -> Rendered:
-    midi = files.path(f"{name}.mid")
-    midi.write_bytes(score.dumps_midi())
-    audio, rate = render_audio(score, sample_rate=SAMPLE_RATE, max_seconds=MAX_AUDIO_SECONDS)
-    image = midi.with_suffix(".png")
-    piano_roll_png(score, image, boundary_tick=boundary_tick, width=1000, height=360, title=title)
-    return Rendered((rate, audio), image, midi)
+def render_view(score: symusic.Score, audio_id: str, *, boundary_tick: int | None = None, full: bool = True,
+                size: RollSize = RollSize(1000, 340), title: str | None = None, note: str = "") -> View:
+    """Audio and piano roll of `score`: the whole piece, or (full=False) the prompt's last bars and then the
+    continuation. Both start at the same tick, so the audio's second 0 is the roll's left edge."""
+    start = 0 if full or not boundary_tick else window_start(score, boundary_tick)
+    shown = window(score, start)
+    boundary = boundary_tick - start if boundary_tick else None
+    audio, rate = render_audio(shown, sample_rate=SAMPLE_RATE, max_seconds=MAX_AUDIO_SECONDS)
+    html = roll_html(shown, audio_id, boundary_tick=boundary, size=size, title=title, note=note)
+    return View((rate, audio), html, start)
+
+
+def write_midi(score: symusic.Score, files: TempFiles, name: str) -> Path:
+    path = files.path(name)
+    path.write_bytes(score.dumps_midi())
+    return path

@@ -1,19 +1,37 @@
-"""The page: `build_app(config) -> gr.Blocks`, wiring components to the plain handlers in handlers.py."""
+"""The page: `build_app(config) -> gr.Blocks`, wiring components to the plain handlers in handlers.py.
+
+Order on the page follows what a musician does, and fits a phone: the prompt, the length, Generate/Stop,
+the results; everything else is under "More settings" (closed)."""
 
 from __future__ import annotations
+
+import functools
 
 import gradio as gr
 
 from .about import about_markdown
-from .handlers import LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, AppConfig, Handlers, new_session
+from .handlers import AppConfig, Handlers
+from .history import new_session
+from .settings import (CHOOSE, INSTRUMENT_MODES, KEEP, LABELS, LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, METERS,
+                       MODEL_METER, PROGRAM_CHOICES)
+from .views import placeholder_html
 
 TITLE = "musicmha: continue a piece of music"
 # Gradio's cache (numpy audio it converts to WAV, uploads): swept hourly of files older than two hours.
 DELETE_CACHE = (3600, 7200)
+# Without the waveform, Gradio's player plays through its <audio> element in the page, whose events the
+# playhead script hears (the waveform player's own audio element is not in the document); the piano roll
+# under each player shows the music instead.
+PLAIN_PLAYER = gr.WaveformOptions(show_recording_waveform=False)
 
 
-def _slot_visibility(*files: str | None) -> list:
-    """Show a result slot (the first always) when it holds a result."""
+def _slots(count: float | None) -> list:
+    """Show as many result slots as variations asked for (the first always)."""
+    n = int(count or 1)
+    return [gr.Column(visible=index < n) for index in range(MAX_VARIATIONS)]
+
+
+def _slots_with_results(*files: str | None) -> list:
     return [gr.Column(visible=index == 0 or bool(f)) for index, f in enumerate(files)]
 
 
@@ -21,90 +39,132 @@ def _length_input(unit: str) -> gr.Number:
     # No `maximum`: gradio checks it server-side against the first configuration (bars), which would
     # refuse token lengths; the handler checks the limit of the chosen unit instead.
     default = {"bars": 4, "seconds": 10, "tokens": 256}[unit]
-    return gr.Number(value=default, minimum=1, step=1,
-                     label=f"Length ({unit}, at most {LIMITS[unit]})")
+    return gr.Number(value=default, minimum=1, step=1, label=f"Length ({unit}, at most {LIMITS[unit]})",
+                     elem_id="length")
+
+
+def _label(key: str) -> dict:
+    label, info = LABELS[key]
+    return {"label": label, "info": info}
 
 
 def build_app(config: AppConfig) -> gr.Blocks:
     handlers = Handlers(config)
     checkpoint_choices = [(p.name, str(p)) for p in config.checkpoints]
     with gr.Blocks(title=TITLE, delete_cache=DELETE_CACHE, analytics_enabled=False) as app:
-        session = gr.State(new_session())
-        gr.Markdown(f"## {TITLE}\nUpload a MIDI file or pick an example, listen to it, then let the model "
-                    "continue it. Continue from a result you like, or undo to go back.")
+        session, results = gr.State(new_session()), gr.State([])
+        gr.Markdown(f"## {TITLE}\nDrop a MIDI file or pick an example, listen, then let the model continue it. "
+                    "Continue from a result you like; undo and redo walk your history.")
         with gr.Row():
-            with gr.Column(scale=1):
-                prompt_file = gr.File(label="Prompt (.mid / .midi)", file_types=[".mid", ".midi"],
-                                      type="filepath", elem_id="prompt-file")
-                example = gr.Dropdown(list(config.examples), value=None, label="Example prompts",
+            with gr.Column(scale=1, min_width=280):
+                prompt_file = gr.File(label="Drop a MIDI file (.mid / .midi)", file_types=[".mid", ".midi"],
+                                      type="filepath", elem_id="prompt-file", height=110)
+                example = gr.Dropdown(list(config.examples), value=None, label="...or an example",
                                       elem_id="example")
                 with gr.Row():
-                    empty = gr.Button("Start from nothing", size="sm")
-                    undo = gr.Button("Undo", size="sm", elem_id="undo")
+                    empty = gr.Button("Start from nothing", size="sm", elem_id="empty")
+                    undo = gr.Button("Undo", size="sm", elem_id="undo", interactive=False)
+                    redo = gr.Button("Redo", size="sm", elem_id="redo", interactive=False)
                 prompt_info = gr.Markdown("No prompt: the model starts from nothing.", elem_id="prompt-info")
+                history_md = gr.Markdown("", elem_id="history")
+                # What Generate reads (and the API's prompt file); the name is shown in the info line.
+                current = gr.File(label="Current prompt", interactive=False, elem_id="current-prompt",
+                                  elem_classes="mm-hidden")
             with gr.Column(scale=2):
-                prompt_audio = gr.Audio(label="Prompt", type="numpy", interactive=False, elem_id="prompt-audio")
-                prompt_roll = gr.Image(label="Prompt piano roll", type="filepath", interactive=False)
+                prompt_audio = gr.Audio(label="Prompt", type="numpy", interactive=False, elem_id="prompt-audio",
+                                        waveform_options=PLAIN_PLAYER)
+                prompt_roll = gr.HTML(placeholder_html("No prompt: the model starts from nothing."),
+                                      elem_id="prompt-roll", padding=False)
 
-        with gr.Accordion("Settings", open=True):
-            with gr.Row():
-                unit = gr.Radio(list(LIMITS), value="bars", label="Length in")
-                length = _length_input("bars")
-                variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="Variations", elem_id="variations")
-            with gr.Row():
-                temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
-                top_k = gr.Slider(0, 200, value=0, step=1, label="Top-k (0: off)")
-                top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.01, label="Top-p (1: off)")
-            with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                random_seed = gr.Checkbox(value=True, label="Random seed")
-                prompt_tokens = gr.Slider(0, MAX_PROMPT_TOKENS, value=0, step=16,
-                                          label="Prompt tokens conditioning the model (0: automatic)")
-                checkpoint = gr.Dropdown(checkpoint_choices, label="Checkpoint", elem_id="checkpoint",
-                                         value=str(config.checkpoint) if config.checkpoint else None)
-
+        with gr.Row(equal_height=True):
+            unit = gr.Radio(list(LIMITS), value="bars", label="Length in", elem_id="unit")
+            length = _length_input("bars")
+            variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="Variations", elem_id="variations")
         with gr.Row():
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
-            stop = gr.Button("Stop", variant="stop", elem_id="stop")
-        with gr.Row():
-            status = gr.Markdown("", elem_id="status")
-            seed_used = gr.Number(label="Seed used", interactive=False, precision=0)
+            stop = gr.Button("Stop (keeps what is made)", variant="stop", elem_id="stop")
+        status = gr.Markdown("", elem_id="status")
+        full_view = gr.Checkbox(False, label="Show the whole piece (default: the prompt's last 2 bars, then the "
+                                "continuation; the MIDI download is always the whole piece)", elem_id="full-view")
 
         slots, audios, rolls, midis, continues = [], [], [], [], []
-        with gr.Row():
+        with gr.Row(elem_id="results"):
             for index in range(MAX_VARIATIONS):
-                with gr.Column(visible=index == 0, min_width=320) as slot:
-                    audios.append(gr.Audio(label=f"Variation {index + 1}", type="numpy", interactive=False,
-                                           elem_id=f"result-audio-{index + 1}"))
-                    rolls.append(gr.Image(label="Piano roll (line: end of the prompt)", type="filepath",
-                                          interactive=False))
-                    midis.append(gr.File(label="MIDI", interactive=False, elem_id=f"result-midi-{index + 1}"))
-                    continues.append(gr.Button("Continue this one", size="sm", elem_id=f"continue-{index + 1}"))
+                n = index + 1
+                with gr.Column(visible=index == 0, min_width=0) as slot:
+                    audios.append(gr.Audio(label=f"Variation {n}", type="numpy", interactive=False,
+                                           elem_id=f"result-audio-{n}", waveform_options=PLAIN_PLAYER))
+                    rolls.append(gr.HTML("", elem_id=f"result-roll-{n}", padding=False))
+                    with gr.Row():
+                        midis.append(gr.File(label="MIDI (whole piece)", interactive=False,
+                                             elem_id=f"result-midi-{n}", height=60))
+                        continues.append(gr.Button("Continue this one", size="sm", elem_id=f"continue-{n}"))
                 slots.append(slot)
 
-        with gr.Accordion("About", open=False):
+        with gr.Accordion("More settings", open=False, elem_id="settings"):
+            with gr.Row():
+                temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, **_label("temperature"))
+                top_k = gr.Slider(0, 200, value=0, step=1, **_label("top_k"))
+                top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.01, **_label("top_p"))
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, minimum=0, elem_id="seed", **_label("seed"))
+                random_seed = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
+                seed_used = gr.Number(label="Seed of the last run", interactive=False, precision=0,
+                                      elem_id="seed-used")
+            with gr.Row():
+                instruments_mode = gr.Radio(list(INSTRUMENT_MODES), value=KEEP, label="Instruments",
+                                            elem_id="instruments-mode")
+                programs = gr.Dropdown(PROGRAM_CHOICES, value=[0], multiselect=True, elem_id="programs",
+                                       label="Instruments to use (General MIDI)", visible=False)
+                drums = gr.Checkbox(value=True, label="Drums", elem_id="drums", visible=False)
+                allow_early_end = gr.Checkbox(value=False, elem_id="early-end",
+                                              label="Let the model end the piece before the length asked for")
+            with gr.Row():
+                tempo = gr.Number(value=0, minimum=0, label="Tempo in BPM (from nothing only; 0: the model's choice)",
+                                  elem_id="tempo")
+                time_signature = gr.Dropdown(list(METERS), value=MODEL_METER, allow_custom_value=True,
+                                             label="Time signature (from nothing only)", elem_id="time-signature")
+            with gr.Row():
+                prompt_tokens = gr.Slider(0, MAX_PROMPT_TOKENS, value=0, step=16, **_label("prompt_tokens"))
+                checkpoint = gr.Dropdown(checkpoint_choices, label="Model checkpoint", elem_id="checkpoint",
+                                         value=str(config.checkpoint) if config.checkpoint else None)
+
+        with gr.Accordion("About the model", open=False):
             about = gr.Markdown(about_markdown(config.checkpoint))
 
-        # Prompt: every change (upload, example, continue, undo, clear) is previewed and recorded.
-        preview = prompt_file.change(handlers.clear_prompt, outputs=[prompt_audio, prompt_roll, prompt_info],
-                                     queue=False, api_visibility="private")
-        preview.then(handlers.show_prompt, inputs=[prompt_file, session],
-                     outputs=[prompt_audio, prompt_roll, prompt_info, session], api_name="preview",
-                     concurrency_limit=2)
-        example.input(handlers.pick_example, inputs=example, outputs=prompt_file, api_visibility="private")
-        empty.click(lambda: None, outputs=prompt_file, queue=False, api_visibility="private")
-        undo.click(handlers.undo, inputs=session, outputs=[prompt_file, session], api_visibility="private")
-        for button, midi in zip(continues, midis):
-            button.click(handlers.continue_from, inputs=midi, outputs=prompt_file, api_visibility="private")
+        # Prompt: every change goes through the session history and shows the same outputs.
+        shown = [current, prompt_audio, prompt_roll, prompt_info, history_md, undo, redo, session]
+        prompt_file.upload(handlers.upload, inputs=[prompt_file, session], outputs=[prompt_file, *shown],
+                           api_name="preview", concurrency_limit=2, show_progress_on=prompt_audio)
+        example.input(handlers.pick_example, inputs=[example, session], outputs=shown, api_visibility="private",
+                      show_progress_on=prompt_audio)
+        empty.click(handlers.start_from_nothing, inputs=session, outputs=shown, api_visibility="private",
+                      show_progress_on=prompt_audio)
+        undo.click(handlers.undo, inputs=session, outputs=shown, api_visibility="private",
+                      show_progress_on=prompt_audio)
+        redo.click(handlers.redo, inputs=session, outputs=shown, api_visibility="private",
+                      show_progress_on=prompt_audio)
+        for index, button in enumerate(continues):
+            button.click(functools.partial(handlers.continue_from, index), inputs=[results, session],
+                         outputs=shown, api_visibility="private", show_progress_on=prompt_audio)
         unit.change(_length_input, inputs=unit, outputs=length, queue=False, api_visibility="private")
+        instruments_mode.change(lambda mode: [gr.Dropdown(visible=mode == CHOOSE), gr.Checkbox(visible=mode == CHOOSE)],
+                                inputs=instruments_mode, outputs=[programs, drums], queue=False,
+                                api_visibility="private")
         checkpoint.change(lambda value: about_markdown(handlers.checkpoint_folder(value)), inputs=checkpoint,
                           outputs=about, queue=False, api_visibility="private")
+        full_view.change(handlers.views, inputs=[full_view, results], outputs=[*audios, *rolls],
+                         api_visibility="private", show_progress="hidden")
 
-        run = generate.click(handlers.generate,
-                             inputs=[prompt_file, unit, length, temperature, top_k, top_p, seed, random_seed,
-                                     variations, prompt_tokens, checkpoint],
-                             outputs=[status, seed_used, *audios, *rolls, *midis], api_name="generate",
-                             concurrency_id="generate")
-        run.then(_slot_visibility, inputs=midis, outputs=slots, queue=False, api_visibility="private")
-        stop.click(None, cancels=[run], queue=False, api_visibility="private")
+        settings = [unit, length, temperature, top_k, top_p, seed, random_seed, variations, prompt_tokens, checkpoint,
+                    instruments_mode, programs, drums, allow_early_end, tempo, time_signature]
+        # A bad value stops the chain at the check: one message, nothing else on the page changes.
+        run = (generate.click(handlers.check, inputs=[current, *settings], api_visibility="private",
+                              show_progress="hidden", concurrency_limit=None)
+               .success(_slots, inputs=variations, outputs=slots, queue=False, api_visibility="private")
+               .success(handlers.generate, inputs=[current, *settings, full_view, session],
+                        outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="generate",
+                        concurrency_id="generate", show_progress="hidden"))
+        run.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
+        stop.click(handlers.stop, queue=False, api_visibility="private", show_progress="hidden")
     return app

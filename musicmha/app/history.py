@@ -1,0 +1,70 @@
+"""A session's prompt history, without gradio: every prompt the user had (bytes and the name of the piece
+it came from), a position in it, undo and redo. Plain dicts, so it lives in a gr.State as is."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+HISTORY_STEPS = 20  # prompts kept per session (small: MIDI bytes)
+NOTHING = "nothing (the model starts from scratch)"
+
+
+def new_session() -> dict[str, Any]:
+    """No prompt yet. `entries[i]` = {"data": bytes | None, "base": piece name, "steps": continuations}."""
+    return {"entries": [{"data": None, "base": None, "steps": 0}], "index": 0}
+
+
+def current(session: dict) -> dict:
+    return session["entries"][session["index"]]
+
+
+def name_of(entry: dict) -> str:
+    """'bach_bwv66.6_chorale', 'bach_bwv66.6_chorale + 2 continuations', or the 'nothing' text."""
+    if entry["data"] is None:
+        return NOTHING
+    steps = entry["steps"]
+    return entry["base"] + (f" + {steps} continuation{'s' if steps > 1 else ''}" if steps else "")
+
+
+def file_name(entry: dict) -> str:
+    """A safe file name for the prompt's MIDI ('bach_bwv66.6_chorale+2.mid')."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", entry["base"] or "prompt").strip("._") or "prompt"
+    return f"{stem}{'+' + str(entry['steps']) if entry['steps'] else ''}.mid"
+
+
+def push(session: dict, data: bytes | None, base: str | None, steps: int = 0) -> dict:
+    """A new session with this prompt after the current one (redo steps beyond it are dropped, as in any
+    editor); unchanged when it is the current prompt already."""
+    now = current(session)
+    if now["data"] == data and (data is None or now["base"] == base):
+        return session
+    entries = [*session["entries"][:session["index"] + 1], {"data": data, "base": base, "steps": steps}]
+    entries = entries[-HISTORY_STEPS:]
+    return {"entries": entries, "index": len(entries) - 1}
+
+
+def can_undo(session: dict) -> bool:
+    """Undo stops at the first prompt the user had: it never falls back to 'nothing' by surprise, unless
+    'nothing' was chosen on purpose after a prompt."""
+    index = session["index"]
+    return index > 0 and not (index == 1 and session["entries"][0]["data"] is None)
+
+
+def can_redo(session: dict) -> bool:
+    return session["index"] < len(session["entries"]) - 1
+
+
+def move(session: dict, step: int) -> dict:
+    return {"entries": session["entries"], "index": session["index"] + step}
+
+
+def markdown(session: dict) -> str:
+    """The visible history: one line per prompt, the current one marked."""
+    entries = session["entries"]
+    shown = [(i, e) for i, e in enumerate(entries) if not (i == 0 and e["data"] is None and len(entries) > 1)]
+    if len(shown) <= 1:
+        return ""
+    lines = [f"{'**▶ ' if i == session['index'] else '&nbsp;&nbsp;&nbsp;'}{n}. {name_of(e)}"
+             f"{'**' if i == session['index'] else ''}" for n, (i, e) in enumerate(shown, 1)]
+    return "History (undo / redo walk it):  \n" + "  \n".join(lines)

@@ -1,0 +1,124 @@
+"""One generation in a worker thread, without gradio: it counts tokens and bars for the status line, can be
+stopped (keeping what was made so far), and sketches every variation's notes so far for the live preview.
+
+Stopping returns True from the sampling callback, which ends `generate` there; `continue_midi` then decodes
+the partial rows like finished ones (the grammar keeps every prefix a valid piece).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import symusic
+
+from ..errors import MusicmhaError
+from .views import bar_starts
+
+logger = logging.getLogger(__name__)
+
+
+class GenerationJob:
+    def __init__(self, generator, prompt: symusic.Score | None, kwargs: dict, time_limit: float) -> None:
+        self.generator, self.prompt, self.kwargs = generator, prompt, kwargs
+        self.steps = 0
+        self.rows: list[list[int]] = []  # new token ids per variation, as sampled
+        self.results: list = []
+        self.error: str | None = None
+        self.stopped, self.timed_out = False, False
+        self.stop, self.done = threading.Event(), threading.Event()
+        self.started = time.monotonic()
+        self._deadline = self.started + time_limit
+        vocab = generator.tokenizer.miditok.vocab
+        self._bar_id = vocab.get("Bar_None")
+        threading.Thread(target=self._run, daemon=True, name="musicmha-generate").start()
+
+    def _callback(self, step: int, tokens) -> bool:
+        """Record the new tokens; True ends the generation (Stop pressed, or the time limit reached)."""
+        values = tokens.tolist()
+        if not self.rows:
+            self.rows = [[] for _ in values]
+        for row, value in zip(self.rows, values):
+            row.append(int(value))
+        self.steps = step + 1
+        if self.stop.is_set():
+            self.stopped = True
+            return True
+        if time.monotonic() > self._deadline:
+            self.timed_out = True
+            return True
+        return False
+
+    def _run(self) -> None:
+        try:
+            self.results = self.generator.continue_midi(self.prompt, callback=self._callback, **self.kwargs)
+        except MusicmhaError as error:
+            self.error = str(error)
+        except Exception:  # a bug: keep the traceback in the log, show one line in the page
+            logger.exception("generation failed")
+            self.error = "generation failed (see the server log)"
+        finally:
+            self.done.set()
+
+    def bars(self) -> int:
+        """Bars started so far by the slowest variation (the first new bar line opens bar 1)."""
+        if not self.rows or self._bar_id is None:
+            return 0
+        return min(row.count(self._bar_id) for row in self.rows)
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def sketches(self) -> list[symusic.Score | None]:
+        """Each variation so far, merged into the prompt on the prompt's time axis (None where nothing
+        decodes yet). Approximate: the new tokens are decoded from the prompt's last bar line, in the prompt's
+        tempo; the final results are exact."""
+        return [self._sketch(list(row)) for row in list(self.rows)]
+
+    def _sketch(self, new: list[int]) -> symusic.Score | None:
+        tok = self.generator.tokenizer
+        specials = {tok.eos_id, tok.pad_id, tok.bos_id}
+        new = [i for i in new if i not in specials]
+        ids = [tok.bos_id, *([self._bar_id] if self.prompt is not None and self._bar_id is not None else []), *new]
+        try:
+            fragment = tok.decode(ids)
+        except Exception:  # a half-written note group may not decode yet; the next update will
+            return None
+        if not fragment.note_num():
+            return None
+        if self.prompt is None:
+            return fragment
+        return merge(self.prompt, fragment, last_bar_start(self.prompt))
+
+
+def last_bar_start(score: symusic.Score) -> int:
+    """The bar line before the prompt's last note onset: where its last tokens' bar begins."""
+    onsets = [int(n.time) for t in score.tracks for n in t.notes]
+    last = max(onsets) if onsets else 0
+    starts = bar_starts(score, last)
+    return starts[-1] if starts else 0
+
+
+def merge(prompt: symusic.Score, fragment: symusic.Score, offset: int) -> symusic.Score:
+    """`fragment`'s notes in `prompt`'s ticks from `offset` on, added to a copy of `prompt` (same program
+    and drum flag: same track, so colours and names match the final roll)."""
+    moved = fragment.resample(prompt.ticks_per_quarter, min_dur=1).shift_time(offset)
+    merged = prompt.copy()
+    for track in moved.tracks:
+        same = [t for t in merged.tracks if t.program == track.program and t.is_drum == track.is_drum]
+        if same:
+            same[0].notes.extend(track.notes)
+            same[0].notes.sort()
+        else:
+            merged.tracks.append(track.copy())
+    return merged
+
+
+def describe(kwargs: dict[str, Any]) -> str:
+    """'8 bars', '10 seconds', '256 tokens': the length asked for, in the status line."""
+    for key, unit in (("bars", "bars"), ("seconds", "seconds"), ("max_new_tokens", "tokens")):
+        if kwargs.get(key) is not None:
+            return f"{kwargs[key]:g} {unit}"
+    return "the default length"

@@ -1,0 +1,143 @@
+"""What a variation looks like in the page, without gradio: the window it is heard and seen in (the prompt's
+last bars, then the continuation), its piano roll as HTML with a playhead, and the page's script and style.
+
+The audio and the roll of one view are made from the same windowed score, so second 0 of the audio is the
+roll's left edge and the script can place the playhead from the audio element's currentTime alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+
+import symusic
+
+from ..pianoroll import piano_roll
+
+CONTEXT_BARS = 2  # bars of the prompt heard and shown before the continuation
+
+
+def bar_starts(score: symusic.Score, until: int) -> list[int]:
+    """Bar lines (ticks) of `score` from 0 up to `until`, following its time signatures (4/4 before the
+    first one, as MIDI players assume)."""
+    tpq = score.ticks_per_quarter
+    changes = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures)
+    if not changes or changes[0][0] > 0:
+        changes.insert(0, (0, 4, 4))
+    starts: list[int] = []
+    for index, (time, numerator, denominator) in enumerate(changes):
+        stop = changes[index + 1][0] if index + 1 < len(changes) else until + 1
+        bar = max(1, round(tpq * 4 * numerator / denominator))
+        tick = time
+        while tick < min(stop, until + 1):
+            starts.append(tick)
+            tick += bar
+    return starts
+
+
+def window_start(score: symusic.Score, boundary_tick: int, bars: int = CONTEXT_BARS) -> int:
+    """Tick where the short view starts: the start of the `bars`-th last bar of the prompt, i.e. the bar
+    holding the prompt's end and the ones before it (0 when the prompt is shorter)."""
+    if boundary_tick <= 0:
+        return 0
+    starts = [s for s in bar_starts(score, boundary_tick) if s < boundary_tick]
+    return starts[-bars] if len(starts) >= bars else 0
+
+
+def window(score: symusic.Score, start: int) -> symusic.Score:
+    """`score` from tick `start` on, moved so that `start` is 0; the tempo and meter in force at `start`
+    are kept (symusic's clip moves them there). Notes that began before `start` are left out."""
+    if start <= 0:
+        return score
+    return score.clip(start, max(int(score.end()), start) + 1, clip_end=False).shift_time(-start)
+
+
+@dataclass(frozen=True)
+class RollSize:
+    width: int
+    height: int
+
+
+def roll_size(variations: int) -> RollSize:
+    """Pixel size of a result's roll, so its text stays readable at the width one result gets on a
+    laptop screen (1 per row, 2 per row, 3 per row, 2 x 2)."""
+    return {1: RollSize(1150, 340), 2: RollSize(640, 300), 3: RollSize(480, 280)}.get(variations,
+                                                                                      RollSize(640, 300))
+
+
+def roll_html(score: symusic.Score, audio_id: str, *, boundary_tick: int | None = None,
+              size: RollSize = RollSize(1000, 340), title: str | None = None, note: str = "") -> str:
+    """The piano roll as an inline PNG with a playhead that follows the audio player `audio_id`. The data
+    attributes give the plot's left/right edges (fractions of the width) and the time at the right edge,
+    which is all the page script needs."""
+    roll = piano_roll(score, boundary_tick=boundary_tick, width=size.width, height=size.height, title=title)
+    left, top, right, bottom = roll.plot
+    png = base64.b64encode(roll.png()).decode("ascii")
+    w, h = size.width, size.height
+    caption = f'<div class="mm-caption">{html.escape(note)}</div>' if note else ""
+    return (f'<div class="mm-roll" data-audio="{html.escape(audio_id)}" data-x0="{left / w:.5f}" '
+            f'data-x1="{right / w:.5f}" data-end="{roll.end:.4f}">'
+            f'<img src="data:image/png;base64,{png}" alt="piano roll{": " + html.escape(title) if title else ""}">'
+            f'<div class="mm-playhead" style="top:{100 * top / h:.2f}%;height:{100 * (bottom - top) / h:.2f}%">'
+            f'</div></div>{caption}')
+
+
+def placeholder_html(text: str) -> str:
+    return f'<div class="mm-roll mm-empty">{html.escape(text)}</div>'
+
+
+# Gradio's audio player plays through a hidden <audio> inside the component; media events do not bubble,
+# so they are caught on the way down (capture). timeupdate only fires ~4 times a second: while anything
+# plays, a frame loop moves the playhead smoothly.
+PLAYHEAD_JS = """
+<script>
+(() => {
+  if (window.musicmhaPlayhead) return;
+  const sync = (audio) => {
+    const box = audio.closest('[id^="result-audio-"], #prompt-audio');
+    if (!box) return;
+    const roll = document.querySelector(`.mm-roll[data-audio="${box.id}"]`);
+    if (!roll) return;
+    const head = roll.querySelector('.mm-playhead');
+    const x0 = +roll.dataset.x0, x1 = +roll.dataset.x1, end = +roll.dataset.end;
+    const t = audio.currentTime || 0;
+    head.style.left = `${100 * (x0 + (x1 - x0) * Math.min(t / end, 1))}%`;
+    head.style.display = (audio.paused && t === 0) ? 'none' : 'block';
+    roll.dataset.playing = audio.paused ? '0' : '1';
+    roll.dataset.time = t.toFixed(3);
+  };
+  window.musicmhaPlayhead = sync;
+  for (const type of ['play', 'pause', 'ended', 'seeked', 'timeupdate', 'emptied', 'loadedmetadata']) {
+    document.addEventListener(type, (event) => {
+      if (event.target instanceof HTMLMediaElement) sync(event.target);
+    }, true);
+  }
+  const frame = () => {
+    document.querySelectorAll('audio').forEach((audio) => { if (!audio.paused) sync(audio); });
+    requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+})();
+</script>
+"""
+
+CSS = """
+.mm-roll { position: relative; width: 100%; line-height: 0; }
+.mm-roll img { width: 100%; height: auto; display: block; }
+.mm-roll.mm-empty { line-height: 1.4; padding: 2em 1em; color: var(--body-text-color-subdued);
+  border: 1px dashed var(--border-color-primary); text-align: center; }
+.mm-playhead { position: absolute; left: 0; width: 2px; margin-left: -1px; background: #0a0; display: none;
+  pointer-events: none; }
+.mm-caption { font-size: 0.85em; color: var(--body-text-color-subdued); line-height: 1.3; margin-top: 2px; }
+.mm-hidden { display: none !important; }
+#results { display: grid !important; gap: 12px; grid-template-columns: 1fr; }
+#results:has(> :nth-child(2)) { grid-template-columns: 1fr 1fr; }
+#results:has(> :nth-child(3)) { grid-template-columns: 1fr 1fr 1fr; }
+#results:has(> :nth-child(4)) { grid-template-columns: 1fr 1fr; }
+#results > * { min-width: 0 !important; }
+@media (max-width: 700px) {
+  #results, #results:has(> :nth-child(2)), #results:has(> :nth-child(3)), #results:has(> :nth-child(4)) {
+    grid-template-columns: 1fr; }
+}
+"""
