@@ -58,16 +58,26 @@ def _training_lines(folder: Path) -> list[str]:
     return [f"Training: {', '.join(parts)}."] if parts else []
 
 
-def about_markdown(folder: Path | None) -> str:
-    """Markdown for the About panel for checkpoint `folder` (None: no checkpoint found)."""
+def about_summary(folder: Path | None) -> str:
+    """A few lines: which model, its size and training, where its music comes from (short enough for a
+    phone screen; the full card is one click further)."""
     if folder is None:
-        model = "### Model\nNo checkpoint found: put one under `checkpoints/` or start the app with `--checkpoint`.\n"
-    else:
-        lines = [f"### Model: `{folder.name}`", *_model_lines(folder), *_training_lines(folder)]
-        model = "\n\n".join(lines) + "\n"
-        readme = folder / "README.md"
-        if readme.is_file():
-            text = readme.read_text(errors="replace").splitlines()[:_README_LINES]
-            # Demote the README's headings so they sit under ours.
-            model += "\n" + "\n".join("###" + line if line.startswith("#") else line for line in text) + "\n"
-    return "\n".join([model, DATA, TRAIN_YOUR_OWN])
+        return "### Model\nNo checkpoint found: put one under `checkpoints/` or start the app with `--checkpoint`.\n"
+    lines = [f"### Model: `{folder.name}`", *_model_lines(folder), *_training_lines(folder),
+             "Learned from public-domain scores bundled with [music21](https://web.mit.edu/music21/)."]
+    return "\n\n".join(lines) + "\n"
+
+
+def model_card(folder: Path | None) -> str:
+    """The checkpoint's README (its beginning), the data, and how to train a model of your own."""
+    card = ""
+    if folder is not None and (folder / "README.md").is_file():
+        text = (folder / "README.md").read_text(errors="replace").splitlines()[:_README_LINES]
+        # Demote the README's headings so they sit under ours.
+        card = "\n".join("###" + line if line.startswith("#") else line for line in text) + "\n"
+    return "\n".join([card, DATA, TRAIN_YOUR_OWN])
+
+
+def about_markdown(folder: Path | None) -> str:
+    """Markdown for the About panel for checkpoint `folder` (None: no checkpoint found): summary, then card."""
+    return about_summary(folder) + "\n" + model_card(folder)

@@ -9,7 +9,7 @@ import functools
 
 import gradio as gr
 
-from .about import about_markdown
+from .about import about_summary, model_card
 from .handlers import AppConfig, Handlers
 from .history import new_session
 from .settings import (CHOOSE, INSTRUMENT_MODES, KEEP, LABELS, LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, METERS,
@@ -129,8 +129,10 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 checkpoint = gr.Dropdown(checkpoint_choices, label="Model checkpoint", elem_id="checkpoint",
                                          value=str(config.checkpoint) if config.checkpoint else None)
 
-        with gr.Accordion("About the model", open=False):
-            about = gr.Markdown(about_markdown(config.checkpoint))
+        with gr.Accordion("About the model", open=False, elem_id="about"):
+            about = gr.Markdown(about_summary(config.checkpoint))
+            with gr.Accordion("Full model card, data and training your own", open=False):
+                card = gr.Markdown(model_card(config.checkpoint))
 
         # Prompt: every change goes through the session history and shows the same outputs.
         shown = [current, prompt_audio, prompt_roll, prompt_info, history_md, undo, redo, session]
@@ -151,8 +153,9 @@ def build_app(config: AppConfig) -> gr.Blocks:
         instruments_mode.change(lambda mode: [gr.Dropdown(visible=mode == CHOOSE), gr.Checkbox(visible=mode == CHOOSE)],
                                 inputs=instruments_mode, outputs=[programs, drums], queue=False,
                                 api_visibility="private")
-        checkpoint.change(lambda value: about_markdown(handlers.checkpoint_folder(value)), inputs=checkpoint,
-                          outputs=about, queue=False, api_visibility="private")
+        checkpoint.change(lambda value: (about_summary(handlers.checkpoint_folder(value)),
+                                         model_card(handlers.checkpoint_folder(value))),
+                          inputs=checkpoint, outputs=[about, card], queue=False, api_visibility="private")
         full_view.change(handlers.views, inputs=[full_view, results], outputs=[*audios, *rolls],
                          api_visibility="private", show_progress="hidden")
 
