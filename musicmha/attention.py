@@ -16,9 +16,9 @@ token or a chunk at a time against a static `KVCache`.
 
 Backends (`backend=`): "sdpa" folds every position term and mask into one additive bias for
 `scaled_dot_product_attention` (rope and none get its fused causal kernels directly); "blocked" and "flex"
-are the fast causal relative kernels of `relative_kernel`. "auto" picks "blocked" for causal relative
-self-attention over a whole sequence (training, prefill) and "sdpa" for everything else (decoding one row
-needs no skew; see `relative_rows`).
+are the fast causal relative kernels of `relative_kernel`. "auto" picks "blocked" on the CPU (and "sdpa" on
+CUDA, see `auto_backend`) for causal relative self-attention over a whole sequence (training, prefill) and
+"sdpa" for everything else (decoding one row needs no skew; see `relative_rows`).
 """
 
 from __future__ import annotations
@@ -147,8 +147,9 @@ class MultiHeadAttention(nn.Module):
             return blocked_causal_relative_attention(q, k, v, self.relative_embeddings, scale=self.head_dim**-0.5,
                                                      dropout_p=dropout_p, block_size=self.block_size)
         if backend == "flex":
-            if dropout_p > 0.0:
-                raise ValueError("the flex backend has no attention dropout; use backend='blocked'")
+            if dropout_p > 0.0:  # FlexAttention has no dropout on the probabilities; never drop it silently
+                raise ValueError(f"attention_backend 'flex' has no attention dropout (dropout={self.dropout}): "
+                                 "train it with dropout 0, or use the 'blocked' or 'sdpa' backend")
             return flex_causal_relative_attention(q, k, v, self.relative_embeddings, scale=self.head_dim**-0.5)
         bias = self._logit_bias(q, k.shape[2], first_query_pos, key_padding_mask)
         is_causal = bias is None and self.causal and first_query_pos == 0 and q.shape[2] == k.shape[2]
@@ -164,7 +165,7 @@ class MultiHeadAttention(nn.Module):
                                  and first_query_pos == 0 and q.shape[2] == k.shape[2])
         if not whole_causal_sequence or self.backend == "sdpa":
             return "sdpa"
-        return "blocked" if self.backend == "auto" else self.backend
+        return auto_backend(q.device.type) if self.backend == "auto" else self.backend
 
     def _visible(self, n_queries: int, n_keys: int, first_query_pos: int,
                  key_padding_mask: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
@@ -219,3 +220,14 @@ class MultiHeadAttention(nn.Module):
         if len(self._mask_cache) >= 16:
             self._mask_cache.pop(next(iter(self._mask_cache)))
         self._mask_cache[key] = tensor
+
+
+def auto_backend(device_type: str) -> str:
+    """What "auto" runs for causal relative self-attention over a whole sequence on this device type.
+
+    CPU: "blocked" (2-2.7x faster than SDPA's math path there; docs/benchmarks.md). CUDA: "sdpa": with a
+    float bias that needs a gradient, CUDA SDPA takes its memory-efficient kernel, which returns the bias
+    gradient in one fused pass, where "blocked" launches several small kernels per block from Python.
+    Chosen from the kernels' documented support, not measured: no GPU has run this yet, and
+    benchmarks/gpu_smoke.py times all three backends so the first GPU run can confirm or revise it."""
+    return "sdpa" if device_type == "cuda" else "blocked"

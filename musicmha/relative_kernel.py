@@ -41,16 +41,25 @@ def _skew_view(buffer: torch.Tensor, n_keys: int) -> torch.Tensor:
     at column t = j + (b-1-a) - r = j + c - 1 - r. Row stride W - 1 does that shift; since W - 1 >= n_keys,
     no two (r, j) share an element, which makes the transposed write in the backward exact. The entries
     that land in the last c columns (t >= b) are exactly the future keys j > a + r, which the caller masks."""
+    # The buffer is always a fresh contiguous tensor (a matmul result or new_empty), so its storage offset is
+    # 0: not asking for it keeps torch.compile in one graph (storage_offset() is a graph break).
     batch, heads, rows, width = buffer.shape
     return buffer.as_strided((batch, heads, rows, n_keys),
-                             (heads * rows * width, rows * width, width - 1, 1),
-                             buffer.storage_offset() + rows - 1)
+                             (heads * rows * width, rows * width, width - 1, 1), rows - 1)
 
 
 @functools.lru_cache(maxsize=32)
-def _future_mask(rows: int, device: str) -> torch.Tensor:
-    """True above the diagonal of the (rows, rows) square where a block's queries meet their own keys."""
+def _cached_future_mask(rows: int, device: str) -> torch.Tensor:
     return torch.ones(rows, rows, dtype=torch.bool, device=device).triu(1)
+
+
+def _future_mask(rows: int, device: torch.device) -> torch.Tensor:
+    """True above the diagonal of the (rows, rows) square where a block's queries meet their own keys.
+    Eager calls reuse one tensor per size; under torch.compile it is built in the graph (a constant that
+    the compiler folds), since an lru_cache call is opaque to dynamo."""
+    if torch.compiler.is_compiling():
+        return torch.ones(rows, rows, dtype=torch.bool, device=device).triu(1)
+    return _cached_future_mask(rows, str(device))
 
 
 def _blocks(length: int, block_size: int):
@@ -74,7 +83,7 @@ def _attend_block(q_blk: torch.Tensor, k: torch.Tensor, v: torch.Tensor, e_blk: 
     relative = torch.matmul(q_blk, e_blk.transpose(-1, -2))  # (B, H, c, b+c)
     scores += _skew_view(relative, b)
     del relative
-    scores[..., a:].masked_fill_(_future_mask(rows, str(q_blk.device)), float("-inf"))
+    scores[..., a:].masked_fill_(_future_mask(rows, q_blk.device), float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     del scores
     keep, dropped = None, probs
@@ -130,8 +139,11 @@ class _BlockedCausalRelative(torch.autograd.Function):
         saved_probs: list[torch.Tensor] = []
         saved_keep: list[torch.Tensor] = []
         out, q_scaled = _blocked_forward(q, k, v, e_pad, scale, dropout_p, block_size, (saved_probs, saved_keep))
-        ctx.save_for_backward(q_scaled, k, v, e_pad, out)  # q_scaled and out in the compute dtype
-        ctx.probs, ctx.keep, ctx.dtypes = saved_probs, saved_keep, (q.dtype, k.dtype, v.dtype, e_pad.dtype)
+        # Everything through save_for_backward (not lists on ctx): torch.compile traces it as one graph, and
+        # autograd checks the saved tensors were not modified in place. q_scaled and out: compute dtype.
+        ctx.save_for_backward(q_scaled, k, v, e_pad, out, *saved_probs, *saved_keep)
+        ctx.n_blocks = len(saved_probs)
+        ctx.dtypes = (q.dtype, k.dtype, v.dtype, e_pad.dtype)
         ctx.scale, ctx.dropout_p, ctx.block_size = scale, dropout_p, block_size
         return out.to(q.dtype)
 
@@ -148,7 +160,9 @@ class _BlockedCausalRelative(torch.autograd.Function):
         # For fp32 (and fp64) every `.to(acc)` below returns its input: that path is unchanged.
         dtypes = ctx.dtypes
         acc = torch.promote_types(dtypes[0], torch.float32)
-        q_scaled, k, v, e_pad, out = (t.to(acc) for t in ctx.saved_tensors)
+        saved = ctx.saved_tensors
+        q_scaled, k, v, e_pad, out = (t.to(acc) for t in saved[:5])
+        all_probs, all_keep = saved[5:5 + ctx.n_blocks], saved[5 + ctx.n_blocks:]
         grad_out = grad_out.to(acc)
         length = q_scaled.shape[2]
         scale, dropout_p, block_size = ctx.scale, ctx.dropout_p, ctx.block_size
@@ -159,10 +173,10 @@ class _BlockedCausalRelative(torch.autograd.Function):
         # softmax backward needs sum_j P_ij dP_ij, which equals dO_i · O_i (with or without dropout)
         row_dot = (grad_out * out).sum(dim=-1, keepdim=True)  # (B, H, L, 1)
         for index, a, b, rows in _blocks(length, block_size):
-            probs, grad_o = ctx.probs[index].to(acc), grad_out[:, :, a:b]
+            probs, grad_o = all_probs[index].to(acc), grad_out[:, :, a:b]
             grad_probs = torch.matmul(grad_o, v[:, :, :b].transpose(-1, -2))  # (B, H, c, b)
             if dropout_p > 0.0:
-                keep = ctx.keep[index]
+                keep = all_keep[index]
                 grad_v[:, :, :b] += torch.matmul((probs * keep).transpose(-1, -2), grad_o) / (1.0 - dropout_p)
                 grad_probs.mul_(keep).div_(1.0 - dropout_p)
             else:
@@ -215,21 +229,32 @@ def _flex_causal_block_mask(length: int, device: str):
                              device=device)
 
 
-@functools.lru_cache(maxsize=1)
-def _compiled_flex_attention():
+# The compiler backend for FlexAttention ("inductor" fuses it; tests count recompilations with "eager").
+FLEX_COMPILE_BACKEND = "inductor"
+
+
+@functools.lru_cache(maxsize=2)
+def _compiled_flex_attention(backend: str):
     from torch.nn.attention.flex_attention import flex_attention
 
-    return torch.compile(flex_attention, dynamic=False)  # eager FlexAttention is an unfused reference
+    # dynamic=None: the first (batch, length) compiles a static kernel, a different one recompiles with the
+    # sizes symbolic, and a handful of shapes later (batch 1 is always specialized, and the block mask's tile
+    # count once) nothing compiles again. dynamic=False compiled once per shape until dynamo's recompile
+    # limit (8), then silently ran eager flex: a full L x L score matrix.
+    return torch.compile(flex_attention, dynamic=None, backend=backend)
 
 
 def flex_causal_relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rel_emb: torch.Tensor,
-                                   *, scale: float) -> torch.Tensor:
+                                   *, scale: float, compiled: bool | None = None) -> torch.Tensor:
     """The same attention through FlexAttention: the relative term is gathered per score from Q·Eᵀ
     (B, H, L, R+1), so no skew and no L×L bias tensor; the causal BlockMask skips the masked tiles.
-    FlexAttention's backward needs CUDA (on the CPU it runs forward-only, used by the tests)."""
+    FlexAttention has no attention dropout, and its backward needs CUDA (on the CPU it runs forward only).
+    compiled: None compiles on CUDA only (eager FlexAttention is an unfused reference)."""
     from torch.nn.attention.flex_attention import flex_attention
 
-    attention = _compiled_flex_attention() if q.is_cuda else flex_attention
+    if compiled is None:
+        compiled = q.is_cuda
+    attention = _compiled_flex_attention(FLEX_COMPILE_BACKEND) if compiled else flex_attention
     max_distance = rel_emb.shape[1] - 1
     per_distance = torch.matmul(q, rel_emb.to(q.dtype).transpose(-1, -2))  # (B, H, L, R+1)
 

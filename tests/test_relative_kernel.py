@@ -129,3 +129,17 @@ def test_blocked_backend_under_bf16_autocast_matches_sdpa():
         assert all(p.grad.dtype == torch.float32 for p in model.parameters())
     assert abs(losses["sdpa"] - losses["blocked"]) < 1e-2
     assert torch.nn.functional.cosine_similarity(grads["sdpa"], grads["blocked"], dim=0) > 0.999
+
+
+def test_auto_backend_is_blocked_on_the_cpu_and_sdpa_on_cuda():
+    from musicmha.attention import auto_backend
+
+    # CUDA: SDPA's memory-efficient kernel returns the bias gradient fused (unmeasured: no GPU yet)
+    assert auto_backend("cpu") == "blocked" and auto_backend("cuda") == "sdpa"
+
+
+def test_flex_refuses_attention_dropout_in_one_line():
+    mha = MultiHeadAttention(24, 3, position="relative", max_relative_distance=5, backend="flex", dropout=0.1)
+    with pytest.raises(ValueError, match="^attention_backend 'flex' has no attention dropout") as error:
+        mha(torch.randn(1, 9, 24))
+    assert "\n" not in str(error.value)
