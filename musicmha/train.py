@@ -8,6 +8,7 @@ and renamed when complete.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -30,13 +31,23 @@ from .run_folder import (
     writing,
 )
 from .train_config import TrainConfig
+from .train_setup import (
+    checked_step_loss,
+    configure_device,
+    decay_split,
+    export_on_every_rank,
+    fused_optimizer,
+    prepare_model_and_optimizer,
+    to_device,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["EXPORT_DIR", "STATE_DIR", "TrainResult", "TrainingError", "export", "learning_rate", "train"]
 # Options that may change when resuming: they do not alter what the run computes.
+# attention_backend: every backend computes the same function, so a run may move to a faster one (a GPU).
 RESUMABLE_CHANGES = {"resume", "max_steps", "save_every", "eval_every", "eval_batches", "log_every",
-                     "tensorboard", "keep_last", "compile", "data", "out", "early_stop"}
+                     "tensorboard", "keep_last", "compile", "data", "out", "early_stop", "attention_backend"}
 ADAPTER_DIR = "adapter"  # a LoRA run's adapter alone, beside the merged model in model/
 
 
@@ -60,14 +71,13 @@ def learning_rate(step: int, cfg: TrainConfig) -> float:
     return peak * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig, *, reference: torch.nn.Module | None = None,
+               fused: bool | None = None) -> torch.optim.Optimizer:
     # No weight decay on norms, biases and embeddings tables of positions (nanoGPT: decay only matrices);
-    # frozen weights (a LoRA run's base) are not handed to the optimizer at all.
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [p for n, p in trainable if p.dim() >= 2 and "relative_embeddings" not in n]
-    no_decay = [p for n, p in trainable if p.dim() < 2 or "relative_embeddings" in n]
+    # frozen weights are left out. `reference`: the bare model, when `model` is FSDP-wrapped.
+    decay, no_decay = decay_split(model, reference)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2))
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), fused=fused)
 
 
 def _check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
@@ -117,10 +127,18 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
                               log_with="tensorboard" if cfg.tensorboard else None, project_dir=str(out))
+    device = accelerator.device
+    if model_config.attention_backend == "flex" and device.type != "cuda":
+        raise ConfigError(f"attention_backend flex trains on CUDA only (FlexAttention has no backward on "
+                          f"{device.type}): use blocked or sdpa here")
+    configure_device(device)
     set_seed(cfg.seed)  # identical initial weights in every process
     model = _initial_model(cfg, model_config, tokenizer)
-    optimizer = _optimizer(model, cfg)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    bare, fused = model, fused_optimizer(device)
+    if fused:
+        model.to(device)  # fused AdamW wants its parameters on the GPU when it is built
+    model, optimizer = prepare_model_and_optimizer(
+        accelerator, model, lambda m: _optimizer(m, cfg, reference=bare, fused=fused))
     forward = torch.compile(model) if cfg.compile else model
     rank, world = accelerator.process_index, accelerator.num_processes
 
@@ -150,7 +168,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             for i in range(cfg.eval_batches):
                 batch = batch_for_step(val_split, seq_len=model_config.max_seq_len, batch_size=cfg.batch_size,
                                        seed=cfg.seed + 1_000_003, step=i, rank=rank, world_size=world)
-                batch = torch.from_numpy(batch).to(accelerator.device)
+                batch = to_device(batch, device)
                 with accelerator.autocast():
                     _, loss = forward(batch[:, :-1], batch[:, 1:])
                 total += torch.stack([loss.detach().float() * batch[:, 1:].numel(),
@@ -192,11 +210,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         accelerator.wait_for_everyone()
 
     def export_model() -> None:
-        if accelerator.is_main_process:
+        def write(plain: torch.nn.Module) -> None:
             with writing(export_dir, "the model"):
-                export(accelerator.unwrap_model(model), tokenizer, export_dir, cfg=cfg, step=step,
-                       tokens_seen=tokens_seen, train_loss=last_loss, validation_nll=val_nll, num_processes=world)
-        accelerator.wait_for_everyone()
+                export(plain, tokenizer, export_dir, cfg=cfg, step=step, tokens_seen=tokens_seen,
+                       train_loss=last_loss, validation_nll=val_nll, num_processes=world)
+
+        export_on_every_rank(accelerator, model, lambda: _initial_model(cfg, model_config, tokenizer), write)
 
     export_dir = out / EXPORT_DIR
     model.train()
@@ -209,17 +228,20 @@ def train(cfg: TrainConfig) -> TrainResult:
             lr = learning_rate(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            step_loss = 0.0
+            # Micro-step losses stay on the device: the finite checks and the step's loss are read in one
+            # transfer when the gradients are complete (a host sync per read stalls a GPU's queue).
+            micro_losses: list[torch.Tensor] = []
+            step_loss = None
             for micro in range(cfg.grad_accum):
                 batch = batch_for_step(train_split, seq_len=model_config.max_seq_len, batch_size=cfg.batch_size,
                                        seed=cfg.seed, step=step * cfg.grad_accum + micro, rank=rank,
                                        world_size=world, fim=fim, fim_rate=cfg.fim_rate)
-                batch = torch.from_numpy(batch).to(accelerator.device)
+                batch = to_device(batch, device)
                 with accelerator.accumulate(model):
                     try:
                         with accelerator.autocast():
                             _, loss = forward(batch[:, :-1], batch[:, 1:])
-                        _check_finite(accelerator, loss, step, "loss")
+                        micro_losses.append(loss.detach())
                         accelerator.backward(loss)
                     except torch.OutOfMemoryError:
                         raise TrainingError(
@@ -231,11 +253,13 @@ def train(cfg: TrainConfig) -> TrainResult:
                         # every weight NaN. (fp16's gradient scaler skips such steps itself.)
                         norm = accelerator.clip_grad_norm_(model.parameters(),
                                                            cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
-                        if accelerator.scaler is None:
-                            _check_finite(accelerator, norm, step, "gradient")
+                        step_loss = checked_step_loss(accelerator, micro_losses,
+                                                      norm if accelerator.scaler is None else None, step,
+                                                      cfg.grad_accum, TrainingError)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
-                step_loss += loss.item() / cfg.grad_accum
+            if step_loss is None:  # accelerate did not mark a synchronizing micro-step (never expected)
+                step_loss = checked_step_loss(accelerator, micro_losses, None, step, cfg.grad_accum, TrainingError)
             step += 1
             tokens_seen += tokens_per_step
             last_loss = step_loss
@@ -326,6 +350,10 @@ def export(model, tokenizer, folder: Path, *, cfg: TrainConfig, step: int, token
         model = plain
     with atomic_directory(folder) as staging:
         model.save_pretrained(staging)
+        if model.config.attention_backend != "auto":
+            # the backend is how this machine trained fastest, not a property of the weights: an exported
+            # model picks its own on the device that loads it (training.json keeps the run's choice)
+            dataclasses.replace(model.config, attention_backend="auto").save(staging / "config.json")
         tokenizer.save(staging)
         info = {"data": str(Path(cfg.data).resolve()), "steps": step, "tokens_seen": tokens_seen,
                 "final_train_loss": train_loss, "final_validation_nll": validation_nll,

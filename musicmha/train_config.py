@@ -35,7 +35,7 @@ SHAPE_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "positi
                 "rope_base", "bias")
 
 MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "max_seq_len", "position",
-                "max_relative_distance", "rope_base", "bias")
+                "max_relative_distance", "rope_base", "bias", "attention_backend")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
@@ -59,6 +59,9 @@ class TrainConfig:
     max_relative_distance: int | None = None
     rope_base: float | None = None
     bias: bool | None = None
+    # how attention is computed (auto, sdpa, blocked, flex): speed only, the weights are the same function;
+    # None means "auto". Not a shape field: a run may switch it on --resume, and exports record "auto".
+    attention_backend: str | None = None
     # optimisation
     batch_size: int | None = None  # per process and per micro-step
     grad_accum: int = 1
@@ -128,6 +131,9 @@ class TrainConfig:
             raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
                               f"got {self.mixed_precision!r}")
         self.model_config(vocab_size=1)  # validates the model part now, before any work starts
+        if self.attention_backend == "flex" and self.dropout > 0:
+            raise ConfigError(f"attention_backend flex has no attention dropout: set dropout 0 (it is {self.dropout}), "
+                              "or use attention_backend blocked or sdpa")
 
     def _take_shape_from_checkpoint(self) -> None:
         """The model's shape is the checkpoint's: fill it in, and refuse flags that contradict it."""

@@ -150,3 +150,66 @@ def test_fim_needs_a_tokenizer_with_sentinels(tmp_path):
                  "--tokenizer", shipped]) == 0
     with pytest.raises(ConfigError, match="no fill-in-the-middle tokens"):
         _train(tmp_path / "old", tmp_path / "run", max_steps=2, fim_rate=0.5)
+
+
+def test_attention_backend_is_a_training_option(tmp_path):
+    cfg = TrainConfig.from_sources(data="d", out="o", preset="tiny", attention_backend="blocked")
+    assert cfg.model_config(61).attention_backend == "blocked"
+    assert TrainConfig.from_sources(data="d", out="o", preset="tiny").model_config(61).attention_backend == "auto"
+    with pytest.raises(ConfigError, match="attention_backend must be one of"):
+        TrainConfig.from_sources(data="d", out="o", attention_backend="fast")
+    with pytest.raises(ConfigError, match="flex has no attention dropout: set dropout 0"):
+        TrainConfig.from_sources(data="d", out="o", preset="small", attention_backend="flex")  # dropout 0.1
+
+
+@pytest.mark.slow
+def test_training_with_a_backend_then_resuming_with_another(real_tokens, tmp_path):
+    with pytest.raises(ConfigError, match="flex trains on CUDA only"):  # FlexAttention has no CPU backward
+        _train(real_tokens, tmp_path / "flex", max_steps=2, attention_backend="flex", dropout=0.0)
+    _train(real_tokens, tmp_path / "run", max_steps=4, save_every=2, attention_backend="sdpa")
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert saved["attention_backend"] == "sdpa"
+    _train(real_tokens, tmp_path / "run", max_steps=6, save_every=2, resume=True, attention_backend="blocked")
+    exported = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert exported["attention_backend"] == "auto"  # the loading device picks its own
+    info = json.loads((tmp_path / "run" / "model" / "training.json").read_text())
+    assert info["train_config"]["attention_backend"] == "blocked" and info["steps"] == 6
+
+
+@pytest.mark.slow
+def test_host_syncs_per_optimizer_step(real_tokens, tmp_path, monkeypatch):
+    """The loop reads the device once per optimizer step (finite checks and loss together), not three
+    times per micro-step: counted as calls from musicmha's code that copy a tensor to the host, between a
+    4- and an 8-step run (torch's CPU AdamW reads its CPU step counters with .item(): not a device sync)."""
+    import sys
+
+    counts = {"n": 0}
+    for name in ("item", "tolist", "cpu", "__float__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, _original=original, **kwargs):
+            counts["n"] += "/musicmha/" in sys._getframe(1).f_code.co_filename
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    syncs = {}
+    for steps in (4, 8):
+        counts["n"] = 0
+        _train(real_tokens, tmp_path / f"run-{steps}", max_steps=steps, grad_accum=2, eval_every=100,
+               save_every=100, log_every=100)
+        syncs[steps] = counts["n"]
+    assert (syncs[8] - syncs[4]) / 4 == 1, syncs  # before: 5 (2 micro-steps x 2, + the gradient check)
+
+
+def test_eval_device_option(real_tokens, tmp_path, capsys):
+    model = MusicTransformer(TrainConfig(data="x", out="y", **FAST).model_config(
+        MusicTokenizer.load(real_tokens).vocab_size))
+    model.save_pretrained(tmp_path)
+    MusicTokenizer.load(real_tokens).save(tmp_path)
+    common = ["eval", "--checkpoint", str(tmp_path), "--data", str(real_tokens), "--max-pieces", "1", "--json"]
+    assert main([*common, "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"] > 0
+    for bad, message in (("cuda:99", "no such CUDA device"), ("tpu", "expected cpu, cuda")):
+        assert main([*common, "--device", bad]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
