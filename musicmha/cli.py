@@ -160,17 +160,20 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-pieces", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda or cuda:N (default auto: the GPU when there is one); fp32 weights either way")
     p.set_defaults(run=_run_eval)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluate import evaluate
+    from .evaluate import eval_device, evaluate
     from .model import MusicTransformer
     from .tokenizer import MusicTokenizer
 
-    model = MusicTransformer.from_pretrained(args.checkpoint)
+    device = eval_device(args.device)  # checked before the model is read
+    model = MusicTransformer.from_pretrained(args.checkpoint, device=device)
     tokenizer = MusicTokenizer.load(args.checkpoint)
     result = evaluate(model, tokenizer, args.data, split=args.split, mode=args.mode, window=args.window,
                       batch_size=args.batch_size, max_pieces=args.max_pieces)

@@ -47,6 +47,24 @@ def _chunks(piece: np.ndarray, mode: str, window: int) -> list[np.ndarray]:
     return [piece[start:start + window + 1] for start in range(0, len(piece) - 1, window)]
 
 
+def eval_device(name: str) -> torch.device:
+    """`--device`: "auto" is the first GPU when torch sees one, else the CPU; a GPU that is not there is a
+    one-line error rather than a CUDA traceback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and (not torch.cuda.is_available()
+                                  or (device.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"--device {name}: torch sees no such CUDA device "
+                          f"({torch.cuda.device_count()} available); use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {name!r}: expected cpu, cuda, cuda:N or auto")
+    return device
+
+
 @torch.no_grad()
 def evaluate(model, tokenizer, data_dir: str | Path, *, split: str = "test", mode: str = "windows",
              window: int | None = None, batch_size: int = 8, max_pieces: int | None = None,
@@ -83,8 +101,10 @@ def evaluate(model, tokenizer, data_dir: str | Path, *, split: str = "test", mod
             chunk_t = torch.from_numpy(chunk.astype(np.int64))
             inputs[row, :len(chunk) - 1] = chunk_t[:-1]
             targets[row, :len(chunk) - 1] = chunk_t[1:]
-        logits, _ = model(inputs.to(device))
-        nll = F.cross_entropy(logits.float().transpose(1, 2), targets.to(device), ignore_index=-100,
+        cuda = device.type == "cuda"  # pinned memory: the copy does not block the host
+        inputs, targets_dev = ((t.pin_memory() if cuda else t).to(device, non_blocking=cuda) for t in (inputs, targets))
+        logits, _ = model(inputs)
+        nll = F.cross_entropy(logits.float().transpose(1, 2), targets_dev, ignore_index=-100,
                               reduction="none").double().cpu()  # (B, T)
         valid = targets != -100
         total_nll += nll[valid].sum().item()
