@@ -141,6 +141,8 @@ def checked_step_loss(accelerator, losses: list[torch.Tensor], norm: torch.Tenso
     `norm` None: not checked (fp16's gradient scaler skips non-finite steps itself). The value is the same
     float the loop computed before (micro-step losses read one by one and added up in Python)."""
     values = torch.stack([loss.detach().float() for loss in losses])
+    if norm is not None and hasattr(norm, "full_tensor"):  # FSDP2 may return the norm as a DTensor
+        norm = norm.full_tensor()
     bad_norm = (~torch.isfinite(norm.detach())).any() if norm is not None else torch.zeros((), dtype=torch.bool,
                                                                                           device=values.device)
     bad = torch.stack([(~torch.isfinite(values)).any(), bad_norm.to(values.device)]).float()
