@@ -16,7 +16,7 @@ gr = pytest.importorskip("gradio")
 
 from app_helpers import BACH, make_tiny_checkpoint  # noqa: E402
 
-from musicmha.app.about import about_markdown  # noqa: E402
+from musicmha.app.about import about_markdown, about_summary  # noqa: E402
 from musicmha.app import history  # noqa: E402
 from musicmha.app.handlers import AppConfig, Handlers, generation_kwargs, new_session  # noqa: E402
 from musicmha.app.settings import CHOOSE, NEW  # noqa: E402
@@ -310,6 +310,8 @@ def test_checkpoint_list_and_about(checkpoint, tmp_path):
                      "musicmha prepare", "musicmha train", "musicmha generate"):
         assert expected in text
     assert "No checkpoint found" in about_markdown(None)
+    summary = about_summary(tmp_path / "b")  # short, for a phone; the card is one click further
+    assert "1,200 steps" in summary and "musicmha train" not in summary and len(summary.splitlines()) < 10
 
 
 def test_a_checkpoint_in_checkpoints_is_the_default(checkpoint, tmp_path, monkeypatch):

@@ -278,6 +278,10 @@ def test_browser_example_generate_listen_with_playhead_download_continue_undo_re
         return [+r.dataset.x0, +r.dataset.x1, +r.dataset.end]; })()""")
     assert stopped == pytest.approx(100 * (x0 + (x1 - x0) * audio_time / end), abs=0.05)
     page.screenshot(path=tmp_path / "app.png", full_page=True)
+    short_end = end
+    page.locator("#full-view input").check()  # the whole piece: a longer time axis from the piece's start
+    page.wait_for_function(f"+document.querySelector('#result-roll-1 .mm-roll').dataset.end > {short_end} + 5",
+                           timeout=30_000)
 
     page.locator("#continue-2").click()  # the second result becomes the prompt, named after the piece ...
     page.wait_for_function(f"{INFO}.includes('bach_bwv66.6_chorale + 1 continuation')", timeout=30_000)

@@ -62,9 +62,10 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 example = gr.Dropdown(list(config.examples), value=None, label="...or an example",
                                       elem_id="example")
                 with gr.Row():
-                    empty = gr.Button("Start from nothing", size="sm", elem_id="empty")
-                    undo = gr.Button("Undo", size="sm", elem_id="undo", interactive=False)
-                    redo = gr.Button("Redo", size="sm", elem_id="redo", interactive=False)
+                    # min_width 0: the three stay on one line on a phone
+                    empty = gr.Button("Start from nothing", size="sm", elem_id="empty", min_width=0, scale=2)
+                    undo = gr.Button("Undo", size="sm", elem_id="undo", interactive=False, min_width=0)
+                    redo = gr.Button("Redo", size="sm", elem_id="redo", interactive=False, min_width=0)
                 prompt_info = gr.Markdown("No prompt: the model starts from nothing.", elem_id="prompt-info")
                 history_md = gr.Markdown("", elem_id="history")
                 # What Generate reads (and the API's prompt file); the name is shown in the info line.
@@ -95,10 +96,9 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     audios.append(gr.Audio(label=f"Variation {n}", type="numpy", interactive=False,
                                            elem_id=f"result-audio-{n}", waveform_options=PLAIN_PLAYER))
                     rolls.append(gr.HTML("", elem_id=f"result-roll-{n}", padding=False))
-                    with gr.Row():
-                        midis.append(gr.File(label="MIDI (whole piece)", interactive=False,
-                                             elem_id=f"result-midi-{n}", height=60))
-                        continues.append(gr.Button("Continue this one", size="sm", elem_id=f"continue-{n}"))
+                    midis.append(gr.File(label="MIDI (whole piece)", interactive=False,
+                                         elem_id=f"result-midi-{n}", height=60))
+                    continues.append(gr.Button("Continue this one", size="sm", elem_id=f"continue-{n}"))
                 slots.append(slot)
 
         with gr.Accordion("More settings", open=False, elem_id="settings"):
