@@ -98,8 +98,6 @@ def generation_kwargs(unit: str, length: float, temperature: float, top_k: float
     if tempo and not (math.isfinite(tempo) and TEMPO_RANGE[0] <= tempo <= TEMPO_RANGE[1]):
         raise gr.Error(f"tempo must be between {TEMPO_RANGE[0]:g} and {TEMPO_RANGE[1]:g} BPM (0: the model's "
                        f"choice), not {tempo:g}")
-    if tempo is not None and tempo < 0:
-        raise gr.Error(f"tempo must be positive (0: the model's choice), not {tempo:g}")
     length_arg = {"bars": ("bars", int(length)), "seconds": ("seconds", float(length)),
                   "tokens": ("max_new_tokens", int(length))}[unit]
     kwargs = {length_arg[0]: length_arg[1], "temperature": float(temperature),
