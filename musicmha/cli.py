@@ -245,6 +245,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="sample without the token grammar (instrument and length controls still hold)")
     p.add_argument("--allow-early-end", action="store_true",
                    help="let the model end the piece before the --bars/--seconds asked for")
+    p.add_argument("--allow-tempo-changes", action="store_true",
+                   help="let the model change the tempo (default: the prompt's tempo, or the first one, holds)")
     opening = p.add_argument_group("from nothing (no --prompt)")
     opening.add_argument("--tempo", type=float, default=None, metavar="BPM", help="opening tempo")
     opening.add_argument("--time-signature", default=None, metavar="N/D", help="opening meter, e.g. 3/4")
@@ -281,7 +283,8 @@ def _run_generate(args: argparse.Namespace) -> int:
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
         num_samples=args.num_samples, prompt_tokens=args.prompt_tokens, constrained=not args.unconstrained,
         instruments=instruments, drums=args.drums, allow_new_instruments=args.allow_new_instruments,
-        allow_early_end=args.allow_early_end, tempo=args.tempo, time_signature=time_signature)
+        allow_early_end=args.allow_early_end, tempo=args.tempo, time_signature=time_signature,
+        allow_tempo_changes=args.allow_tempo_changes)
     _write_results(args, results)
     return 0
 

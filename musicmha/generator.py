@@ -36,7 +36,7 @@ class GenerationResult:
     token_ids: list[int]  # the conditioning tokens (BOS + prompt tail) followed by the new ones
     new_token_ids: list[int]
     boundary_tick: int  # where the prompt ends (its last note-off) in `score` ticks; an infill: where the range starts
-    seed: int
+    seed: int  # this sample's own seed: continue_midi(..., seed=seed, num_samples=1) makes it again
     span: tuple[int, int] | None = None  # an infill's regenerated range [start, end) in `score` ticks
 
 
@@ -132,6 +132,11 @@ def _tempo_at_end(score: symusic.Score | None) -> float | None:
     return before[-1].qpm if before else None
 
 
+def _generators(seed: int, count: int, device: torch.device) -> list[torch.Generator]:
+    """One random stream per sample, seeded seed, seed + 1, ...: sample k is made again alone by seed + k."""
+    return [torch.Generator(device=device).manual_seed((seed + k) % 2**63) for k in range(count)]
+
+
 def _stopper(timeline: TokenGrammar) -> Callable[[torch.Tensor], torch.Tensor]:
     def stop(sequences: torch.Tensor) -> torch.Tensor:
         timeline.follow(sequences)
@@ -196,14 +201,16 @@ class MusicGenerator:
                       constrained: bool = True, instruments: Sequence[int] | None = None,
                       drums: bool | None = None, allow_new_instruments: bool = False,
                       allow_early_end: bool = False, tempo: float | None = None,
-                      time_signature: tuple[int, int] | None = None) -> list[GenerationResult]:
+                      time_signature: tuple[int, int] | None = None,
+                      allow_tempo_changes: bool = False) -> list[GenerationResult]:
         """Continue `prompt` (None: start from nothing). One result per sample, decoded as one batch.
 
         Length: max_new_tokens, bars or seconds (one of them; default 512 tokens). Bars and seconds are
         reached (end-of-piece is masked until then) unless allow_early_end. Instruments: a prompt's own
         (its programs, drums when it has them) unless `instruments` (GM programs 0..127), `drums` or
         allow_new_instruments say otherwise; from nothing, anything unless they are given. From nothing,
-        `tempo` (BPM) and `time_signature` ((3, 4)) open the piece."""
+        `tempo` (BPM) and `time_signature` ((3, 4)) open the piece. The tempo holds (the prompt's, or the
+        first one written) unless allow_tempo_changes."""
         length = LengthRule(max_new_tokens, bars, seconds, allow_early_end)
         for name, value in (("num_samples", num_samples), ("prompt_tokens", prompt_tokens)):
             if value is not None and value <= 0:
@@ -221,23 +228,24 @@ class MusicGenerator:
         condition, offset_quarters = self._condition(ids, self.prompt_budget(length, prompt_tokens))
         seed = seed if seed is not None else random.randrange(2**31)
         device = next(self.model.parameters()).device
-        generator = torch.Generator(device=device).manual_seed(seed)
         start = torch.tensor([condition] * num_samples, device=device)
         # One grammar follows every row: it masks the next token (syntax when constrained, the controls
         # always) and keeps the time that ends bar/second requests, so each token is parsed once.
         timeline = None
         if self.spec is not None:
             timeline = TokenGrammar(self.spec, instruments=rule, length=length, syntax=constrained,
-                                    opening=opening.token_ids(self.spec))
+                                    opening=opening.token_ids(self.spec), hold_tempo=not allow_tempo_changes)
             timeline.follow(start)
-            timeline.anchor(qpm=_tempo_at_end(score))
+            # A prompt without tempo events plays at MIDI's default 120 BPM: that is its tempo to hold.
+            timeline.anchor(qpm=(_tempo_at_end(score) or 120.0) if score is not None else None)
         restricts = timeline is not None and (constrained or not rule.unrestricted or length.timed
                                               or timeline.opening)
         out = self.model.generate(start, length.token_limit, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  generator=generator, callback=callback,
+                                  generator=_generators(seed, num_samples, device), callback=callback,
                                   allowed=timeline if restricts else None, eos_token_id=self.tokenizer.eos_id,
                                   stop=_stopper(timeline) if timeline is not None and length.timed else None)
-        results = [self._result(score, condition, row.tolist(), offset_quarters, seed) for row in out]
+        results = [self._result(score, condition, row.tolist(), offset_quarters, seed + k)
+                   for k, row in enumerate(out)]
         if length.timed and not length.allow_early_end and timeline is not None:
             short = int((~timeline.reached()).sum())
             if short:
@@ -289,13 +297,14 @@ class MusicGenerator:
         rule = self._instrument_rule(score, ids, instruments, drums, allow_new_instruments)
         request = fill.plan(TokenGrammar(self.spec), ids, start_bar, end_bar, context=self.model.config.max_seq_len,
                             fim=fim, bos_id=self.tokenizer.bos_id, eos_id=self.tokenizer.eos_id)
-        timeline = TokenGrammar(self.spec, instruments=rule, length=LengthRule(bars=end_bar - start_bar + 1))
+        timeline = TokenGrammar(self.spec, instruments=rule, length=LengthRule(bars=end_bar - start_bar + 1),
+                                hold_tempo=True)  # the piece's tempo map is kept: a tempo token would be ignored
         fill.generator_rows(timeline, request, num_samples)
         seed = seed if seed is not None else random.randrange(2**31)
         device = next(self.model.parameters()).device
         out = self.model.generate(torch.tensor([request.scaffold] * num_samples, device=device),
                                   request.new_token_limit, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  generator=torch.Generator(device=device).manual_seed(seed), callback=callback,
+                                  generator=_generators(seed, num_samples, device), callback=callback,
                                   allowed=timeline, eos_token_id=self.tokenizer.eos_id, stop=_stopper(timeline))
         if not bool(timeline.reached().all()):
             logger.warning("%d of %d samples ran out of context before the range's last bar; it stays emptier",
@@ -303,12 +312,12 @@ class MusicGenerator:
         tpq = score.ticks_per_quarter
         span = (fill.to_ticks(request.start_quarters, tpq), fill.to_ticks(request.end_quarters, tpq))
         results = []
-        for row in out.tolist():
+        for k, row in enumerate(out.tolist()):
             new = fill.middle_tokens(row, len(request.scaffold), fim.bar, end_bar - start_bar + 1,
                                      self.tokenizer.eos_id)
             middle = fill.decode_middle(self.tokenizer, request, new, tpq)
             merged = fill.place(score, middle, *span)
-            results.append(GenerationResult(merged, middle, request.scaffold + new, new, span[0], seed, span))
+            results.append(GenerationResult(merged, middle, request.scaffold + new, new, span[0], seed + k, span))
         return results
 
     def _has_notes(self, ids: list[int]) -> bool:

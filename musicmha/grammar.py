@@ -65,6 +65,7 @@ class _Row:
     start_bars: int = 0  # time at the end of the conditioning tokens (see TokenGrammar.anchor)
     start_seconds: float = 0.0
     count: int = 0  # tokens since BOS, for the forced opening
+    tempo_known: bool = False  # a Tempo token was read, or anchor() gave the tempo
     finished: bool = False
 
     @property
@@ -90,8 +91,12 @@ class TokenGrammar:
 
     def __init__(self, spec: GrammarSpec, *, instruments: InstrumentRule | None = None,
                  length: LengthRule | None = None, opening: Sequence[int | None] = (), syntax: bool = True,
-                 start_qpm: float = 120.0) -> None:
+                 start_qpm: float = 120.0, hold_tempo: bool = False) -> None:
         self.spec, self.length, self.opening, self.syntax = spec, length, list(opening), syntax
+        # The tempo holds once one is known (a prompt's, or the first one written from nothing): a model that
+        # cannot use an instrument it was denied otherwise spends that probability on tempo changes, and a
+        # continuation jumping between 40 and 250 BPM is the first thing a listener hears.
+        self.hold_tempo = hold_tempo
         self.start_qpm = start_qpm
         vocab = len(spec.tokens)
         self.types = [t.split("_", 1)[0] for t in spec.tokens]
@@ -134,6 +139,7 @@ class TokenGrammar:
         for row in self.rows:
             if qpm is not None:
                 row.tempo_seconds, row.tempo_quarters, row.qpm = row.seconds, row.quarters, qpm
+                row.tempo_known = True
             row.start_bars, row.start_seconds = row.bars, row.seconds
 
     def reached(self) -> torch.Tensor:
@@ -166,6 +172,7 @@ class TokenGrammar:
             row.position, row.pitches = int(value), {}
         elif kind == "Tempo":
             row.tempo_seconds, row.tempo_quarters, row.qpm = row.seconds, row.quarters, float(value)
+            row.tempo_known = True
         elif kind == "Program":
             row.program = int(value)
         elif kind in NOTE_TYPES:
@@ -205,6 +212,8 @@ class TokenGrammar:
             played = torch.tensor(sorted(row.pitches[row.program]))
             mask &= ~torch.isin(self.pitch_values, played)
         mask &= ~self.banned
+        if self.hold_tempo and row.tempo_known and "Tempo" in self.type_masks:
+            mask &= ~self.type_masks["Tempo"]
         if row.previous is not None and "Bar" in following:
             mask[self.spec.eos_id] = may_end  # a piece may end wherever a new bar could start
         if not mask.any():  # nothing fits (e.g. a bar already at its last position): start a new bar

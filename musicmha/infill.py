@@ -160,6 +160,7 @@ def generator_rows(grammar: TokenGrammar, infill: InfillPlan, batch: int) -> Non
     grammar.prime([*infill.prefix, *opening], batch, consumed=len(infill.scaffold))
     for row in grammar.rows:  # lengths count from the middle's first bar line, which the scaffold forced
         row.start_bars, row.start_seconds = row.bars - 1, row.seconds
+        row.tempo_known = True  # the piece's tempo map stays as it is: no tempo token in the middle
 
 
 def to_ticks(quarters: float, tpq: int) -> int:

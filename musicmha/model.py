@@ -117,7 +117,7 @@ class MusicTransformer(nn.Module):
 
     def generate(self, tokens: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None,
-                 generator: torch.Generator | None = None,
+                 generator: torch.Generator | list[torch.Generator] | None = None,
                  callback: Callable[[int, torch.Tensor], None] | None = None,
                  allowed: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  eos_token_id: int | None = None, stop: Callable[[torch.Tensor], torch.Tensor] | None = None,

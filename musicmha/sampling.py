@@ -8,7 +8,7 @@ same conditioning, which the tests use as the reference for the cached path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -18,7 +18,8 @@ AllowedFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def sample_from_logits(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
-                       top_p: float | None = None, generator: torch.Generator | None = None,
+                       top_p: float | None = None,
+                       generator: torch.Generator | Sequence[torch.Generator] | None = None,
                        allowed_mask: torch.Tensor | None = None) -> torch.Tensor:
     """logits (B, V) -> next tokens (B,). top_k=1 or temperature=0 is greedy (no randomness used)."""
     logits = logits.float()
@@ -42,13 +43,20 @@ def sample_from_logits(logits: torch.Tensor, *, temperature: float = 1.0, top_k:
     return _draw(probs, generator)
 
 
-def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _draw(probs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
     """One token per row of probs (B, V), drawn on the generator's device and returned on probs' device.
 
     A generator only draws on its own device (`torch.multinomial` refuses a CPU generator for CUDA
     probabilities), and the README passes a CPU one whatever the model's device. Moving the (B, V)
     probabilities costs one small copy per step, and makes the draw the one a CPU run makes for that
-    seed; a generator on the probabilities' device takes the plain path, bit for bit as before."""
+    seed; a generator on the probabilities' device takes the plain path, bit for bit as before.
+
+    A sequence of generators gives each row its own: row k then depends on its own seed only, so a
+    variation drawn in a batch of four can be made again alone from its seed."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != probs.shape[0]:
+            raise ValueError(f"{len(generator)} generators for {probs.shape[0]} rows")
+        return torch.cat([_draw(probs[i:i + 1], g) for i, g in enumerate(generator)])
     if generator is None or generator.device == probs.device:
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
     drawn = torch.multinomial(probs.to(generator.device), 1, generator=generator)
@@ -88,7 +96,7 @@ def _check_arguments(tokens: torch.Tensor, max_new_tokens: int, temperature: flo
 @torch.inference_mode()
 def generate(model: torch.nn.Module, tokens: torch.Tensor, max_new_tokens: int, *,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             generator: torch.Generator | None = None,
+             generator: torch.Generator | Sequence[torch.Generator] | None = None,
              callback: Callable[[int, torch.Tensor], bool | None] | None = None,
              allowed: AllowedFn | None = None, eos_token_id: int | None = None,
              stop: Callable[[torch.Tensor], torch.Tensor] | None = None,

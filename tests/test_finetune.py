@@ -126,3 +126,9 @@ def test_bad_finetune_requests_are_one_line_errors(real_tokens, base, tmp_path, 
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "prepared with another tokenizer" in err[-1] and f"--tokenizer {base}" in err[-1]
+
+
+def test_lora_defaults_to_a_higher_learning_rate(base):
+    assert TrainConfig(data="d", out="o", init_from=str(base)).learning_rate == 3e-4
+    assert TrainConfig(data="d", out="o", init_from=str(base), lora_rank=4).learning_rate == 1e-3
+    assert TrainConfig(data="d", out="o", init_from=str(base), lora_rank=4, learning_rate=5e-4).learning_rate == 5e-4

@@ -239,3 +239,44 @@ def test_bad_controls_are_one_line_errors(generator, kwargs, message):
     with pytest.raises(ConfigError, match=message) as error:
         generator.continue_midi(kwargs.pop("prompt"), **kwargs)
     assert "\n" not in str(error.value)
+
+
+def test_each_sample_is_made_again_alone_from_its_own_seed(generator):
+    four = generator.continue_midi(PROMPTS[0], bars=2, seed=10, num_samples=4)
+    assert [r.seed for r in four] == [10, 11, 12, 13]
+    assert len({tuple(r.new_token_ids) for r in four}) > 1
+    for k in (0, 2, 3):
+        alone = generator.continue_midi(PROMPTS[0], bars=2, seed=10 + k, num_samples=1)[0]
+        assert alone.seed == 10 + k and alone.new_token_ids == four[k].new_token_ids
+
+
+class _TempoLover(MusicTransformer):
+    """Puts most of its probability on Tempo tokens whenever the grammar allows one."""
+
+    tempo_ids: list[int] = []
+
+    def forward(self, *args, **kwargs):
+        logits, rest = super().forward(*args, **kwargs)
+        logits[..., self.tempo_ids] += 8.0
+        return logits, rest
+
+
+def test_the_tempo_holds_unless_changes_are_allowed(generator):
+    model = _TempoLover(generator.model.config)
+    model.load_state_dict(generator.model.state_dict())
+    vocab = generator.tokenizer.miditok.vocab
+    model.tempo_ids = [i for name, i in vocab.items() if name.startswith("Tempo_")]
+    lover = MusicGenerator(model, generator.tokenizer)
+
+    def tempo_tokens(result):
+        return sum(i in model.tempo_ids for i in result.new_token_ids)
+
+    held = lover.continue_midi(PROMPTS[1], bars=2, seed=1, num_samples=3)
+    assert all(tempo_tokens(r) == 0 for r in held)
+    original = symusic.Score(str(PROMPTS[1]))
+    assert all(list(r.score.tempos) == list(original.tempos) for r in held)
+    free = lover.continue_midi(PROMPTS[1], bars=2, seed=1, num_samples=3, allow_tempo_changes=True)
+    assert sum(tempo_tokens(r) for r in free) > 3
+    # From nothing: the opening tempo (forced, or the model's first) is the only one.
+    for result in lover.continue_midi(None, bars=2, seed=2, num_samples=2):
+        assert tempo_tokens(result) == 1

@@ -253,8 +253,8 @@ class Handlers:
 
     def _view(self, i: int, record: dict, full: bool, size: RollSize) -> View:
         score = symusic.Score(record["midi"])  # ours: may be empty after an early Stop
-        note = (f"Variation {i + 1} of {record['count']}, seed {record['seed']}: the same seed with "
-                f"{_plural(record['count'], 'variation')} makes it again.")
+        note = (f"Variation {i + 1} of {record['count']}, seed {record['seed']}: generate with this seed to make "
+                f"it again (as variation 1).")
         if not score.note_num():
             return View(None, placeholder_html(f"Variation {i + 1}: no notes yet."), 0)
         try:

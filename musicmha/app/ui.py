@@ -109,7 +109,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, elem_id="seed", **_label("seed"))
                 random_seed = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
-                seed_used = gr.Number(label="Seed of the last run", interactive=False, precision=0,
+                seed_used = gr.Number(label="Seed of the last run (variation k has this seed + k - 1)",
+                                      interactive=False, precision=0,
                                       elem_id="seed-used")
             with gr.Row():
                 instruments_mode = gr.Radio(list(INSTRUMENT_MODES), value=KEEP, label="Instruments",
