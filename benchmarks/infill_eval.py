@@ -1,0 +1,110 @@
+"""Does the model use the music after a gap? NLL of the true middle bars given both sides vs the left side only.
+
+    python benchmarks/infill_eval.py --checkpoint runs/m1024/model --data data/tokens [--split test]
+        [--bars 1,2,4,8] [--pieces 60] [--seed 0] [--json out.json]
+
+For test pieces and bar ranges drawn at random (seeded; a range starts after the piece's first two bars and
+ends before its last two, so both sides hold music), the same middle tokens are scored twice with the same
+model: (both) after the infill scaffold `FIM_Prefix prefix FIM_Suffix suffix FIM_Middle FIM_Bars<n> Bar
+TimeSig` that `MusicGenerator.infill` builds (musicmha/infill.py: same truncation to the context), and
+(left) after the prefix alone, as a continuation (`prefix Bar TimeSig`). A model that reads the suffix
+scores the middle clearly lower with both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from musicmha.dataset import TokenSplit
+from musicmha.generator import MusicGenerator
+from musicmha.grammar import TokenGrammar
+from musicmha.infill import bar_lines, plan
+
+
+@torch.inference_mode()
+def scored(model, tokens: list[int], start: int) -> np.ndarray:
+    """NLL of tokens[start:] given everything before them (one causal pass)."""
+    x = torch.tensor([tokens])
+    logits, _ = model(x[:, :-1])
+    logp = torch.log_softmax(logits[0, start - 1:].float(), dim=-1)
+    y = x[0, start:]
+    return -logp.gather(1, y[:, None])[:, 0].numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--bars", default="1,2,4,8", help="middle lengths in bars")
+    parser.add_argument("--pieces", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu")
+    tok, model = generator.tokenizer, generator.model
+    fim = tok.fim_tokens
+    if fim is None:
+        parser.error(f"{args.checkpoint} has no fill-in-the-middle tokens")
+    split = TokenSplit(args.data, args.split)
+    rng = np.random.default_rng(args.seed)
+    context = model.config.max_seq_len
+    rows, started = [], time.perf_counter()
+    order = rng.permutation(len(split))
+    for n_bars in (int(b) for b in args.bars.split(",")):
+        done = 0
+        for index in order:
+            if done >= args.pieces:
+                break
+            piece = split.piece(int(index)).tolist()
+            ids = piece[1:-1]  # no BOS/EOS: what tokenizer.encode gives
+            lines = bar_lines(TokenGrammar(generator.spec), ids)
+            bars = len(lines) - 1
+            if bars < n_bars + 4:
+                continue
+            first = int(rng.integers(3, bars - n_bars - 1)) if bars - n_bars - 1 > 3 else 3
+            last = first + n_bars - 1
+            try:
+                request = plan(TokenGrammar(generator.spec), ids, first, last, context=context, fim=fim,
+                               bos_id=tok.bos_id, eos_id=tok.eos_id)
+            except Exception:  # too long for the context, no music around, a meter change: not this piece
+                continue
+            middle = ids[lines[first - 1][0]:lines[last][0]]
+            opening = request.scaffold[request.scaffold.index(fim.middle) + 2:]
+            body = middle[len(opening):]  # the true middle after the forced Bar (and TimeSig)
+            if not body or middle[:len(opening)] != opening:
+                continue
+            both = request.scaffold + body
+            left_prefix = request.prefix + opening
+            left = left_prefix + body
+            if len(both) > context or len(left) > context:
+                continue
+            a = scored(model, both, len(request.scaffold))
+            b = scored(model, left, len(left_prefix))
+            rows.append({"bars": n_bars, "piece": int(index), "first": first, "tokens": len(body),
+                         "both": float(a.sum()), "left": float(b.sum())})
+            done += 1
+    print("| middle bars | ranges | tokens | NLL both sides | NLL left side only | gain | ranges where both wins |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for n_bars in sorted({r["bars"] for r in rows}):
+        mine = [r for r in rows if r["bars"] == n_bars]
+        tokens = sum(r["tokens"] for r in mine)
+        both, left = sum(r["both"] for r in mine) / tokens, sum(r["left"] for r in mine) / tokens
+        wins = sum(r["both"] < r["left"] for r in mine)
+        print(f"| {n_bars} | {len(mine)} | {tokens:,} | {both:.4f} | {left:.4f} | {left - both:.4f} | "
+              f"{wins} of {len(mine)} |")
+    print(f"\n{time.perf_counter() - started:.0f} s")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"checkpoint": args.checkpoint, "split": args.split, "rows": rows}, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
