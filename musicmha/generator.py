@@ -40,10 +40,16 @@ class GenerationResult:
     span: tuple[int, int] | None = None  # an infill's regenerated range [start, end) in `score` ticks
 
 
+DEFAULT_MODEL = "musicmha-small"  # the folder of checkpoints/ that the app and `generate` load by default
+
+
 def default_checkpoint() -> Path:
-    """$MUSICMHA_CHECKPOINT, else the first folder of checkpoints/ holding a model."""
+    """$MUSICMHA_CHECKPOINT, else checkpoints/DEFAULT_MODEL, else the first folder of checkpoints/ holding a
+    model."""
     if os.environ.get("MUSICMHA_CHECKPOINT"):
         return Path(os.environ["MUSICMHA_CHECKPOINT"])
+    if (CHECKPOINTS_DIR / DEFAULT_MODEL / "config.json").is_file():
+        return CHECKPOINTS_DIR / DEFAULT_MODEL
     found = sorted(p for p in CHECKPOINTS_DIR.glob("*") if (p / "config.json").is_file())
     if not found:
         raise MusicmhaError(f"no checkpoint in {CHECKPOINTS_DIR}: train one (musicmha train) or pass --checkpoint")

@@ -364,3 +364,16 @@ def test_cli_has_the_app_command():
 
     args = build_parser().parse_args(["app", "--port", "7870"])
     assert args.command == "app" and args.port == 7870 and args.host is None
+
+
+def test_fine_tuned_models_are_listed(checkpoint, tmp_path):
+    """checkpoints/ first, then runs/*/model and --checkpoint-dir folders, newest first; each once."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(checkpoint, root / "shipped")
+    shutil.copytree(checkpoint, tmp_path / "runs" / "mine" / "model")
+    shutil.copytree(checkpoint, tmp_path / "elsewhere" / "tuned")
+    (tmp_path / "runs" / "notes").mkdir()  # not a model
+    found = list_checkpoints(root, search=[tmp_path / "elsewhere", tmp_path / "runs"])
+    assert found[0] == (root / "shipped").resolve()
+    assert set(found[1:]) == {(tmp_path / "runs" / "mine" / "model").resolve(), (tmp_path / "elsewhere" / "tuned").resolve()}
+    assert len(found) == 3

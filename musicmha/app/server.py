@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
 
 from ..midi_io import MAX_BYTES
 
@@ -23,6 +24,9 @@ DEFAULT_PORT = 7860
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default=None,
                         help="model folder (default: $MUSICMHA_CHECKPOINT, else the first of checkpoints/)")
+    parser.add_argument("--checkpoint-dir", action="append", default=None, metavar="DIR",
+                        help="also list the models found in DIR (DIR, DIR/*, DIR/*/model), e.g. your fine-tunes; "
+                             "runs/ is always searched")
     parser.add_argument("--host", default=None, help=f"address to listen on (default: {DEFAULT_HOST}; "
                         "0.0.0.0 to serve other machines)")
     parser.add_argument("--port", type=int, default=None,
@@ -46,7 +50,8 @@ def make_config(args: argparse.Namespace):
     checkpoint = initial_checkpoint(args.checkpoint)
     if checkpoint is None:
         logger.warning("no checkpoint found: the app starts, but generating needs one (--checkpoint)")
-    return AppConfig(checkpoints=list_checkpoints(extra=checkpoint), checkpoint=checkpoint,
+    search = [Path(d) for d in (getattr(args, "checkpoint_dir", None) or [])]
+    return AppConfig(checkpoints=list_checkpoints(extra=checkpoint, search=search), checkpoint=checkpoint,
                      examples=list_examples(), max_upload_bytes=int(args.max_upload_mb * 1e6),
                      time_limit=args.time_limit, cache=ModelCache(device=args.device))
 

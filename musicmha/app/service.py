@@ -33,11 +33,21 @@ SAMPLE_RATE = 32000  # enough for a preview and a third smaller than 44.1 kHz to
 MAX_AUDIO_SECONDS = 180.0  # a long upload is previewed, not rendered in full
 
 
-def list_checkpoints(root: Path | None = None, extra: Path | None = None) -> list[Path]:
-    """The folders of `root` (default: checkpoints/) that hold a config.json, sorted like
-    `default_checkpoint`, with `extra` first when it is not among them."""
+def list_checkpoints(root: Path | None = None, extra: Path | None = None,
+                     search: list[Path] | None = None) -> list[Path]:
+    """The models a user can pick: the folders of `root` (default: checkpoints/) that hold a config.json,
+    sorted, then the fine-tuned and trained ones found in runs/ (beside checkpoints/) and the `search`
+    folders (--checkpoint-dir): each folder itself, its sub-folders and their `model/` exports, newest
+    first. `extra` (the one loaded) comes first when it is not among them."""
     root = root if root is not None else generator_module.CHECKPOINTS_DIR
     found = sorted(p.resolve() for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
+    trained = []
+    for folder in [root.parent / "runs", *(search or [])]:
+        folder = Path(folder)
+        candidates = [folder, *folder.glob("*"), *folder.glob("*/model")] if folder.is_dir() else []
+        trained += [p.resolve() for p in candidates if (p / "config.json").is_file()]
+    trained = sorted(set(trained) - set(found), key=lambda p: -(p / "config.json").stat().st_mtime)
+    found += trained
     if extra is not None and extra.resolve() not in found:
         found.insert(0, extra.resolve())
     return found
