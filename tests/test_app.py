@@ -108,7 +108,7 @@ def test_generate_returns_audio_roll_midi_and_the_seed(handlers):
     assert seed == 7 and "seed 7" in status and "2 variation" in status
     assert [a is not None for a in audios] == [True, True, False, False]
     assert 'data-audio="result-audio-1"' in rolls[0] and 'data-audio="result-audio-2"' in rolls[1]
-    assert rolls[2:] == ["", ""] and "seed 7" in rolls[1]  # each variation names its seed
+    assert rolls[2:] == ["", ""] and "seed 8" in rolls[1]  # each variation names its own seed (7 + 1)
     score = load_midi(midis[0])
     assert score.note_num() >= 84  # the download is the whole piece: the prompt, then the continuation
     assert [r["seed"] for r in records] == [7, 7] and records[0]["boundary"] == load_midi(BACH).end()
