@@ -245,6 +245,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="sample without the token grammar (instrument and length controls still hold)")
     p.add_argument("--allow-early-end", action="store_true",
                    help="let the model end the piece before the --bars/--seconds asked for")
+    p.add_argument("--allow-empty-bars", action="store_true",
+                   help="let the model leave whole bars silent (default: every new bar holds a note)")
     p.add_argument("--allow-tempo-changes", action="store_true",
                    help="let the model change the tempo (default: the prompt's tempo, or the first one, holds)")
     opening = p.add_argument_group("from nothing (no --prompt)")
@@ -284,7 +286,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         num_samples=args.num_samples, prompt_tokens=args.prompt_tokens, constrained=not args.unconstrained,
         instruments=instruments, drums=args.drums, allow_new_instruments=args.allow_new_instruments,
         allow_early_end=args.allow_early_end, tempo=args.tempo, time_signature=time_signature,
-        allow_tempo_changes=args.allow_tempo_changes)
+        allow_tempo_changes=args.allow_tempo_changes, allow_empty_bars=args.allow_empty_bars)
     _write_results(args, results)
     return 0
 

@@ -208,7 +208,7 @@ class MusicGenerator:
                       drums: bool | None = None, allow_new_instruments: bool = False,
                       allow_early_end: bool = False, tempo: float | None = None,
                       time_signature: tuple[int, int] | None = None,
-                      allow_tempo_changes: bool = False) -> list[GenerationResult]:
+                      allow_tempo_changes: bool = False, allow_empty_bars: bool = False) -> list[GenerationResult]:
         """Continue `prompt` (None: start from nothing). One result per sample, decoded as one batch.
 
         Length: max_new_tokens, bars or seconds (one of them; default 512 tokens). Bars and seconds are
@@ -216,7 +216,7 @@ class MusicGenerator:
         (its programs, drums when it has them) unless `instruments` (GM programs 0..127), `drums` or
         allow_new_instruments say otherwise; from nothing, anything unless they are given. From nothing,
         `tempo` (BPM) and `time_signature` ((3, 4)) open the piece. The tempo holds (the prompt's, or the
-        first one written) unless allow_tempo_changes."""
+        first one written) unless allow_tempo_changes; every new bar holds a note unless allow_empty_bars."""
         length = LengthRule(max_new_tokens, bars, seconds, allow_early_end)
         for name, value in (("num_samples", num_samples), ("prompt_tokens", prompt_tokens)):
             if value is not None and value <= 0:
@@ -240,7 +240,8 @@ class MusicGenerator:
         timeline = None
         if self.spec is not None:
             timeline = TokenGrammar(self.spec, instruments=rule, length=length, syntax=constrained,
-                                    opening=opening.token_ids(self.spec), hold_tempo=not allow_tempo_changes)
+                                    opening=opening.token_ids(self.spec), hold_tempo=not allow_tempo_changes,
+                                    no_empty_bars=not allow_empty_bars)
             timeline.follow(start)
             # A prompt without tempo events plays at MIDI's default 120 BPM: that is its tempo to hold.
             timeline.anchor(qpm=(_tempo_at_end(score) or 120.0) if score is not None else None)
@@ -304,7 +305,7 @@ class MusicGenerator:
         request = fill.plan(TokenGrammar(self.spec), ids, start_bar, end_bar, context=self.model.config.max_seq_len,
                             fim=fim, bos_id=self.tokenizer.bos_id, eos_id=self.tokenizer.eos_id)
         timeline = TokenGrammar(self.spec, instruments=rule, length=LengthRule(bars=end_bar - start_bar + 1),
-                                hold_tempo=True)  # the piece's tempo map is kept: a tempo token would be ignored
+                                hold_tempo=True, no_empty_bars=True)  # the piece's tempo map is kept: a tempo token would be ignored
         fill.generator_rows(timeline, request, num_samples)
         seed = seed if seed is not None else random.randrange(2**31)
         device = next(self.model.parameters()).device

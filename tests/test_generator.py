@@ -280,3 +280,28 @@ def test_the_tempo_holds_unless_changes_are_allowed(generator):
     # From nothing: the opening tempo (forced, or the model's first) is the only one.
     for result in lover.continue_midi(None, bars=2, seed=2, num_samples=2):
         assert tempo_tokens(result) == 1
+
+
+def test_every_new_bar_holds_a_note_unless_empty_bars_are_allowed(generator):
+    model = _TempoLover(generator.model.config)  # reused as "lover of one token kind": here, Bar
+    model.load_state_dict(generator.model.state_dict())
+    bar = generator.tokenizer.bar_id
+    model.tempo_ids = [bar]
+    hasty = MusicGenerator(model, generator.tokenizer)
+    note_kinds = ("Pitch_", "PitchDrum_")
+
+    def bars_without_notes(result):
+        empty, notes = 0, None
+        for token in result.new_token_ids:
+            name = generator.tokenizer.miditok[token]
+            if token == bar:
+                empty += notes == 0
+                notes = 0
+            elif name.startswith(note_kinds) and notes is not None:
+                notes += 1
+        return empty
+
+    full = hasty.continue_midi(PROMPTS[0], bars=4, seed=3, num_samples=3)
+    assert all(r.new_token_ids.count(bar) >= 4 and bars_without_notes(r) == 0 for r in full)
+    sparse = hasty.continue_midi(PROMPTS[0], bars=4, seed=3, num_samples=3, allow_empty_bars=True)
+    assert sum(bars_without_notes(r) for r in sparse) >= 3
