@@ -58,6 +58,7 @@ def _worker(mem_mb: int, generate_every: int, fluidsynth_every: int) -> None:
     import midi_mutations as mm
     from datafiles import PROMPTS
     from musicmha import augment, prepare, render
+    from musicmha.app import history
     from musicmha.app.handlers import AppConfig, Handlers, new_session
     from musicmha.app.service import TempFiles
     from musicmha.config import ModelConfig
@@ -117,8 +118,9 @@ def _worker(mem_mb: int, generate_every: int, fluidsynth_every: int) -> None:
         try:
             # FluidSynth (~0.3 s a file) for some cases, the numpy synthesizer (~0.04 s) for the others.
             render.fluidsynth_command = real_fluidsynth if case.seed % fluidsynth_every == 0 else lambda: None
-            audio, image, _, _ = handlers.show_prompt(str(path), new_session())
-            ok = audio[1].size > 0 and Path(image).is_file()
+            data, _ = handlers.read_prompt(str(path))  # gr.Error (one line) when the upload is refused
+            _, audio, roll, *_ = handlers.show(history.push(new_session(), data, path.stem))
+            ok = audio[1].size > 0 and "<img" in roll
             outcome["app"] = "valid" if ok else "FAIL: empty preview"
         except gr.Error as error:
             outcome["app"] = _ours(str(error.message))

@@ -17,6 +17,7 @@ from musicmha.midi_io import MAX_NOTES, MAX_QUARTERS, load_midi
 from musicmha.render import render_audio
 
 gr = pytest.importorskip("gradio")
+from musicmha.app import history  # noqa: E402
 from musicmha.app.handlers import AppConfig, Handlers, new_session  # noqa: E402
 from musicmha.app.service import ModelCache, TempFiles  # noqa: E402
 
@@ -94,8 +95,9 @@ def test_continue_midi_gives_music_or_one_line(generator, name):
 def test_app_previews_and_generates_or_says_why(handlers, tmp_path, name):
     path = tmp_path / f"{name}.mid"
     path.write_bytes(PROMPTS[name])
-    audio, _, info, _ = handlers.show_prompt(str(path), new_session())  # every edge prompt previews
-    assert audio[1].any() and f"{load_midi(path).note_num()} notes" in info
+    data, _ = handlers.read_prompt(str(path))  # every edge prompt is accepted and previews
+    _, audio, _, info, *_ = handlers.show(history.push(new_session(), data, name))
+    assert audio[1].any() and f"{load_midi(path).note_num()} note" in info  # "1 note", "12 notes"
     try:
         status, *_ = list(handlers.generate(str(path), "tokens", 32, 1.0, 0, 1.0, 3, False, 1, 0, None))[-1]
     except gr.Error as error:
