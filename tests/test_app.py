@@ -111,7 +111,7 @@ def test_generate_returns_audio_roll_midi_and_the_seed(handlers):
     assert rolls[2:] == ["", ""] and "seed 8" in rolls[1]  # each variation names its own seed (7 + 1)
     score = load_midi(midis[0])
     assert score.note_num() >= 84  # the download is the whole piece: the prompt, then the continuation
-    assert [r["seed"] for r in records] == [7, 7] and records[0]["boundary"] == load_midi(BACH).end()
+    assert [r["seed"] for r in records] == [7, 8] and records[0]["boundary"] == load_midi(BACH).end()
     again = final(handlers, prompt, variations=2)
     assert Path(again[11]).read_bytes() == Path(midis[1]).read_bytes()  # same seed, same variation 2
 
