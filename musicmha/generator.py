@@ -23,7 +23,7 @@ import torch
 from .controls import MAX_NEW_TOKENS, InstrumentRule, LengthRule, Opening, prompt_programs  # noqa: F401 (re-export)
 from .errors import CheckpointError, ConfigError, MidiError, MusicmhaError
 from .grammar import GrammarSpec, TokenGrammar
-from .midi_io import load_midi
+from .midi_io import add_notes, load_midi
 
 logger = logging.getLogger(__name__)
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -120,13 +120,7 @@ def _merge(prompt: symusic.Score, continuation: symusic.Score) -> symusic.Score:
     if later:
         merged.tempos.extend(later)
         merged.tempos.sort()
-    for track in continuation.tracks:
-        same = [t for t in merged.tracks if t.program == track.program and t.is_drum == track.is_drum]
-        if same:
-            same[0].notes.extend(track.notes)
-            same[0].notes.sort()
-        else:
-            merged.tracks.append(track.copy())
+    add_notes(merged, continuation.tracks)
     return merged
 
 

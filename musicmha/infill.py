@@ -24,6 +24,7 @@ import symusic
 from .errors import ConfigError, MidiError
 from .fim import MAX_FILL_BARS
 from .grammar import TokenGrammar
+from .midi_io import add_notes
 
 logger = logging.getLogger(__name__)
 
@@ -127,16 +128,15 @@ def place(prompt: symusic.Score, middle: symusic.Score, start_tick: int, end_tic
         kept = [n for n in track.notes if not start_tick <= n.time < end_tick]
         track.notes.clear()
         track.notes.extend(kept)
+    cut = []
     for track in middle.tracks:
-        notes = [n for n in track.notes if start_tick <= n.time < end_tick]
-        for note in notes:
-            note.duration = max(1, min(note.duration, end_tick - note.time))
-        same = [t for t in out.tracks if t.program == track.program and t.is_drum == track.is_drum]
-        if not same:
-            out.tracks.append(symusic.Track(name=track.name, program=track.program, is_drum=track.is_drum))
-            same = [out.tracks[-1]]
-        same[0].notes.extend(notes)
-        same[0].notes.sort()
+        kept = symusic.Track(name=track.name, program=track.program, is_drum=track.is_drum)
+        for note in track.notes:
+            if start_tick <= note.time < end_tick:
+                note.duration = max(1, min(note.duration, end_tick - note.time))
+                kept.notes.append(note)
+        cut.append(kept)
+    add_notes(out, cut)
     return out
 
 

@@ -130,3 +130,16 @@ def load_midi(source: str | os.PathLike | bytes | bytearray | memoryview | symus
             raise MidiError(f"corrupt MIDI data: {reason}") from None
     _check_content(score)
     return score
+
+
+def add_notes(score: symusic.Score, tracks) -> None:
+    """Add each track's notes to `score`'s first track of the same program and drum flag (a copy of the
+    track when `score` has none), in place. New notes join the instrument they were written for, so a
+    continuation or an infill plays, and is drawn, on the prompt's own tracks."""
+    for track in tracks:
+        same = [t for t in score.tracks if t.program == track.program and t.is_drum == track.is_drum]
+        if same:
+            same[0].notes.extend(track.notes)
+            same[0].notes.sort()
+        else:
+            score.tracks.append(track.copy())

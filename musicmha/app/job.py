@@ -15,6 +15,7 @@ from typing import Any
 import symusic
 
 from ..errors import MusicmhaError
+from ..midi_io import add_notes
 from .views import bar_starts
 
 logger = logging.getLogger(__name__)
@@ -106,13 +107,7 @@ def merge(prompt: symusic.Score, fragment: symusic.Score, offset: int) -> symusi
     and drum flag: same track, so colours and names match the final roll)."""
     moved = fragment.resample(prompt.ticks_per_quarter, min_dur=1).shift_time(offset)
     merged = prompt.copy()
-    for track in moved.tracks:
-        same = [t for t in merged.tracks if t.program == track.program and t.is_drum == track.is_drum]
-        if same:
-            same[0].notes.extend(track.notes)
-            same[0].notes.sort()
-        else:
-            merged.tracks.append(track.copy())
+    add_notes(merged, moved.tracks)
     return merged
 
 
