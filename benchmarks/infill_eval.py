@@ -20,20 +20,17 @@ import time
 import numpy as np
 import torch
 
+from long_context import full_context_nll  # benchmarks/ is on the path when a script runs
+
 from musicmha.dataset import TokenSplit
 from musicmha.generator import MusicGenerator
 from musicmha.grammar import TokenGrammar
 from musicmha.infill import bar_lines, plan
 
 
-@torch.inference_mode()
 def scored(model, tokens: list[int], start: int) -> np.ndarray:
-    """NLL of tokens[start:] given everything before them (one causal pass)."""
-    x = torch.tensor([tokens])
-    logits, _ = model(x[:, :-1])
-    logp = torch.log_softmax(logits[0, start - 1:].float(), dim=-1)
-    y = x[0, start:]
-    return -logp.gather(1, y[:, None])[:, 0].numpy()
+    """NLL of tokens[start:] given everything before them: long_context's one causal pass."""
+    return full_context_nll(model, np.asarray(tokens, dtype=np.int64), start, len(tokens))
 
 
 def main() -> None:
