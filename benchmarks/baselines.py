@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from musicmha.dataset import TokenSplit
-from musicmha.ngram import KneserNey, perplexity, unigram_nll
+from musicmha.data.dataset import TokenSplit
+from musicmha.evaluation.ngram import KneserNey, perplexity, unigram_nll
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from musicmha import ModelConfig, MusicTransformer
-from musicmha.generator import MusicGenerator, token_error_ratio
+from musicmha.generation.music_generator import MusicGenerator, token_error_ratio
 
 PROMPTS = sorted((Path(__file__).resolve().parent.parent / "data" / "prompts").glob("*.mid"))
 

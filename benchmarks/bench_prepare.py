@@ -85,8 +85,8 @@ def run_prepare(input_dir: str, out: str, workers: int, extra: list[str]) -> dic
 
 def make_copies(source: Path, target: Path, count: int) -> None:
     """Fill `target` with `count` MIDI files: the source files, then transposed copies (+1, -1, +2, ...)."""
-    from musicmha.augment import Variant, apply, fits
-    from musicmha.midi_io import load_midi
+    from musicmha.data.augment import Variant, apply, fits
+    from musicmha.data.midi_io import load_midi
 
     files = sorted(p for p in source.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
     target.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import symusic
 
-from musicmha import render
-from musicmha.pianoroll import piano_roll_png
-from musicmha.render import render_audio
+from musicmha.render import audio as render
+from musicmha.render.pianoroll import piano_roll_png
+from musicmha.render.audio import render_audio
 
 
 def generated_score(seconds: float) -> symusic.Score:

@@ -20,7 +20,7 @@ import time
 import torch
 
 from musicmha import ModelConfig, MusicTransformer
-from musicmha.train_config import PRESETS
+from musicmha.training.config import PRESETS
 
 VARIANTS = (("none", "auto"), ("rope", "auto"), ("alibi", "auto"), ("relative", "blocked"), ("relative", "sdpa"))
 

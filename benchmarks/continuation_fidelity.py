@@ -38,8 +38,8 @@ from pathlib import Path
 
 import torch
 
-from musicmha.generator import MusicGenerator
-from musicmha.midi_io import load_midi
+from musicmha.generation.music_generator import MusicGenerator
+from musicmha.data.midi_io import load_midi
 
 DRUMS = "drums"
 TARGETS = {"on_prompt_pct": 99.0, "new_instruments": 0, "reached_pct": 95.0, "density_median": 0.5}

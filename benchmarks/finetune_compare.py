@@ -23,7 +23,7 @@
    continues every prompt with `MusicGenerator.continue_midi(bars=--bars, num_samples=--samples,
    seed=prompt index)` (product defaults: grammar-constrained, temperature 1, no top-k/top-p), so all models
    draw with the same seeds. Scored by the pitch-class histogram Jensen-Shannon divergence (bits) of the
-   continued bars to the true ones (musicmha/music_stats.py, as benchmarks/sample_stats.py). Two references
+   continued bars to the true ones (musicmha/evaluation/music_stats.py, as benchmarks/sample_stats.py). Two references
    need no model: the prompt's own last --bars bars as the continuation ("repeat the last bars") and another
    prompt's truth ("an unrelated truth").
 
@@ -52,10 +52,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sample_stats import passage_stats  # noqa: E402
 
-from musicmha import music_stats as ms  # noqa: E402
-from musicmha.dataset import TokenSplit  # noqa: E402
-from musicmha.evaluate import _chunks  # noqa: E402
-from musicmha.generator import MusicGenerator  # noqa: E402
+from musicmha.evaluation import music_stats as ms  # noqa: E402
+from musicmha.data.dataset import TokenSplit  # noqa: E402
+from musicmha.evaluation.evaluate import _chunks  # noqa: E402
+from musicmha.generation.music_generator import MusicGenerator  # noqa: E402
 
 DEFAULT_METHODS = "base,full,lora:8,lora:8:1e-3,scratch"
 
@@ -119,7 +119,7 @@ def count_parameters(run: Path | None, base: Path) -> tuple[int, int]:
     """(trainable, total) parameters: the adapter's matrices for LoRA, else every weight."""
     from safetensors.torch import load_file
 
-    from musicmha.model import MusicTransformer
+    from musicmha.nn.model import MusicTransformer
 
     total = MusicTransformer.from_pretrained(run / "model" if run else base).num_parameters()
     adapter = run / "adapter" / "adapter.safetensors" if run else None
@@ -131,7 +131,7 @@ def count_parameters(run: Path | None, base: Path) -> tuple[int, int]:
 @torch.no_grad()
 def nll_per_piece(checkpoint: Path, tokens: Path) -> dict[str, dict]:
     """Test NLL of each piece, in the windows `musicmha eval` uses (consecutive max_seq_len windows)."""
-    from musicmha.model import MusicTransformer
+    from musicmha.nn.model import MusicTransformer
 
     model = MusicTransformer.from_pretrained(checkpoint).eval()
     split = TokenSplit(tokens, "test")
@@ -311,7 +311,7 @@ def main() -> None:
     previous = json.loads(results_file.read_text()) if results_file.is_file() else {}
     done = {r["spec"]: r for r in previous.get("methods", [])}
 
-    from musicmha.tokenizer import MusicTokenizer
+    from musicmha.data.tokenizer import MusicTokenizer
 
     tokenizer = MusicTokenizer.load(args.base)
     prompts, skipped = pick_prompts(tokens, tokenizer, [int(o) for o in args.offsets.split(",")],

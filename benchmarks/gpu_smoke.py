@@ -78,7 +78,7 @@ def environment(device: torch.device) -> dict:
 
 def dense_reference(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
     """softmax((QKᵀ + q_i·E[clip(i-j)]) / sqrt(D)) V, causal, in float64: the formula of tests/reference.py
-    without its Python loops (the skew of musicmha.positions is not used)."""
+    without its Python loops (the skew of musicmha.nn.positions is not used)."""
     m = {k: v.double() for k, v in mha.state_dict().items()}
     x = x.double()
     batch, length, _ = x.shape
@@ -268,7 +268,7 @@ def _count_syncs(s: Smoke, fn) -> tuple[int | None, float]:
 
 
 def shipped_model(s: Smoke, checkpoint: str | None) -> None:
-    from musicmha.generator import MusicGenerator
+    from musicmha.generation.music_generator import MusicGenerator
 
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 on both sides: a difference is a bug, not TF32
     cpu = MusicGenerator.from_pretrained(checkpoint, device="cpu", dtype=torch.float32)

@@ -6,7 +6,7 @@
 For test pieces and bar ranges drawn at random (seeded; a range starts after the piece's first two bars and
 ends before its last two, so both sides hold music), the same middle tokens are scored twice with the same
 model: (both) after the infill scaffold `FIM_Prefix prefix FIM_Suffix suffix FIM_Middle FIM_Bars<n> Bar
-TimeSig` that `MusicGenerator.infill` builds (musicmha/infill.py: same truncation to the context), and
+TimeSig` that `MusicGenerator.infill` builds (musicmha/generation/infill.py: same truncation to the context), and
 (left) after the prefix alone, as a continuation (`prefix Bar TimeSig`). A model that reads the suffix
 scores the middle clearly lower with both sides.
 """
@@ -22,10 +22,10 @@ import torch
 
 from long_context import full_context_nll  # benchmarks/ is on the path when a script runs
 
-from musicmha.dataset import TokenSplit
-from musicmha.generator import MusicGenerator
-from musicmha.grammar import TokenGrammar
-from musicmha.infill import bar_lines, plan
+from musicmha.data.dataset import TokenSplit
+from musicmha.generation.music_generator import MusicGenerator
+from musicmha.generation.grammar import TokenGrammar
+from musicmha.generation.infill import bar_lines, plan
 
 
 def scored(model, tokens: list[int], start: int) -> np.ndarray:

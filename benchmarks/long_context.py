@@ -21,8 +21,8 @@ import time
 import numpy as np
 import torch
 
-from musicmha.dataset import TokenSplit
-from musicmha.model import MusicTransformer
+from musicmha.data.dataset import TokenSplit
+from musicmha.nn.model import MusicTransformer
 
 
 @torch.inference_mode()

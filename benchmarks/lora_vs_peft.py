@@ -12,7 +12,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from musicmha import MusicTransformer
-from musicmha.lora import LoRAConfig, add_adapters
+from musicmha.nn.lora import LoRAConfig, add_adapters
 
 torch.set_num_threads(2)
 base = MusicTransformer.from_pretrained("checkpoints/musicmha-small")
@@ -51,6 +51,6 @@ for _ in range(3):
     rounds["ours"].append(timed(ours)); rounds["peft"].append(timed(theirs))
 print("| module | trainable params | start = base (max logit diff) | step s (median of 3 rounds x 6) |")
 print("|---|---:|---:|---:|")
-for name, n, same in (("ours (musicmha/lora.py)", n_ours, same_ours), ("peft 0.21.2", n_theirs, same_theirs)):
+for name, n, same in (("ours (musicmha/nn/lora.py)", n_ours, same_ours), ("peft 0.21.2", n_theirs, same_theirs)):
     key = "ours" if name.startswith("ours") else "peft"
     print(f"| {name} | {n:,} | {same:.1e} | {sorted(rounds[key])[1]:.3f} |")

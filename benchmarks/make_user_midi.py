@@ -10,7 +10,7 @@ split pieces are used. When the folder has no manifest yet, it is built first wi
 (the first 200 files of each collection: 8 Bach chorales and 11 fiddle tunes land in the test split).
 Six kinds, `--per-kind` files each, listed with their kind, source and shape in `OUT/manifest.json`:
 
-- arranged: a test piece's melody over mma's drums, bass and comping (musicmha.arrange), as the corpus's
+- arranged: a test piece's melody over mma's drums, bass and comping (musicmha.data.arrange), as the corpus's
   arrangements collection makes them;
 - band: hand-rolled pop arrangements written with pretty_midi: a melody on a GM lead, a bass line, block
   chords on pads/strings/piano and a drum kit (kick, snare, hats, crashes on channel 10);
@@ -43,7 +43,7 @@ import mido
 import pretty_midi
 import symusic
 
-from musicmha.midi_io import load_midi
+from musicmha.data.midi_io import load_midi
 
 KINDS = ("arranged", "band", "piano", "long", "foreign", "game")
 CORPUS_COMMAND = ["musicmha", "corpus", "--collections", "bach,ryansMammoth", "--limit", "200", "--workers", "1"]
@@ -299,8 +299,8 @@ def bar_quarters(meter: tuple[int, int]) -> float:
 
 
 def with_left_hand(score: symusic.Score, rng: random.Random) -> list[list[tuple[float, float, int, int]]]:
-    """A single-line tune gets a left hand: broken chords from its harmonization (musicmha.arrange)."""
-    from musicmha.arrange import NAMES, QUALITIES, plan_arrangement
+    """A single-line tune gets a left hand: broken chords from its harmonization (musicmha.data.arrange)."""
+    from musicmha.data.arrange import NAMES, QUALITIES, plan_arrangement
 
     parts = voices(score)
     if len(parts) > 1:
@@ -507,7 +507,7 @@ def plan_files(sources: list[tuple[str, symusic.Score]], per_kind: int, seed: in
         return sources[(i + 3 * KINDS.index(kind)) % len(sources)]
 
     if "arranged" in kinds and sources:
-        from musicmha.arrange import arrange
+        from musicmha.data.arrange import arrange
         from musicmha.errors import MusicmhaError
 
         count = 0
@@ -552,7 +552,7 @@ def plan_files(sources: list[tuple[str, symusic.Score]], per_kind: int, seed: in
                                  f"band song, {bars} bars {meter[0]}/{meter[1]} at {qpm:g} qpm",
                                  lambda path, a=(parts, qpm, meter): write_pretty(a[0], a[1], a[2], path, 480)))
             elif which == 1:
-                from musicmha.arrange import arrange
+                from musicmha.data.arrange import arrange
                 from musicmha.errors import MusicmhaError
 
                 for k in range(len(sources)):

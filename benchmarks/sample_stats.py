@@ -8,7 +8,7 @@ the piece's first --prompt-bars bars (its own tokens, cut before the Bar token t
 the truth is the next --bars bars. The shipped model continues the prompt through MusicGenerator.continue_midi
 (bars=--bars, temperature 1, no top-k/top-p: the product defaults), once grammar-constrained (seed = the
 sample index) and once unconstrained (seed 1000 + index). The new tokens are appended to the prompt's tokens and decoded,
-so prompt, truth and continuation share one time base; statistics come from musicmha.music_stats over the
+so prompt, truth and continuation share one time base; statistics come from musicmha.evaluation.music_stats over the
 --bars bars after the prompt (bar lines from each score's own time signatures). A reference row pairs each
 truth with the truth of another sampled piece, to show what an unrelated real continuation scores.
 Per-sample rows go to OUT/samples.jsonl, the summary table (mean ± standard error over the samples) to stdout.
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from musicmha import music_stats as ms
-from musicmha.dataset import TokenSplit
-from musicmha.generator import MusicGenerator, token_error_ratio
+from musicmha.evaluation import music_stats as ms
+from musicmha.data.dataset import TokenSplit
+from musicmha.generation.music_generator import MusicGenerator, token_error_ratio
 
 EXAMPLE_COLLECTIONS = ("bach", "palestrina", "essenFolksong")
 
@@ -184,7 +184,7 @@ def main() -> None:
 def write_examples(folder: Path, chosen: list[dict], tok, args) -> None:
     """The first sampled piece (that ran its full length) of each of EXAMPLE_COLLECTIONS: prompt + model continuation (as
     `musicmha generate` writes it), its piano roll, and prompt + true continuation."""
-    from musicmha.pianoroll import piano_roll_png
+    from musicmha.render.pianoroll import piano_roll_png
 
     folder.mkdir(parents=True, exist_ok=True)
     picked = []

@@ -1,6 +1,6 @@
 """musicmha: symbolic music generation with a causal multi-head attention transformer.
 
-Public names are imported lazily (PEP 562), so `import musicmha.prepare` or `musicmha --help` does not pay
+Public names are imported lazily (PEP 562), so `import musicmha.data.prepare` or `musicmha --help` does not pay
 for importing torch.
 """
 
@@ -9,23 +9,23 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import CheckpointError, ConfigError, MidiError, MusicmhaError
+from musicmha.errors import CheckpointError, ConfigError, MidiError, MusicmhaError
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "KVCache": "musicmha.attention",
-    "MultiHeadAttention": "musicmha.attention",
-    "ModelConfig": "musicmha.config",
-    "MusicTransformer": "musicmha.model",
+    "KVCache": "musicmha.nn.attention",
+    "MultiHeadAttention": "musicmha.nn.attention",
+    "ModelConfig": "musicmha.nn.config",
+    "MusicTransformer": "musicmha.nn.model",
 }
 
 __all__ = [*_LAZY, "CheckpointError", "ConfigError", "MidiError", "MusicmhaError", "__version__"]
 
 if TYPE_CHECKING:
-    from .attention import KVCache, MultiHeadAttention
-    from .config import ModelConfig
-    from .model import MusicTransformer
+    from musicmha.nn.attention import KVCache, MultiHeadAttention
+    from musicmha.nn.config import ModelConfig
+    from musicmha.nn.model import MusicTransformer
 
 
 def __getattr__(name: str) -> Any:

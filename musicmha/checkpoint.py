@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError
+from musicmha.errors import CheckpointError
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import MusicmhaError
+from musicmha.errors import MusicmhaError
 
 Runner = Callable[[argparse.Namespace], int | None]
 
@@ -27,7 +27,7 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 def _run_info(args: argparse.Namespace) -> int:
     import json
 
-    from .model import MusicTransformer
+    from musicmha.nn.model import MusicTransformer
 
     model = MusicTransformer.from_pretrained(args.checkpoint)
     print(json.dumps(model.config.to_dict(), indent=2))
@@ -53,7 +53,7 @@ def _add_corpus(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_corpus(args: argparse.Namespace) -> int:
-    from .corpus import CorpusConfig, available_collections, build_corpus, collections_arg, summary
+    from musicmha.data.corpus import CorpusConfig, available_collections, build_corpus, collections_arg, summary
 
     if args.list:
         for name, files in available_collections().items():
@@ -85,7 +85,7 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
-    from .prepare import PrepareConfig, prepare, summary
+    from musicmha.data.prepare import PrepareConfig, prepare, summary
 
     cfg = PrepareConfig.from_cli(args)
     for line in summary(prepare(cfg)):
@@ -110,7 +110,7 @@ def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: tup
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .train_config import TrainConfig
+    from musicmha.training.config import TrainConfig
 
     p = sub.add_parser("train", help="train a model on a prepared token folder (accelerate: CPU, GPUs, nodes)",
                        description="Options: preset < --config file (YAML/JSON) < flags. "
@@ -123,8 +123,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .train import train
-    from .train_config import TrainConfig
+    from musicmha.training.train import train
+    from musicmha.training.config import TrainConfig
 
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
     result = train(TrainConfig.from_sources(args.config, **options))
@@ -144,7 +144,7 @@ def _add_merge_lora(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_merge_lora(args: argparse.Namespace) -> int:
-    from .lora import merge_adapter
+    from musicmha.nn.lora import merge_adapter
 
     print(f"merged model written to {merge_adapter(Path(args.adapter), Path(args.out), args.base)}")
     return 0
@@ -168,9 +168,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluate import eval_device, evaluate
-    from .model import MusicTransformer
-    from .tokenizer import MusicTokenizer
+    from musicmha.evaluation.evaluate import eval_device, evaluate
+    from musicmha.nn.model import MusicTransformer
+    from musicmha.data.tokenizer import MusicTokenizer
 
     device = eval_device(args.device)  # checked before the model is read
     model = MusicTransformer.from_pretrained(args.checkpoint, device=device)
@@ -200,8 +200,8 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    from .audio_io import check_audio_path
-    from .render import render_audio, write_audio
+    from musicmha.render.wav import check_audio_path
+    from musicmha.render.audio import render_audio, write_audio
 
     check_audio_path(args.output)  # refuse an unusable output before spending time on rendering
     audio, rate = render_audio(args.input, sample_rate=args.sample_rate, soundfont=args.soundfont,
@@ -263,7 +263,7 @@ def _numbered(path: str, index: int, count: int) -> Path:
 
 def _checked_instruments(args: argparse.Namespace) -> list[int] | None:
     """--instruments parsed and checked before the model loads, so a typo costs no time."""
-    from .controls import InstrumentRule, parse_programs
+    from musicmha.generation.controls import InstrumentRule, parse_programs
 
     instruments = parse_programs(args.instruments) if args.instruments is not None else None
     if instruments is not None:
@@ -272,8 +272,8 @@ def _checked_instruments(args: argparse.Namespace) -> list[int] | None:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from .controls import LengthRule, Opening, parse_time_signature
-    from .generator import MusicGenerator
+    from musicmha.generation.controls import LengthRule, Opening, parse_time_signature
+    from musicmha.generation.music_generator import MusicGenerator
 
     instruments = _checked_instruments(args)
     time_signature = parse_time_signature(args.time_signature) if args.time_signature is not None else None
@@ -301,8 +301,8 @@ def _add_infill(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_infill(args: argparse.Namespace) -> int:
-    from .errors import ConfigError
-    from .generator import MusicGenerator
+    from musicmha.errors import ConfigError
+    from musicmha.generation.music_generator import MusicGenerator
 
     try:
         first, last = (int(x) for x in args.bars.replace(" ", "").split("-"))
@@ -319,19 +319,19 @@ def _run_infill(args: argparse.Namespace) -> int:
 
 
 def _write_results(args: argparse.Namespace, results: list) -> None:
-    from .checkpoint import write_atomic
+    from musicmha.checkpoint import write_atomic
 
     for index, result in enumerate(results, start=1):
         midi = _numbered(args.out, index, len(results))
         write_atomic(midi, lambda tmp, score=result.score: tmp.write_bytes(score.dumps_midi()))
         written = [str(midi)]
         if args.wav:
-            from .render import render_audio, write_audio
+            from musicmha.render.audio import render_audio, write_audio
 
             audio, rate = render_audio(result.score)
             written.append(str(write_audio(_numbered(args.wav, index, len(results)), audio, rate)))
         if args.png:
-            from .pianoroll import piano_roll_png
+            from musicmha.render.pianoroll import piano_roll_png
 
             png = _numbered(args.png, index, len(results))
             piano_roll_png(result.score, png, boundary_tick=result.boundary_tick)
@@ -341,7 +341,7 @@ def _write_results(args: argparse.Namespace, results: list) -> None:
 
 
 def _add_app(sub: argparse._SubParsersAction) -> None:
-    from .app.server import add_arguments
+    from musicmha.app.server import add_arguments
 
     p = sub.add_parser("app", help="start the web app (Gradio) on http://127.0.0.1:7860")
     add_arguments(p)
@@ -349,7 +349,7 @@ def _add_app(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_app(args: argparse.Namespace) -> int:
-    from .app import launch
+    from musicmha.app import launch
 
     launch(args)
     return 0
@@ -371,7 +371,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from musicmha import __version__
 
     parser = argparse.ArgumentParser(
         prog="musicmha",

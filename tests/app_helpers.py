@@ -11,8 +11,8 @@ BACH = ROOT / "data" / "prompts" / "bach_bwv66.6_chorale.mid"
 
 def make_tiny_checkpoint(folder: Path) -> Path:
     from musicmha import ModelConfig
-    from musicmha.model import MusicTransformer
-    from musicmha.tokenizer import MusicTokenizer
+    from musicmha.nn.model import MusicTransformer
+    from musicmha.data.tokenizer import MusicTokenizer
 
     tok = MusicTokenizer.from_config()
     model = MusicTransformer(ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_layers=1, n_heads=2,

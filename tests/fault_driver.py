@@ -1,5 +1,5 @@
 """`python tests/fault_driver.py ARGS...` runs `musicmha ARGS...` with a fault injected from the environment,
-so a test can SIGKILL it at a moment it chooses exactly (used only by tests/test_train_faults.py).
+so a test can SIGKILL it at a moment it chooses exactly (used only by tests/training/test_train_faults.py).
 
 MUSICMHA_FAULT (unset: no fault):
 - ``state-write:N``: the N-th `torch.save` of an optimizer state (inside a checkpoint's staging folder)
@@ -45,7 +45,7 @@ def _install(fault: str) -> None:
 
         torch.save = save
     elif kind == "export":
-        from musicmha.model import MusicTransformer
+        from musicmha.nn.model import MusicTransformer
 
         original_export = MusicTransformer.save_pretrained
 

@@ -57,15 +57,16 @@ def _worker(mem_mb: int, generate_every: int, fluidsynth_every: int) -> None:
 
     import midi_mutations as mm
     from datafiles import PROMPTS
-    from musicmha import augment, prepare, render
+    from musicmha.data import augment, prepare
+    from musicmha.render import audio as render
     from musicmha.app import history
     from musicmha.app.handlers import AppConfig, Handlers, new_session
     from musicmha.app.service import TempFiles
-    from musicmha.config import ModelConfig
+    from musicmha.nn.config import ModelConfig
     from musicmha.errors import MusicmhaError
-    from musicmha.generator import MusicGenerator
-    from musicmha.model import MusicTransformer
-    from musicmha.tokenizer import MusicTokenizer
+    from musicmha.generation.music_generator import MusicGenerator
+    from musicmha.nn.model import MusicTransformer
+    from musicmha.data.tokenizer import MusicTokenizer
 
     logging.disable(logging.WARNING)  # clipped renders and fallbacks log warnings: expected here
     torch.set_num_threads(1)

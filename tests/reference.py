@@ -1,4 +1,4 @@
-"""Plain, slow reference attention, written independently of musicmha.positions: explicit per-head loops,
+"""Plain, slow reference attention, written independently of musicmha.nn.positions: explicit per-head loops,
 an explicit (Tq, Tk, D) relative tensor for "relative" (Shaw et al. 2018), complex-number rotations for
 "rope", an explicit distance matrix for "alibi", and a hand-written softmax."""
 

@@ -12,8 +12,8 @@ from test_checkpoint import _edit_config
 
 from musicmha.cli import main
 from musicmha.errors import MusicmhaError
-from musicmha.generator import MusicGenerator
-from musicmha.tokenizer import MusicTokenizer, TokenizerConfig
+from musicmha.generation.music_generator import MusicGenerator
+from musicmha.data.tokenizer import MusicTokenizer, TokenizerConfig
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ __all__ = ["add_arguments", "build_app", "launch", "make_config"]
 
 def __getattr__(name: str) -> Any:
     if name == "build_app":
-        from .ui import build_app
+        from musicmha.app.ui import build_app
 
         return build_app
     if name in ("add_arguments", "launch", "make_config"):
-        from . import server as module
+        from musicmha.app import server as module
 
         return getattr(module, name)
     raise AttributeError(name)

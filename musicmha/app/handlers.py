@@ -15,16 +15,16 @@ from typing import Any
 import gradio as gr
 import symusic
 
-from ..controls import InstrumentRule, Opening
-from ..errors import MusicmhaError
-from ..midi_io import MAX_BYTES, load_midi
-from ..render import music_end_seconds
-from . import history
-from .history import new_session  # noqa: F401 (re-exported for the UI and tests)
-from .job import GenerationJob, describe
-from .service import ModelCache, TempFiles, View, render_view, write_midi
-from .settings import LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, generation_kwargs  # noqa: F401 (re-export)
-from .views import RollSize, placeholder_html, roll_html, roll_size, window, window_start
+from musicmha.generation.controls import InstrumentRule, Opening
+from musicmha.errors import MusicmhaError
+from musicmha.data.midi_io import MAX_BYTES, load_midi
+from musicmha.render.audio import music_end_seconds
+from musicmha.app import history
+from musicmha.app.history import new_session  # noqa: F401 (re-exported for the UI and tests)
+from musicmha.app.job import GenerationJob, describe
+from musicmha.app.service import ModelCache, TempFiles, View, render_view, write_midi
+from musicmha.app.settings import LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, generation_kwargs  # noqa: F401 (re-export)
+from musicmha.app.views import RollSize, placeholder_html, roll_html, roll_size, window, window_start
 
 logger = logging.getLogger(__name__)
 

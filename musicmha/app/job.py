@@ -14,9 +14,9 @@ from typing import Any
 
 import symusic
 
-from ..errors import MusicmhaError
-from ..midi_io import add_notes
-from .views import bar_starts
+from musicmha.errors import MusicmhaError
+from musicmha.data.midi_io import add_notes
+from musicmha.app.views import bar_starts
 
 logger = logging.getLogger(__name__)
 

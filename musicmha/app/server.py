@@ -13,7 +13,7 @@ import signal
 import threading
 from pathlib import Path
 
-from ..midi_io import MAX_BYTES
+from musicmha.data.midi_io import MAX_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def make_config(args: argparse.Namespace):
-    from .handlers import AppConfig
-    from .service import ModelCache, initial_checkpoint, list_checkpoints, list_examples
+    from musicmha.app.handlers import AppConfig
+    from musicmha.app.service import ModelCache, initial_checkpoint, list_checkpoints, list_examples
 
     checkpoint = initial_checkpoint(args.checkpoint)
     if checkpoint is None:
@@ -60,8 +60,8 @@ def prepare(args: argparse.Namespace):
     """The queued Blocks app and the keyword arguments of its launch()."""
     import gradio as gr
 
-    from .ui import build_app
-    from .views import CSS, PLAYHEAD_JS
+    from musicmha.app.ui import build_app
+    from musicmha.app.views import CSS, PLAYHEAD_JS
 
     config = make_config(args)
     app = build_app(config).queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from .. import generator as generator_module
-from ..errors import MusicmhaError
-from ..generator import MusicGenerator, default_checkpoint
-from ..render import render_audio
-from .views import RollSize, roll_html, window, window_start
+from musicmha.generation import music_generator as generator_module
+from musicmha.errors import MusicmhaError
+from musicmha.generation.music_generator import MusicGenerator, default_checkpoint
+from musicmha.render.audio import render_audio
+from musicmha.app.views import RollSize, roll_html, window, window_start
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ import functools
 
 import gradio as gr
 
-from .about import about_summary, model_card
-from .handlers import AppConfig, Handlers
-from .history import new_session
-from .settings import (CHOOSE, INSTRUMENT_MODES, KEEP, LABELS, LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, METERS,
+from musicmha.app.about import about_summary, model_card
+from musicmha.app.handlers import AppConfig, Handlers
+from musicmha.app.history import new_session
+from musicmha.app.settings import (CHOOSE, INSTRUMENT_MODES, KEEP, LABELS, LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, METERS,
                        MODEL_METER, PROGRAM_CHOICES)
-from .views import placeholder_html
+from musicmha.app.views import placeholder_html
 
 TITLE = "musicmha: continue a piece of music"
 # Gradio's cache (numpy audio it converts to WAV, uploads): swept hourly of files older than two hours.

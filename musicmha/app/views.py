@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import symusic
 
-from ..pianoroll import piano_roll
+from musicmha.render.pianoroll import piano_roll
 
 CONTEXT_BARS = 2  # bars of the prompt heard and shown before the continuation
 

@@ -1,0 +1,396 @@
+"""The built-in corpus: music21's bundled scores converted to MIDI (`musicmha corpus --out data/corpus`).
+
+music21 ships ~3,000 files (MusicXML, Humdrum, ABC) holding ~13,000 pieces; a multi-tune ABC file parses
+to an Opus whose `.scores` are separate pieces. Each source file is one task in a process pool; pieces that
+fail or run past the time limit are skipped and listed in `manifest.json` with the reason. Every piece gets
+a stable id ("bach/bwv66.6.mxl", "essenFolksong/han1.abc#12") whose hash fixes its split.
+
+The `arrangements` collection is made from converted pieces rather than music21 files: a melody over
+drums, bass and comping from Debian's `mma` (musicmha/data/arrange.py). Each arrangement keeps its source's
+split, so no test piece reaches training through its arrangement.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from musicmha.errors import ConfigError, MusicmhaError
+from musicmha.data.split import SPLITS, split_of
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+MANIFEST_KIND = "musicmha-corpus"
+# Roman-numeral analyses (.rntxt) are harmonic annotations of other files in the corpus, not music.
+SOURCE_EXTENSIONS = (".mxl", ".xml", ".musicxml", ".krn", ".abc")
+ARRANGEMENTS = "arrangements"
+# Collections whose pieces have a melody on top (chorales, folk songs, fiddle tunes) to arrange.
+ARRANGEMENT_SOURCES = ("bach", "essenFolksong", "oneills1850", "ryansMammoth", "airdsAirs")
+
+
+@dataclass
+class CorpusConfig:
+    out: Path
+    collections: list[str] | None = None  # None: every collection in music21's corpus
+    workers: int = 0  # 0: all cores
+    timeout: float = 60.0  # CPU seconds for parsing one file, and again for converting each piece
+    limit: int | None = None  # at most this many files per collection and pieces per file (quick tests)
+    arrangements: int = 2000  # source pieces to arrange when the arrangements collection is built
+    seed: int = 0  # picks each arrangement's groove, tempo and lead instrument
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0 (0 means all cores), got {self.workers}")
+        if self.timeout <= 0:
+            raise ConfigError(f"timeout must be positive, got {self.timeout}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+        if self.arrangements < 0:
+            raise ConfigError(f"arrangements must be >= 0, got {self.arrangements}")
+        if self.collections is not None:
+            self.collections = [c.strip() for c in self.collections if c.strip()]
+            if not self.collections:
+                raise ConfigError("collections is empty")
+
+
+@dataclass
+class PieceResult:
+    id: str
+    collection: str
+    path: str | None = None  # MIDI file relative to the output folder; None when the piece failed
+    notes: int = 0
+    error: str | None = None
+    note: str | None = None  # e.g. when repeats could not be expanded
+    pickup: float | None = None  # quarter notes before the first full bar (the MIDI has no bar lines)
+    extra: dict | None = None  # manifest fields of an arrangement (groove, tempo, program)
+
+
+def corpus_root() -> Path:
+    from music21 import common
+
+    return Path(common.getCorpusFilePath())
+
+
+def available_collections() -> dict[str, list[str]]:
+    """Collection name (top folder of music21's corpus) -> sorted source files relative to the corpus root."""
+    from music21 import corpus
+
+    root = corpus_root()
+    found: dict[str, list[str]] = {}
+    for path in corpus.corpora.CoreCorpus().getPaths():
+        rel = Path(path).relative_to(root)
+        if rel.suffix.lower() in SOURCE_EXTENSIONS and len(rel.parts) > 1:
+            found.setdefault(rel.parts[0], []).append(rel.as_posix())
+    return {name: _one_format_per_piece(files) for name, files in sorted(found.items())}
+
+
+def _one_format_per_piece(files: list[str]) -> list[str]:
+    """Some pieces ship in two formats (beethoven/opus18no1/movement1.krn and .mxl): keep one, so a piece
+    is never in the corpus twice (possibly in two splits) and MIDI names never collide."""
+    best: dict[str, str] = {}
+    for rel in files:
+        stem, ext = rel.rsplit(".", 1)
+        rank = SOURCE_EXTENSIONS.index("." + ext.lower())
+        if stem not in best or rank < SOURCE_EXTENSIONS.index("." + best[stem].rsplit(".", 1)[1].lower()):
+            best[stem] = rel
+    return sorted(best.values())
+
+
+class _Timeout(Exception):
+    pass
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt slow music21 parsing after `seconds` of CPU time (SIGVTALRM): tasks run in the main thread of
+    pool workers and music21 is pure Python, so the signal lands promptly. CPU time, not wall time, so a busy
+    machine does not make pieces fail (a wall-clock limit lost a whole Essen file under load). A no-op
+    where the signal is missing (Windows)."""
+    if not hasattr(signal, "SIGVTALRM"):
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise _Timeout()
+
+    previous = signal.signal(signal.SIGVTALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
+def _midi_name(rel: str, index: int | None) -> str:
+    stem = rel.rsplit(".", 1)[0]
+    return f"{stem}.mid" if index is None else f"{stem}-{index:04d}.mid"
+
+
+def _unshare(score) -> None:
+    """music21's ABC reader reuses one TimeSignature (or key, tempo, clef) object in several measures when a
+    meter returns; `streamToMidiFile` then fails with "object already found in this Stream" (a quarter of
+    the Essen songs). Giving each measure its own copy fixes it without changing the music."""
+    seen: set[int] = set()
+    for container in score.recurse(streamsOnly=True, includeSelf=True):
+        for el in list(container.getElementsByClass(("TimeSignature", "KeySignature", "MetronomeMark", "Clef"))):
+            if id(el) in seen:
+                container.replace(el, copy.deepcopy(el))
+            else:
+                seen.add(id(el))
+
+
+def _strip_repeats(score) -> None:
+    """Replace repeat barlines and remove repeat expressions/brackets, for pieces whose repeat marks music21
+    cannot expand ("badly formed repeats", mostly in the fiddle-tune collections): the MIDI then plays
+    each section once instead of losing the whole tune."""
+    from music21 import bar, repeat, spanner
+
+    for measure in score.recurse().getElementsByClass("Measure"):
+        for side in ("leftBarline", "rightBarline"):
+            if isinstance(getattr(measure, side), bar.Repeat):
+                setattr(measure, side, bar.Barline("regular"))
+    for el in list(score.recurse().getElementsByClass((repeat.RepeatExpression, spanner.RepeatBracket))):
+        if el.activeSite is not None:
+            el.activeSite.remove(el)
+
+
+def _pickup(score) -> float | None:
+    """Length of an anacrusis in quarter notes (0.0 without one), or None when there are no measures.
+    The MIDI starts with the pickup, so this is the only place that still knows where bar lines fall."""
+    from music21 import stream
+
+    part = score.parts[0] if isinstance(score, stream.Score) and score.parts else score
+    measures = part.getElementsByClass(stream.Measure)
+    if not measures:
+        return None
+    first = measures[0]
+    meter = first.timeSignature or first.getContextByClass("TimeSignature")
+    if meter is None:
+        return None
+    length, bar = float(first.duration.quarterLength), float(meter.barDuration.quarterLength)
+    return length if 0 < length < bar else 0.0
+
+
+def _to_midi(score) -> tuple[bytes, str | None]:
+    from music21 import midi
+
+    _unshare(score)
+    try:
+        return midi.translate.streamToMidiFile(score).writestr(), None
+    except Exception as error:
+        if "repeat" not in str(error):
+            raise
+        _strip_repeats(score)
+        return midi.translate.streamToMidiFile(score).writestr(), "repeats not expanded (malformed repeat marks)"
+
+
+def convert_file(rel: str, out: str, timeout: float, limit: int | None) -> list[PieceResult]:
+    """Parse one corpus file and write each of its pieces as MIDI under `out`. Runs in a worker."""
+    from music21 import corpus, stream
+
+    from musicmha.data.midi_io import count_notes, load_midi
+
+    collection = rel.split("/", 1)[0]
+    try:
+        with _time_limit(timeout):
+            parsed = corpus.parse(str(corpus_root() / rel), forceSource=True)
+    except _Timeout:
+        return [PieceResult(rel, collection, error=f"parsing took longer than {timeout:g} s of CPU time")]
+    except Exception as error:
+        return [PieceResult(rel, collection, error=f"parse failed: {_one_line(error)}")]
+
+    if isinstance(parsed, stream.Opus):
+        pieces = [(f"{rel}#{i}", i, s) for i, s in enumerate(parsed.scores, start=1)]
+    else:
+        pieces = [(rel, None, parsed)]
+    if limit is not None:
+        pieces = pieces[:limit]
+    results = []
+    for piece_id, index, score in pieces:
+        result = PieceResult(piece_id, collection)
+        try:
+            with _time_limit(timeout):
+                try:
+                    result.pickup = _pickup(score)
+                except Exception as error:  # a hint for arrangements only, never a reason to drop a piece
+                    log.debug("%s: no pickup length: %s", piece_id, _one_line(error))
+                data, result.note = _to_midi(score)
+            notes = count_notes(load_midi(data))  # MidiError("no notes") for empty pieces
+            target = Path(out) / _midi_name(rel, index)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            result.path, result.notes = target.relative_to(out).as_posix(), notes
+        except _Timeout:
+            result.error = f"conversion took longer than {timeout:g} s of CPU time"
+        except Exception as error:
+            result.error = f"conversion failed: {_one_line(error)}"
+        results.append(result)
+    return results
+
+
+def _convert_star(args: tuple) -> list[PieceResult]:
+    return convert_file(*args)
+
+
+def select_files(cfg: CorpusConfig) -> dict[str, list[str]]:
+    available = available_collections()
+    names = cfg.collections if cfg.collections is not None else list(available)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise ConfigError(f"unknown collection(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    return {n: available[n][:cfg.limit] if cfg.limit else available[n] for n in names}
+
+
+def build_corpus(cfg: CorpusConfig) -> dict:
+    """Convert the selected collections, then (when selected, or when all are) arrange pieces of the
+    converted ones; writes `cfg.out/manifest.json` and returns the manifest."""
+    from musicmha.data.arrangements import build_arrangements
+
+    if cfg.collections is None:
+        manifest = _convert(cfg)
+        from musicmha.data.arrange import require_mma
+        try:
+            require_mma()
+        except MusicmhaError as error:  # the conversion alone is still a corpus: no error after an hour's work
+            log.warning("no arrangements: %s", error)
+            return manifest
+        return build_arrangements(cfg)
+    music21_collections = [c for c in cfg.collections if c != ARRANGEMENTS]
+    manifest = _convert(dataclasses.replace(cfg, collections=music21_collections)) if music21_collections else None
+    return build_arrangements(cfg) if ARRANGEMENTS in cfg.collections else manifest
+
+
+def _convert(cfg: CorpusConfig) -> dict:
+    started = time.perf_counter()
+    files = select_files(cfg)
+    tasks = [rel for name in files for rel in files[name]]
+    if not tasks:
+        raise MusicmhaError("no source files selected")
+    root = corpus_root()
+    # Biggest files first (multi-tune ABC files take seconds): the pool then ends with short tasks and
+    # both cores stay busy to the end.
+    tasks.sort(key=lambda rel: -(root / rel).stat().st_size)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    workers = cfg.workers or os.cpu_count() or 1
+    args = [(rel, str(cfg.out), cfg.timeout, cfg.limit) for rel in tasks]
+    results: list[PieceResult] = []
+    bar = tqdm(total=len(tasks), desc="corpus", unit="file", dynamic_ncols=True)
+    # maxtasksperchild: music21 keeps caches that grow with every parsed file.
+    with multiprocessing.Pool(workers, maxtasksperchild=50) as pool:
+        for batch in pool.imap_unordered(_convert_star, args):
+            results.extend(batch)
+            bar.update(1)
+            bar.set_postfix(pieces=sum(r.path is not None for r in results),
+                            failed=sum(r.error is not None for r in results))
+    bar.close()
+    manifest = _manifest(cfg, files, results, time.perf_counter() - started)
+    old = _read_manifest(cfg.out)
+    if old and ARRANGEMENTS in old.get("collections", {}) and ARRANGEMENTS not in manifest["collections"]:
+        # Keep the arrangements on disk listed with their splits: unlisted, `prepare` would split them
+        # by the hash of their own path, and a test piece's arrangement could land in training.
+        kept = [p for p in old["pieces"] if p.get("collection") == ARRANGEMENTS and (cfg.out / p["path"]).is_file()]
+        _replace_collection(manifest, ARRANGEMENTS, old["collections"][ARRANGEMENTS], kept)
+    _write_manifest(cfg.out, manifest)
+    return manifest
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("kind") == MANIFEST_KIND else None
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    tmp = Path(folder) / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(tmp, Path(folder) / MANIFEST)
+
+
+def _replace_collection(manifest: dict, name: str, stats: dict, pieces: list[dict]) -> None:
+    """Put `name`'s stats and pieces in place of any earlier ones and recount the totals."""
+    manifest["collections"][name] = stats
+    manifest["pieces"] = sorted([p for p in manifest["pieces"] if p.get("collection") != name] + pieces,
+                                key=lambda p: p["id"])
+    manifest["pieces_total"] = len(manifest["pieces"])
+    manifest["notes_total"] = sum(p["notes"] for p in manifest["pieces"])
+    manifest["failures_total"] = sum(len(c["failures"]) for c in manifest["collections"].values())
+
+
+def _manifest(cfg: CorpusConfig, files: dict[str, list[str]], results: list[PieceResult], seconds: float) -> dict:
+    import music21
+
+    results.sort(key=lambda r: r.id)
+    collections = {}
+    for name, sources in files.items():
+        mine = [r for r in results if r.collection == name]
+        ok = [r for r in mine if r.path is not None]
+        collections[name] = {
+            "files": len(sources), "pieces": len(ok), "notes": sum(r.notes for r in ok),
+            "splits": {s: sum(split_of(r.id) == s for r in ok) for s in SPLITS},
+            "failures": [{"id": r.id, "reason": r.error} for r in mine if r.error is not None],
+        }
+    pieces = [{"id": r.id, "path": r.path, "collection": r.collection, "notes": r.notes, "split": split_of(r.id),
+               **({"note": r.note} if r.note else {}), **({"pickup": r.pickup} if r.pickup is not None else {})}
+              for r in results if r.path is not None]
+    return {
+        "kind": MANIFEST_KIND, "version": 1, "music21": music21.__version__,
+        "split_rule": "sha256(piece id) -> train < 0.90 <= validation < 0.95 <= test",
+        "pieces_total": len(pieces), "notes_total": sum(p["notes"] for p in pieces),
+        "failures_total": sum(len(c["failures"]) for c in collections.values()),
+        "repeats_not_expanded": sum(r.note is not None for r in results if r.path is not None),
+        "seconds": round(seconds, 1), "workers": cfg.workers or os.cpu_count() or 1,
+        "collections": collections, "pieces": pieces,
+    }
+
+
+def read_corpus_splits(folder: Path) -> dict[str, str] | None:
+    """MIDI path relative to `folder` -> split, from a corpus manifest in `folder`, or None if there is none."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        log.warning("ignoring unreadable %s", path)
+        return None
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        return None
+    return {p["path"]: p["split"] for p in manifest.get("pieces", []) if p.get("split") in SPLITS}
+
+
+def collections_arg(text: str | None) -> list[str] | None:
+    return None if text in (None, "", "all") else text.split(",")
+
+
+def summary(manifest: dict) -> Sequence[str]:
+    lines = [f"{name}: {c['pieces']} pieces, {c['notes']} notes, {len(c['failures'])} failed"
+             for name, c in manifest["collections"].items()]
+    lines.append(f"total: {manifest['pieces_total']} pieces, {manifest['notes_total']} notes, "
+                 f"{manifest['failures_total']} failed, {manifest['seconds']} s")
+    return lines
+
+
+
+

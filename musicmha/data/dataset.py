@@ -1,0 +1,154 @@
+"""Reading prepared token folders for training and evaluation (numpy only; no torch needed).
+
+`TokenSplit` memory-maps `{split}.bin`, so opening a split costs nothing however large it is. Training
+batches are random windows over the split's token stream (pieces are delimited by BOS ... EOS);
+`batch_for_step` depends only on its arguments, so resuming at step k replays exactly the batches a
+run that never stopped would have seen, and each rank of a multi-process run takes its own slice of
+one global batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from musicmha.data import fim as fim_format
+from musicmha.errors import MusicmhaError
+from musicmha.data.shards import DTYPE, MANIFEST, MANIFEST_KIND, bin_path, idx_path, pieces_path
+from musicmha.data.split import SPLITS
+
+
+def read_manifest(tokens_dir: str | Path) -> dict:
+    """The manifest of a prepared token folder; MusicmhaError if the folder is not one."""
+    folder = Path(tokens_dir)
+    if not folder.is_dir():
+        raise MusicmhaError(f"token folder not found: {folder}")
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise MusicmhaError(f"{folder} is not a prepared token folder (no {MANIFEST}; run `musicmha prepare`)") from None
+    except (OSError, ValueError) as error:
+        raise MusicmhaError(f"unreadable {folder / MANIFEST}: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        raise MusicmhaError(f"{folder / MANIFEST} is not a musicmha token manifest")
+    return manifest
+
+
+class TokenSplit:
+    """One split (train/validation/test) of a prepared token folder."""
+
+    def __init__(self, tokens_dir: str | Path, split: str) -> None:
+        if split not in SPLITS:
+            raise MusicmhaError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        self.folder = Path(tokens_dir)
+        self.split = split
+        self.manifest = read_manifest(self.folder)
+        expected = self.manifest["splits"][split]["tokens"]
+        try:
+            size = bin_path(self.folder, split).stat().st_size
+            self.index = np.fromfile(idx_path(self.folder, split), dtype=np.int64).reshape(-1, 2)
+        except (OSError, ValueError) as error:
+            raise MusicmhaError(f"{self.folder} is missing or has a broken {split} shard: {error}") from None
+        if size != expected * np.dtype(DTYPE).itemsize or len(self.index) != self.manifest["splits"][split]["sequences"]:
+            raise MusicmhaError(f"{self.folder}: the {split} shard does not match manifest.json (interrupted prepare?)")
+        # np.memmap refuses empty files; an empty split is legal (e.g. no test piece in a tiny corpus).
+        self.tokens = (np.memmap(bin_path(self.folder, split), dtype=DTYPE, mode="r") if expected
+                       else np.zeros(0, dtype=DTYPE))
+        self.bos_id, self.eos_id, self.pad_id = (int(self.manifest[k]) for k in ("bos_id", "eos_id", "pad_id"))
+        self.vocab_size = int(self.manifest["vocab_size"])
+        self._paths: list[dict] | None = None
+
+    def __len__(self) -> int:
+        """Number of sequences (pieces and their augmented variants)."""
+        return len(self.index)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.tokens)
+
+    def piece(self, i: int) -> np.ndarray:
+        """Sequence i as int64, BOS and EOS included."""
+        start, length = self.index[i]
+        return np.asarray(self.tokens[start:start + length], dtype=np.int64)
+
+    def source(self, i: int) -> dict:
+        """{"path": MIDI path relative to the prepared folder, "aug": augmentation name or ""} of sequence i."""
+        if self._paths is None:
+            lines = pieces_path(self.folder, self.split).read_text(encoding="utf-8").splitlines()
+            self._paths = [json.loads(line) for line in lines]
+        return self._paths[i]
+
+    def iter_pieces(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self.piece(i)
+
+
+def _rng(seed: int, step: int) -> np.random.Generator:
+    # SeedSequence mixes (seed, step) into independent streams: neighbouring steps are unrelated.
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(step)]))
+
+
+def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: int, step: int,
+                   rank: int = 0, world_size: int = 1, fim: fim_format.FimTokens | None = None,
+                   fim_rate: float = 0.0) -> np.ndarray:
+    """Rows `rank*batch_size ... (rank+1)*batch_size - 1` of the global batch of step `step`:
+    `world_size*batch_size` windows of `seq_len + 1` tokens (inputs and shifted targets) starting at
+    uniformly random positions of the split's stream. The stream is read circularly, so a split shorter
+    than a window still gives full windows (its end joins its start at an EOS -> BOS boundary).
+
+    With `fim_rate` > 0, that fraction of the rows becomes fill-in-the-middle examples (musicmha/data/fim.py),
+    drawn from a random stream of their own: the windows themselves, and every row at rate 0, are the same
+    as without FIM."""
+    if seq_len < 1 or batch_size < 1:
+        raise MusicmhaError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
+    if not 0 <= rank < world_size:
+        raise MusicmhaError(f"rank must be in 0..{world_size - 1}, got {rank}")
+    n = split.num_tokens
+    if n == 0:
+        raise MusicmhaError(f"the {split.split} split of {split.folder} is empty")
+    if fim_rate and (fim is None or not 0.0 <= fim_rate <= 1.0 or seq_len + 1 <= fim_format.EXTRA_TOKENS):
+        raise MusicmhaError(f"fill-in-the-middle needs the tokenizer's FIM tokens, a rate in [0, 1] (got "
+                            f"{fim_rate}) and windows longer than {fim_format.EXTRA_TOKENS} tokens")
+    mine = slice(rank * batch_size, (rank + 1) * batch_size)
+    starts = _rng(seed, step).integers(0, n, size=world_size * batch_size)[mine]
+    batch = _windows(split, starts, seq_len + 1)
+    if fim_rate:
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(step), _FIM_STREAM]))
+        chosen = rng.random(world_size * batch_size) < fim_rate
+        row_seeds = rng.integers(0, 2**63 - 1, size=world_size * batch_size)
+        batch = fim_format.apply_to_rows(batch, fim, chosen[mine], row_seeds[mine])
+    return batch
+
+
+_FIM_STREAM = 0xF1  # a third SeedSequence word keeps the FIM draws independent of the window starts
+
+
+def _windows(split: TokenSplit, starts: np.ndarray, length: int) -> np.ndarray:
+    """(len(starts), length) int64 windows of the split's stream, read circularly."""
+    n = split.num_tokens
+    if n >= length and (starts + length <= n).all():
+        # Contiguous slices read far less of the memmap than fancy indexing when windows do not wrap.
+        return np.stack([np.asarray(split.tokens[s:s + length], dtype=np.int64) for s in starts])
+    positions = (starts[:, None] + np.arange(length)[None, :]) % n
+    return np.asarray(split.tokens[positions.ravel()], dtype=np.int64).reshape(len(starts), length)
+
+
+def iter_windows(split: TokenSplit, *, seq_len: int, batch_size: int) -> Iterator[np.ndarray]:
+    """Fixed consecutive windows for evaluation: window k covers tokens [k*seq_len, k*seq_len + seq_len], so
+    every token after the first is predicted exactly once. The last window is right-padded with `pad_id`:
+    ignore targets equal to pad_id in the loss. Yields (<= batch_size, seq_len + 1) int64 arrays."""
+    if seq_len < 1 or batch_size < 1:
+        raise MusicmhaError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
+    n = split.num_tokens
+    starts = list(range(0, max(n - 1, 0), seq_len))
+    for b in range(0, len(starts), batch_size):
+        rows = []
+        for s in starts[b:b + batch_size]:
+            window = np.full(seq_len + 1, split.pad_id, dtype=np.int64)
+            chunk = split.tokens[s:s + seq_len + 1]
+            window[:len(chunk)] = chunk
+            rows.append(window)
+        yield np.stack(rows)

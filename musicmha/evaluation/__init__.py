@@ -1,0 +1,1 @@
+"""Measuring models and music: NLL evaluation, n-gram baselines, music statistics."""

@@ -1,0 +1,348 @@
+"""MIDI in, MIDI out: `MusicGenerator` ties a checkpoint's model and tokenizer to symusic scores.
+
+The prompt is tokenized, its last bars condition the model (cut at a bar boundary), new tokens are sampled
+(grammar-constrained by default, within the controls of musicmha.generation.controls: the prompt's instruments, the
+length asked for, the opening tempo and meter), and the continuation is decoded, moved to the prompt's time
+base and merged into an untouched copy of the prompt: the prompt's notes, tracks, tempos and time
+signatures come out exactly as they went in (tempo changes the model writes are added after its end).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import symusic
+import torch
+
+from musicmha.generation.controls import MAX_NEW_TOKENS, InstrumentRule, LengthRule, Opening, prompt_programs  # noqa: F401 (re-export)
+from musicmha.errors import CheckpointError, ConfigError, MidiError, MusicmhaError
+from musicmha.generation.grammar import GrammarSpec, TokenGrammar
+from musicmha.data.midi_io import add_notes, load_midi
+
+logger = logging.getLogger(__name__)
+CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+@dataclass
+class GenerationResult:
+    score: symusic.Score  # prompt + continuation, in the prompt's ticks per quarter
+    continuation: symusic.Score  # the new notes alone, same time base and offset
+    token_ids: list[int]  # the conditioning tokens (BOS + prompt tail) followed by the new ones
+    new_token_ids: list[int]
+    boundary_tick: int  # where the prompt ends (its last note-off) in `score` ticks; an infill: where the range starts
+    seed: int  # this sample's own seed: continue_midi(..., seed=seed, num_samples=1) makes it again
+    span: tuple[int, int] | None = None  # an infill's regenerated range [start, end) in `score` ticks
+
+
+DEFAULT_MODEL = "musicmha-small"  # the folder of checkpoints/ that the app and `generate` load by default
+
+
+def default_checkpoint() -> Path:
+    """$MUSICMHA_CHECKPOINT, else checkpoints/DEFAULT_MODEL, else the first folder of checkpoints/ holding a
+    model."""
+    if os.environ.get("MUSICMHA_CHECKPOINT"):
+        return Path(os.environ["MUSICMHA_CHECKPOINT"])
+    if (CHECKPOINTS_DIR / DEFAULT_MODEL / "config.json").is_file():
+        return CHECKPOINTS_DIR / DEFAULT_MODEL
+    found = sorted(p for p in CHECKPOINTS_DIR.glob("*") if (p / "config.json").is_file())
+    if not found:
+        raise MusicmhaError(f"no checkpoint in {CHECKPOINTS_DIR}: train one (musicmha train) or pass --checkpoint")
+    return found[0]
+
+
+def grammar_spec(tokenizer) -> GrammarSpec:
+    tok = tokenizer.miditok
+    vocab = tok.vocab  # token string -> id, the base vocabulary
+    tokens = [""] * len(vocab)
+    for name, index in vocab.items():
+        tokens[index] = name
+    return GrammarSpec(tokens=tokens, graph={k: set(v) for k, v in tok.tokens_types_graph.items()},
+                       bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                       positions_per_beat=tok.config.max_num_pos_per_beat,
+                       remove_duplicated_notes=bool(getattr(tok.config, "remove_duplicated_notes", False)),
+                       special_ids=frozenset(tok.special_tokens_ids))
+
+
+def token_error_ratio(tokenizer, ids: list[int]) -> float:
+    """miditok's error measure (wrong type successions, time going back, duplicated notes) per token."""
+    specials = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id}
+    clean = [i for i in ids if i not in specials]
+    return float(tokenizer.miditok.tokens_errors(clean)) if clean else 0.0
+
+
+def _note_keys(track) -> Counter:
+    return Counter((n.time, n.duration, n.pitch, n.velocity) for n in track.notes)
+
+
+def _new_notes(full: symusic.Score, prompt: symusic.Score, tpq: int) -> symusic.Score:
+    """The notes of `full` that are not in `prompt` (both decoded from tokens, prompt a prefix of full)."""
+    known = {(t.program, t.is_drum): _note_keys(t) for t in prompt.tracks}
+    out = symusic.Score(tpq)
+    for track in full.tracks:
+        seen = Counter(known.get((track.program, track.is_drum), Counter()))
+        fresh = symusic.Track(name=track.name, program=track.program, is_drum=track.is_drum)
+        for note in track.notes:
+            key = (note.time, note.duration, note.pitch, note.velocity)
+            if seen[key] > 0:
+                seen[key] -= 1
+            else:
+                fresh.notes.append(note)
+        if len(fresh.notes):
+            out.tracks.append(fresh)
+    return out
+
+
+def _new_tempos(full: symusic.Score, prompt: symusic.Score) -> list:
+    """Tempo changes in `full` that `prompt` lacks: the ones the model wrote."""
+    seen = Counter((t.time, round(t.qpm, 3)) for t in prompt.tempos)
+    fresh = []
+    for tempo in full.tempos:
+        key = (tempo.time, round(tempo.qpm, 3))
+        if seen[key] > 0:
+            seen[key] -= 1
+        else:
+            fresh.append(tempo)
+    return fresh
+
+
+def _merge(prompt: symusic.Score, continuation: symusic.Score) -> symusic.Score:
+    merged = prompt.copy()
+    end = prompt.end()
+    # The model's tempo changes play the continuation as it was timed; the ones before the prompt's end
+    # (rare: between its last onset and last note-off) are left out so the prompt plays exactly as given.
+    later = [t for t in continuation.tempos if t.time >= end]
+    if later:
+        merged.tempos.extend(later)
+        merged.tempos.sort()
+    add_notes(merged, continuation.tracks)
+    return merged
+
+
+def _tempo_at_end(score: symusic.Score | None) -> float | None:
+    """The prompt's tempo where it ends, exactly (its tokens round tempos to the tokenizer's bins)."""
+    if score is None:
+        return None
+    before = [t for t in score.tempos if t.time <= score.end()]
+    return before[-1].qpm if before else None
+
+
+def _generators(seed: int, count: int, device: torch.device) -> list[torch.Generator]:
+    """One random stream per sample, seeded seed, seed + 1, ...: sample k is made again alone by seed + k."""
+    return [torch.Generator(device=device).manual_seed((seed + k) % 2**63) for k in range(count)]
+
+
+def _stopper(timeline: TokenGrammar) -> Callable[[torch.Tensor], torch.Tensor]:
+    def stop(sequences: torch.Tensor) -> torch.Tensor:
+        timeline.follow(sequences)
+        return timeline.reached()
+    return stop
+
+
+class MusicGenerator:
+    def __init__(self, model, tokenizer) -> None:
+        if model.config.vocab_size != tokenizer.vocab_size:
+            raise MusicmhaError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model expects "
+                                f"{model.config.vocab_size}: they come from different checkpoints")
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.spec = None if tokenizer.is_bpe else grammar_spec(tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path | None = None, *, device: str | torch.device | None = None,
+                        dtype: torch.dtype | None = None) -> MusicGenerator:
+        """Model + tokenizer of a checkpoint folder; GPU in bf16 when there is one, else CPU in fp32."""
+        from musicmha.nn.model import CONFIG_FILE, MusicTransformer
+        from musicmha.data.tokenizer import TOKENIZER_FILE, MusicTokenizer
+
+        folder = Path(folder) if folder is not None else default_checkpoint()
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        model = MusicTransformer.from_pretrained(folder, device=device, dtype=dtype)
+        tokenizer = MusicTokenizer.load(folder)
+        if model.config.vocab_size != tokenizer.vocab_size:  # name the files; __init__ cannot
+            raise CheckpointError(f"{folder / TOKENIZER_FILE}: {tokenizer.vocab_size} tokens, but "
+                                  f"{folder / CONFIG_FILE} has vocab_size {model.config.vocab_size}: the "
+                                  f"tokenizer does not belong to this model")
+        return cls(model, tokenizer)
+
+    def prompt_budget(self, length: LengthRule, prompt_tokens: int | None = None) -> int:
+        """How many prompt tokens condition the model. The sampler's KV cache slides by a quarter of the
+        context when it is full, so new tokens need not reserve half of it: the prompt fills the context
+        less one slide (or less the whole request when that is shorter). Every new token then sees at
+        least three quarters of a context of history, the first slide comes after as many new tokens as
+        every later one, and a short request never slides at all."""
+        if prompt_tokens is not None:
+            return prompt_tokens
+        context = self.model.config.max_seq_len
+        return max(1, context - min(length.token_limit, max(1, context // 4)))
+
+    def _condition(self, ids: list[int], budget: int) -> tuple[list[int], float]:
+        """The prompt's tail that conditions the model, cut at a bar start, and its time in quarters."""
+        bar_id = self.tokenizer.miditok.vocab.get("Bar_None")
+        bars = [i for i, t in enumerate(ids) if t == bar_id]
+        cut = next((i for i in bars if len(ids) - i <= budget), bars[-1] if bars else 0)
+        offset = 0.0
+        if cut > 0 and self.spec is not None:
+            timeline = TokenGrammar(self.spec)
+            timeline.follow(torch.tensor([ids[:cut + 1]]))
+            offset = timeline.rows[0].bar_start
+        return [self.tokenizer.bos_id, *ids[cut:]], offset
+
+    def continue_midi(self, prompt: str | os.PathLike | bytes | symusic.Score | None = None, *,
+                      max_new_tokens: int | None = None, bars: int | None = None, seconds: float | None = None,
+                      temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                      seed: int | None = None, num_samples: int = 1, prompt_tokens: int | None = None,
+                      callback: Callable[[int, torch.Tensor], None] | None = None,
+                      constrained: bool = True, instruments: Sequence[int] | None = None,
+                      drums: bool | None = None, allow_new_instruments: bool = False,
+                      allow_early_end: bool = False, tempo: float | None = None,
+                      time_signature: tuple[int, int] | None = None,
+                      allow_tempo_changes: bool = False, allow_empty_bars: bool = False) -> list[GenerationResult]:
+        """Continue `prompt` (None: start from nothing). One result per sample, decoded as one batch.
+
+        Length: max_new_tokens, bars or seconds (one of them; default 512 tokens). Bars and seconds are
+        reached (end-of-piece is masked until then) unless allow_early_end. Instruments: a prompt's own
+        (its programs, drums when it has them) unless `instruments` (GM programs 0..127), `drums` or
+        allow_new_instruments say otherwise; from nothing, anything unless they are given. From nothing,
+        `tempo` (BPM) and `time_signature` ((3, 4)) open the piece. The tempo holds (the prompt's, or the
+        first one written) unless allow_tempo_changes; every new bar holds a note unless allow_empty_bars."""
+        length = LengthRule(max_new_tokens, bars, seconds, allow_early_end)
+        for name, value in (("num_samples", num_samples), ("prompt_tokens", prompt_tokens)):
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if constrained and self.spec is None:
+            raise ConfigError("grammar-constrained decoding needs a tokenizer without BPE; pass constrained=False")
+        opening = Opening(tempo, time_signature)
+        if prompt is not None and not opening.empty:
+            raise ConfigError("tempo and time_signature open a piece from nothing; a prompt keeps its own")
+        explicit = instruments is not None or drums is not None or allow_new_instruments
+        if self.spec is None and (explicit or not opening.empty or allow_early_end):
+            raise ConfigError("instrument, tempo, meter and early-end controls need a tokenizer without BPE")
+        score, ids = self._read_prompt(prompt)
+        rule = self._instrument_rule(score, ids, instruments, drums, allow_new_instruments)
+        condition, offset_quarters = self._condition(ids, self.prompt_budget(length, prompt_tokens))
+        seed = seed if seed is not None else random.randrange(2**31)
+        device = next(self.model.parameters()).device
+        start = torch.tensor([condition] * num_samples, device=device)
+        # One grammar follows every row: it masks the next token (syntax when constrained, the controls
+        # always) and keeps the time that ends bar/second requests, so each token is parsed once.
+        timeline = None
+        if self.spec is not None:
+            timeline = TokenGrammar(self.spec, instruments=rule, length=length, syntax=constrained,
+                                    opening=opening.token_ids(self.spec), hold_tempo=not allow_tempo_changes,
+                                    no_empty_bars=not allow_empty_bars)
+            timeline.follow(start)
+            # A prompt without tempo events plays at MIDI's default 120 BPM: that is its tempo to hold.
+            timeline.anchor(qpm=(_tempo_at_end(score) or 120.0) if score is not None else None)
+        restricts = timeline is not None and (constrained or not rule.unrestricted or length.timed
+                                              or timeline.opening)
+        out = self.model.generate(start, length.token_limit, temperature=temperature, top_k=top_k, top_p=top_p,
+                                  generator=_generators(seed, num_samples, device), callback=callback,
+                                  allowed=timeline if restricts else None, eos_token_id=self.tokenizer.eos_id,
+                                  stop=_stopper(timeline) if timeline is not None and length.timed else None)
+        results = [self._result(score, condition, row.tolist(), offset_quarters, seed + k)
+                   for k, row in enumerate(out)]
+        if length.timed and not length.allow_early_end and timeline is not None:
+            short = int((~timeline.reached()).sum())
+            if short:
+                logger.warning("%d of %d samples stopped at the %d-token cap before the requested length",
+                               short, num_samples, length.token_limit)
+        return results
+
+    def _read_prompt(self, prompt) -> tuple[symusic.Score | None, list[int]]:
+        score = load_midi(prompt) if prompt is not None else None
+        ids = self.tokenizer.encode(score) if score is not None else []
+        if score is not None and not self._has_notes(ids):
+            # Conditioning on bars and tempos alone would silently ignore the prompt the user gave.
+            lo, hi = self.tokenizer.miditok.config.pitch_range
+            raise MidiError(f"no notes left after tokenization: the prompt's {score.note_num()} note(s) are all "
+                            f"outside what the tokenizer can write (pitch range {lo}..{hi - 1})")
+        return score, ids
+
+    def _instrument_rule(self, score, ids, instruments, drums, allow_new_instruments) -> InstrumentRule:
+        explicit = instruments is not None or drums is not None or allow_new_instruments
+        rule = InstrumentRule.resolve(prompt_programs(self.spec, ids) if self.spec and score is not None else None,
+                                      instruments=instruments, drums=drums,
+                                      allow_new_instruments=allow_new_instruments)
+        if self.spec is not None and not rule.unrestricted and not any(t.startswith("Program_")
+                                                                       for t in self.spec.tokens):
+            if explicit:
+                raise ConfigError("this tokenizer writes no Program tokens, so it cannot choose instruments")
+            rule = InstrumentRule()
+        logger.debug("instruments: %s", rule.describe())
+        return rule
+
+    def infill(self, prompt: str | os.PathLike | bytes | symusic.Score, start_bar: int, end_bar: int, *,
+               temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+               seed: int | None = None, num_samples: int = 1,
+               callback: Callable[[int, torch.Tensor], None] | None = None,
+               instruments: Sequence[int] | None = None, drums: bool | None = None,
+               allow_new_instruments: bool = False) -> list[GenerationResult]:
+        """Regenerate bars `start_bar`..`end_bar` (counted from 1, inclusive) of `prompt`, keeping every note
+        that starts outside them (see musicmha/generation/infill.py). Same sampling options, instrument rules and grammar
+        as continue_midi; each result's `span` is the regenerated range in the score's ticks."""
+        from musicmha.generation import infill as fill
+
+        fim = self.tokenizer.fim_tokens
+        if fim is None or self.spec is None:
+            raise ConfigError("this model cannot fill bars in: it was trained without fill-in-the-middle tokens "
+                              "(train with --fim-rate > 0 on data prepared by this version)")
+        if num_samples is None or num_samples <= 0:
+            raise ConfigError(f"num_samples must be positive, got {num_samples}")
+        score, ids = self._read_prompt(prompt)
+        rule = self._instrument_rule(score, ids, instruments, drums, allow_new_instruments)
+        request = fill.plan(TokenGrammar(self.spec), ids, start_bar, end_bar, context=self.model.config.max_seq_len,
+                            fim=fim, bos_id=self.tokenizer.bos_id, eos_id=self.tokenizer.eos_id)
+        timeline = TokenGrammar(self.spec, instruments=rule, length=LengthRule(bars=end_bar - start_bar + 1),
+                                hold_tempo=True, no_empty_bars=True)  # the piece's tempo map is kept: a tempo token would be ignored
+        fill.generator_rows(timeline, request, num_samples)
+        seed = seed if seed is not None else random.randrange(2**31)
+        device = next(self.model.parameters()).device
+        out = self.model.generate(torch.tensor([request.scaffold] * num_samples, device=device),
+                                  request.new_token_limit, temperature=temperature, top_k=top_k, top_p=top_p,
+                                  generator=_generators(seed, num_samples, device), callback=callback,
+                                  allowed=timeline, eos_token_id=self.tokenizer.eos_id, stop=_stopper(timeline))
+        if not bool(timeline.reached().all()):
+            logger.warning("%d of %d samples ran out of context before the range's last bar; it stays emptier",
+                           int((~timeline.reached()).sum()), num_samples)
+        tpq = score.ticks_per_quarter
+        span = (fill.to_ticks(request.start_quarters, tpq), fill.to_ticks(request.end_quarters, tpq))
+        results = []
+        for k, row in enumerate(out.tolist()):
+            new = fill.middle_tokens(row, len(request.scaffold), fim.bar, end_bar - start_bar + 1,
+                                     self.tokenizer.eos_id)
+            middle = fill.decode_middle(self.tokenizer, request, new, tpq)
+            merged = fill.place(score, middle, *span)
+            results.append(GenerationResult(merged, middle, request.scaffold + new, new, span[0], seed + k, span))
+        return results
+
+    def _has_notes(self, ids: list[int]) -> bool:
+        if self.spec is not None:  # no BPE: a Pitch token is a note
+            return any(self.spec.tokens[i].startswith("Pitch") for i in ids)
+        return bool(ids) and self.tokenizer.decode(ids).note_num() > 0
+
+    def _decode(self, ids: list[int]) -> symusic.Score:
+        if len(ids) <= 1:  # BOS alone: miditok cannot decode an empty sequence
+            return symusic.Score(self.tokenizer.miditok.time_division)
+        return self.tokenizer.decode(ids)
+
+    def _result(self, prompt: symusic.Score | None, condition: list[int], row: list[int],
+                offset_quarters: float, seed: int) -> GenerationResult:
+        new = row[len(condition):]
+        if self.tokenizer.eos_id in new:
+            new = new[:new.index(self.tokenizer.eos_id)]
+        full_tok, prompt_tok = self._decode(condition + new), self._decode(condition)
+        continuation = _new_notes(full_tok, prompt_tok, full_tok.ticks_per_quarter)
+        continuation.tempos.extend(_new_tempos(full_tok, prompt_tok))
+        if prompt is None:
+            return GenerationResult(full_tok, continuation, condition + new, new, 0, seed)
+        tpq = prompt.ticks_per_quarter
+        continuation = continuation.resample(tpq, min_dur=1)
+        continuation = continuation.shift_time(round(offset_quarters * tpq))
+        merged = _merge(prompt, continuation)
+        return GenerationResult(merged, continuation, condition + new, new, int(prompt.end()), seed)

@@ -1,0 +1,152 @@
+"""Token-level sampling with a static KV cache (gpt-fast style: prefill, one-token decode, sample).
+
+Generation can run past the model's context: when the cache is full, the window slides forward by a
+quarter of the context and the kept tokens are prefilled again (one forward pass, amortized over a quarter
+context of cheap cached steps). `use_cache=False` recomputes the same window every step: slower, but the
+same conditioning, which the tests use as the reference for the cached path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from musicmha.nn.attention import KVCache
+
+AllowedFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def sample_from_logits(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
+                       top_p: float | None = None,
+                       generator: torch.Generator | Sequence[torch.Generator] | None = None,
+                       allowed_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """logits (B, V) -> next tokens (B,). top_k=1 or temperature=0 is greedy (no randomness used)."""
+    logits = logits.float()
+    if allowed_mask is not None:
+        allowed_mask = allowed_mask.to(device=logits.device, dtype=torch.bool).expand_as(logits)
+        if not allowed_mask.any(-1).all():
+            raise ValueError("the allowed-token mask leaves no token to sample")
+        logits = logits.masked_fill(~allowed_mask, float("-inf"))
+    if top_k == 1 or temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the more likely tokens
+        sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)  # the first token always stays
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return _draw(probs, generator)
+
+
+def _draw(probs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
+    """One token per row of probs (B, V), drawn on the generator's device and returned on probs' device.
+
+    A generator only draws on its own device (`torch.multinomial` refuses a CPU generator for CUDA
+    probabilities), and the README passes a CPU one whatever the model's device. Moving the (B, V)
+    probabilities costs one small copy per step, and makes the draw the one a CPU run makes for that
+    seed; a generator on the probabilities' device takes the plain path, bit for bit as before.
+
+    A sequence of generators gives each row its own: row k then depends on its own seed only, so a
+    variation drawn in a batch of four can be made again alone from its seed."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != probs.shape[0]:
+            raise ValueError(f"{len(generator)} generators for {probs.shape[0]} rows")
+        return torch.cat([_draw(probs[i:i + 1], g) for i, g in enumerate(generator)])
+    if generator is None or generator.device == probs.device:
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    drawn = torch.multinomial(probs.to(generator.device), 1, generator=generator)
+    return drawn.squeeze(-1).to(probs.device)
+
+
+def prefill(model: torch.nn.Module, tokens: torch.Tensor, cache: list[KVCache]) -> torch.Tensor:
+    """Run the whole (B, T) window through the model, filling the cache; logits of the last position."""
+    logits, _ = model(tokens, kv_cache=cache, start_pos=0)
+    return logits[:, -1]
+
+
+def decode_one(model: torch.nn.Module, token: torch.Tensor, position: int,
+               cache: list[KVCache]) -> torch.Tensor:
+    """Feed one token per row (B,) at `position` against the cache; logits (B, V) of the next token."""
+    logits, _ = model(token[:, None], kv_cache=cache, start_pos=position)
+    return logits[:, -1]
+
+
+def _check_arguments(tokens: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
+                     top_p: float | None) -> torch.Tensor:
+    if tokens.dim() == 1:
+        tokens = tokens[None]
+    if tokens.dim() != 2 or tokens.shape[1] == 0:
+        raise ValueError("tokens must be a non-empty (T,) or (B, T) tensor; start from BOS for no prompt")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    return tokens
+
+
+@torch.inference_mode()
+def generate(model: torch.nn.Module, tokens: torch.Tensor, max_new_tokens: int, *,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+             generator: torch.Generator | Sequence[torch.Generator] | None = None,
+             callback: Callable[[int, torch.Tensor], bool | None] | None = None,
+             allowed: AllowedFn | None = None, eos_token_id: int | None = None,
+             stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             use_cache: bool = True) -> torch.Tensor:
+    """Return the prompt followed by the new tokens, (B, T + n) (or (T + n,) for a 1-D prompt).
+
+    callback(step, new_tokens (B,)) runs after every token, for streaming; when it returns True, generation
+    ends there and what was made so far is returned (a Stop button keeps the partial music).
+    allowed(sequences (B, t)) returns a bool mask (B, V) or (V,) of the tokens that may come next. Rows that
+    emit eos_token_id keep emitting it; generation ends early when every row has. stop(sequences) -> bool (B,)
+    ends rows the same way (the rows then continue with eos_token_id, which it requires).
+    """
+    if stop is not None and eos_token_id is None:
+        raise ValueError("stop needs an eos_token_id to pad the rows it ends")
+    squeeze = tokens.dim() == 1
+    seq = _check_arguments(tokens, max_new_tokens, temperature, top_k, top_p)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    seq = seq.to(device)
+    context = model.config.max_seq_len
+    slide = max(1, context // 4)
+    window_start = max(0, seq.shape[1] - context)  # a prompt longer than the context keeps its end
+    cache = model.new_kv_cache(seq.shape[0], context) if use_cache else None
+    finished = torch.zeros(seq.shape[0], dtype=torch.bool, device=device)
+    logits = prefill(model, seq[:, window_start:], cache) if use_cache else None
+    try:
+        for step in range(max_new_tokens):
+            if logits is None:  # no cache: recompute the current window
+                logits = model(seq[:, window_start:])[0][:, -1]
+            mask = allowed(seq) if allowed is not None else None
+            next_token = sample_from_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p,
+                                            generator=generator, allowed_mask=mask)
+            if eos_token_id is not None:
+                next_token = next_token.masked_fill(finished, eos_token_id)
+                finished |= next_token == eos_token_id
+            seq = torch.cat([seq, next_token[:, None]], dim=1)
+            if callback is not None and callback(step, next_token):
+                break
+            if stop is not None:
+                finished |= stop(seq).to(device)
+            if bool(finished.all()) or step == max_new_tokens - 1:
+                break
+            logits = None
+            if seq.shape[1] - window_start > context:  # the window is full: slide it
+                window_start = seq.shape[1] - context + slide
+                if use_cache:
+                    logits = prefill(model, seq[:, window_start:], cache)
+            elif use_cache:
+                logits = decode_one(model, next_token, seq.shape[1] - 1 - window_start, cache)
+    finally:
+        model.train(was_training)
+    return seq[0] if squeeze else seq

@@ -1,0 +1,1 @@
+"""The network: model config, causal multi-head attention, position schemes, kernels, LoRA."""

@@ -1,0 +1,1 @@
+"""MIDI to sound and pictures: synthesizers, audio files, piano rolls."""

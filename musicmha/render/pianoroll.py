@@ -1,0 +1,187 @@
+"""Piano-roll pictures of a score: time across, pitch up, one color per track, drums in their own lane.
+
+Drawn with Pillow (no matplotlib: importing it alone takes longer than drawing a minute of music) using
+Pillow's bundled font, so nothing is fetched. A vertical red line can mark where a prompt ends and the
+model's continuation begins; the prompt side is lightly shaded. `PianoRoll.x_of` maps times to pixels,
+so callers and tests can find things in the picture.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import symusic
+from PIL import Image, ImageDraw, ImageFont
+
+from musicmha.data.midi_io import load_midi
+
+Unit = Literal["seconds", "beats"]
+Color = tuple[int, int, int]
+
+# Tableau-like colors without red (kept for the boundary) and gray (kept for drums).
+PALETTE: tuple[Color, ...] = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (140, 86, 75),
+                              (227, 119, 194), (188, 189, 34), (23, 190, 207), (0, 70, 140), (200, 150, 0))
+DRUM_COLOR: Color = (70, 70, 70)
+BOUNDARY_COLOR: Color = (220, 0, 0)
+_PROMPT_SHADE: Color = (238, 242, 250)
+_GRID: Color = (225, 225, 225)
+_TEXT: Color = (60, 60, 60)
+FAMILIES = ("Piano", "Chromatic perc.", "Organ", "Guitar", "Bass", "Strings", "Ensemble", "Brass", "Reed",
+            "Pipe", "Synth lead", "Synth pad", "Synth FX", "Ethnic", "Percussive", "Sound FX")
+_NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+@functools.lru_cache(maxsize=4)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)  # Pillow's bundled scalable font (needs FreeType)
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def track_label(track: symusic.core.TrackTick | symusic.core.TrackSecond) -> str:
+    """Legend text: the track's name, else its General MIDI family, with the program number."""
+    if track.is_drum:
+        return f"Drums{': ' + track.name.strip() if track.name.strip() else ''}"
+    name = track.name.strip() or FAMILIES[int(track.program) // 8]
+    return f"{name} ({int(track.program)})"
+
+
+def _nice_step(span: float, max_ticks: int, unit: Unit = "seconds") -> float:
+    """A round grid step giving at most `max_ticks` lines over `span`: 1, 2 or 5 times a power of ten
+    for seconds, a power of two for beats (so lines fall on bars in 4/4)."""
+    raw = max(span / max(max_ticks, 1), 1e-9)
+    if unit == "beats":
+        return 2.0 ** math.ceil(math.log2(raw))
+    base = 10.0 ** math.floor(math.log10(raw))
+    return next(m * base for m in (1, 2, 5, 10) if m * base >= raw)
+
+
+@dataclass(frozen=True)
+class PianoRoll:
+    """A drawn piano roll and the geometry needed to read it."""
+
+    image: Image.Image
+    plot: tuple[int, int, int, int]  # left, top, right, bottom of the note area, in pixels
+    end: float                       # time at the right edge, in `unit` (the left edge is 0)
+    unit: Unit
+    colors: dict[int, Color]         # track index -> fill color of its notes
+
+    def x_of(self, time: float) -> int:
+        """Pixel column of `time` (in `unit`)."""
+        left, _, right, _ = self.plot
+        return int(round(left + (right - left) * time / self.end))
+
+    def png(self) -> bytes:
+        buffer = io.BytesIO()
+        self.image.save(buffer, format="PNG", optimize=False)  # optimize=True is ~5x slower for ~10% less
+        return buffer.getvalue()
+
+
+def piano_roll(score: symusic.Score | str | os.PathLike | bytes, *, boundary: float | None = None,
+               boundary_tick: int | None = None, unit: Unit = "seconds", width: int = 1200, height: int = 480,
+               title: str | None = None) -> PianoRoll:
+    """Draw `score` (a tick Score, a path or MIDI bytes). `boundary` (in `unit`) or `boundary_tick` (in the
+    score's ticks) marks the end of the prompt."""
+    if unit not in ("seconds", "beats"):
+        raise ValueError(f"unit must be 'seconds' or 'beats', not {unit!r}")
+    if width < 200 or height < 120:
+        raise ValueError(f"piano roll too small: {width}x{height} (at least 200x120)")
+    tick_score = load_midi(score)
+    if tick_score.ttype != symusic.core.Tick:  # boundary_tick and the tempo map need tick time
+        tick_score = tick_score.to("tick")
+    timed = tick_score.to("second" if unit == "seconds" else "quarter")
+    if boundary_tick is not None:
+        marker = symusic.Score(tick_score.ticks_per_quarter)
+        marker.tempos = tick_score.tempos  # same tempo map, so the tick converts exactly like the notes
+        marker.tracks.append(symusic.Track(notes=[symusic.Note(int(boundary_tick), 0, 60, 1)]))
+        boundary = float(marker.to("second" if unit == "seconds" else "quarter").tracks[0].notes[0].time)
+    tracks = [(i, t) for i, t in enumerate(timed.tracks) if t.note_num()]
+    end = max([float(timed.end()), boundary or 0.0, 1e-3]) * 1.02  # a little room after the last note
+
+    font = _font(11)
+    image = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    legend_w = min(190, width // 4)
+    left, top, right, bottom = 34, 18, width - legend_w - 8, height - 20
+    roll = PianoRoll(image, (left, top, right, bottom), end, unit, {})
+    has_drums = any(t.is_drum for _, t in tracks)
+    drum_h = max(16, (bottom - top) // 7) if has_drums else 0
+    pitch_bottom = bottom - drum_h - (4 if has_drums else 0)
+
+    pitches = [int(n.pitch) for _, t in tracks if not t.is_drum for n in t.notes]
+    low, high = (min(pitches) - 1, max(pitches) + 1) if pitches else (47, 73)
+    row = (pitch_bottom - top) / (high - low + 1)
+
+    def y_of(pitch: int) -> float:  # top edge of a pitch's row
+        return pitch_bottom - (pitch - low + 1) * row
+
+    if boundary is not None and boundary > 0:
+        draw.rectangle([left, top, roll.x_of(boundary), bottom], fill=_PROMPT_SHADE)
+    step = _nice_step(end, max(2, (right - left) // 80), unit)
+    for k in range(int(end / step) + 1):
+        x = roll.x_of(k * step)
+        draw.line([x, top, x, bottom], fill=_GRID)
+        draw.text((x, bottom + 3), f"{k * step:g}", fill=_TEXT, font=font, anchor="mt")
+    draw.text((right + 10, bottom + 3), "seconds" if unit == "seconds" else "beats", fill=_TEXT, font=font,
+              anchor="lt")
+    for pitch in range(low, high + 1):
+        if pitch % 12 == 0 and row * 12 >= 12:  # label each C (C4 = 60) when there is room for it
+            y = y_of(pitch) + row / 2
+            draw.line([left, y, right, y], fill=_GRID)
+            draw.text((left - 3, y), f"C{pitch // 12 - 1}", fill=_TEXT, font=font, anchor="rm")
+    if has_drums:
+        draw.rectangle([left, bottom - drum_h, right, bottom], outline=_GRID)
+        draw.text((left - 3, bottom - drum_h / 2), "dr", fill=_TEXT, font=font, anchor="rm")
+
+    for order, (index, track) in enumerate(tracks):
+        color = DRUM_COLOR if track.is_drum else PALETTE[order % len(PALETTE)]
+        roll.colors[index] = color
+        for note in track.notes:
+            x0 = roll.x_of(float(note.time))
+            if track.is_drum:  # a short mark per hit, placed in the lane by key number (35..81)
+                y = bottom - 3 - (drum_h - 6) * min(max(int(note.pitch) - 35, 0), 46) / 46
+                draw.rectangle([x0, y - 2, x0 + 1, y + 2], fill=color)
+                continue
+            x1 = max(x0, roll.x_of(float(note.time + note.duration)) - 1)  # a gap between repeated notes
+            y0 = y_of(int(note.pitch))
+            draw.rectangle([x0, round(y0), x1, max(round(y0), round(y0 + row) - 1)], fill=color)
+
+    if boundary is not None:
+        x = roll.x_of(boundary)
+        draw.line([x, top, x, bottom], fill=BOUNDARY_COLOR, width=2)
+        draw.text((x - 4, top - 3), "prompt", fill=BOUNDARY_COLOR, font=font, anchor="rd")
+        if x + 4 + draw.textlength("continuation", font=font) <= right:
+            draw.text((x + 4, top - 3), "continuation", fill=BOUNDARY_COLOR, font=font, anchor="ld")
+    if title:
+        draw.text((left, top - 3), title, fill=_TEXT, font=font, anchor="ld")
+
+    ly, lx = top, right + 12
+    for shown, (index, track) in enumerate(tracks):
+        if ly + 14 > bottom:
+            draw.text((lx, ly), f"+{len(tracks) - shown} more", fill=_TEXT, font=font)
+            break
+        draw.rectangle([lx, ly + 1, lx + 10, ly + 11], fill=roll.colors[index])
+        label = track_label(track)
+        while len(label) > 3 and draw.textlength(label, font=font) > legend_w - 20:
+            label = label[:-2] + "…"
+        draw.text((lx + 15, ly), label, fill=_TEXT, font=font)
+        ly += 16
+    return roll
+
+
+def piano_roll_png(score: symusic.Score | str | os.PathLike | bytes, path: str | os.PathLike | None = None, *,
+                   boundary: float | None = None, boundary_tick: int | None = None, unit: Unit = "seconds",
+                   width: int = 1200, height: int = 480, title: str | None = None) -> bytes:
+    """PNG bytes of `piano_roll(...)`; also written to `path` when given."""
+    data = piano_roll(score, boundary=boundary, boundary_tick=boundary_tick, unit=unit, width=width,
+                      height=height, title=title).png()
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data

@@ -1,0 +1,1 @@
+"""`musicmha train`: its config, the loop, device/distribution setup, the run folder."""

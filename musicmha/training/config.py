@@ -1,0 +1,206 @@
+"""Training configuration: presets, a config file (YAML or JSON), and command-line overrides.
+
+Precedence: preset < config file < explicit flags. The resolved configuration is saved in the run folder
+(`train_config.json`) and a resumed run checks it is continuing the same experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from musicmha.nn.config import ModelConfig
+from musicmha.errors import ConfigError
+
+# Model and optimisation sizes per preset; each is a complete recipe, not just a model shape.
+PRESETS: dict[str, dict[str, Any]] = {
+    # seconds on a CPU: for tests and smoke runs
+    "tiny": dict(d_model=64, n_layers=2, n_heads=4, max_seq_len=128, batch_size=8, learning_rate=2e-3,
+                 warmup_steps=10, max_steps=200, dropout=0.0),
+    # about an hour on a laptop CPU (~3.4M parameters, 4k tokens a step)
+    "small": dict(d_model=256, n_layers=4, n_heads=4, max_seq_len=256, batch_size=16, learning_rate=1e-3,
+                  warmup_steps=100, max_steps=2000, dropout=0.1),
+    # a GPU (~25M parameters)
+    "base": dict(d_model=512, n_layers=8, n_heads=8, max_seq_len=1024, batch_size=32, learning_rate=6e-4,
+                 warmup_steps=1000, max_steps=50000, dropout=0.1),
+    # the default with --init-from: the model's shape comes from the checkpoint; a gentler learning rate and
+    # a short run with early stopping, for the tens of files a musician has (see docs/results.md)
+    "finetune": dict(batch_size=8, learning_rate=3e-4, warmup_steps=20, max_steps=600, dropout=0.1,
+                     eval_every=25, early_stop=4),
+}
+LORA_LEARNING_RATE = 1e-3
+SHAPE_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "position", "max_relative_distance",
+                "rope_base", "bias")
+
+MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "max_seq_len", "position",
+                "max_relative_distance", "rope_base", "bias", "attention_backend")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = ""
+    preset: str | None = None  # None: "finetune" with init_from, else "tiny"
+    init_from: str | None = None  # an exported model folder to start from (its shape and tokenizer)
+    lora_rank: int = 0  # > 0: train low-rank adapters of this rank, the base frozen (needs init_from)
+    lora_alpha: float = 0.0  # adapter scale alpha/rank; 0 means 2 x rank
+    lora_targets: str = "q_proj,k_proj,v_proj,out_proj,up,down"
+    # model (defaults come from the preset)
+    d_model: int | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
+    d_ff: int | None = None
+    dropout: float | None = None
+    max_seq_len: int | None = None
+    position: str | None = None  # None: "relative", or the checkpoint's with init_from
+    max_relative_distance: int | None = None
+    rope_base: float | None = None
+    bias: bool | None = None
+    # how attention is computed (auto, sdpa, blocked, flex): speed only, the weights are the same function;
+    # None means "auto". Not a shape field: a run may switch it on --resume, and exports record "auto".
+    attention_backend: str | None = None
+    # optimisation
+    batch_size: int | None = None  # per process and per micro-step
+    grad_accum: int = 1
+    learning_rate: float | None = None
+    min_lr_ratio: float = 0.1
+    warmup_steps: int | None = None
+    max_steps: int | None = None
+    decay_steps: int | None = None  # length of the cosine schedule; None: max_steps
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    mixed_precision: str | None = None  # None: whatever `accelerate launch` / accelerate config says
+    compile: bool = False
+    fim_rate: float = 0.0  # fraction of training windows rearranged for fill-in-the-middle (musicmha/data/fim.py)
+    # bookkeeping
+    seed: int = 0
+    save_every: int = 100
+    keep_last: int = 3
+    eval_every: int | None = None  # None: the preset's, else 100
+    early_stop: int | None = None  # stop after this many evaluations without a better validation NLL; 0: never
+    eval_batches: int = 8
+    log_every: int = 10
+    tensorboard: bool = False
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.preset is None:
+            self.preset = "finetune" if self.init_from else "tiny"
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.init_from:
+            self._take_shape_from_checkpoint()
+        elif self.preset == "finetune" or self.lora_rank:
+            raise ConfigError("the finetune preset and --lora-rank start from a trained model: give --init-from")
+        if self.lora_rank and self.learning_rate is None:
+            # Adapters start at zero and move a few weights: at the full fine-tune's 3e-4 they barely move
+            # (docs/results.md, "Fine-tuning on your own MIDI": 1e-3 cut test NLL by 0.63 nats at equal steps).
+            self.learning_rate = LORA_LEARNING_RATE
+        for name, value in PRESETS[self.preset].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        self.position = self.position or "relative"
+        self.eval_every = 100 if self.eval_every is None else self.eval_every
+        self.early_stop = 0 if self.early_stop is None else self.early_stop
+        if not isinstance(self.early_stop, int) or self.early_stop < 0:
+            raise ConfigError(f"early_stop must be an integer >= 0, got {self.early_stop!r}")
+        if self.lora_rank:
+            self.lora_config()  # validates rank, alpha and targets now
+        if not self.data or not self.out:
+            raise ConfigError("both data (a prepared token folder) and out (the run folder) are required")
+        positive = ("batch_size", "grad_accum", "max_steps", "save_every", "keep_last", "eval_every",
+                    "eval_batches", "log_every")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.decay_steps is not None and (not isinstance(self.decay_steps, int) or self.decay_steps < 1):
+            raise ConfigError(f"decay_steps must be a positive integer, got {self.decay_steps!r}")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
+            raise ConfigError(f"learning_rate must be in (0, 1), got {self.learning_rate!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.grad_clip < 0 or self.weight_decay < 0:
+            raise ConfigError("grad_clip and weight_decay must be >= 0")
+        if not isinstance(self.fim_rate, (int, float)) or not 0.0 <= self.fim_rate <= 1.0:
+            raise ConfigError(f"fim_rate must be in [0, 1], got {self.fim_rate!r}")
+        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
+                              f"got {self.mixed_precision!r}")
+        self.model_config(vocab_size=1)  # validates the model part now, before any work starts
+        if self.attention_backend == "flex" and self.dropout > 0:
+            raise ConfigError(f"attention_backend flex has no attention dropout: set dropout 0 (it is {self.dropout}), "
+                              "or use attention_backend blocked or sdpa")
+
+    def _take_shape_from_checkpoint(self) -> None:
+        """The model's shape is the checkpoint's: fill it in, and refuse flags that contradict it."""
+        from musicmha.nn.model import CONFIG_FILE
+
+        folder = Path(self.init_from)
+        if not (folder / CONFIG_FILE).is_file():
+            raise ConfigError(f"--init-from {folder}: not a checkpoint folder (no {CONFIG_FILE}; expected an "
+                              "exported model such as checkpoints/musicmha-small or runs/NAME/model)")
+        shape = ModelConfig.load(folder / CONFIG_FILE).to_dict()
+        clashes = [f"{name}={getattr(self, name)!r} (the checkpoint has {shape[name]!r})" for name in SHAPE_FIELDS
+                   if getattr(self, name) is not None and getattr(self, name) != shape[name]]
+        if clashes:
+            raise ConfigError(f"--init-from {folder}: options contradict the checkpoint's shape: {', '.join(clashes)}")
+        for name in SHAPE_FIELDS:
+            setattr(self, name, shape[name])
+        if self.dropout is None:
+            self.dropout = shape["dropout"]
+
+    def lora_config(self):
+        from musicmha.nn.lora import LoRAConfig
+
+        if self.lora_rank and self.lora_rank > self.d_model:
+            raise ConfigError(f"lora_rank {self.lora_rank} is larger than the model width {self.d_model}")
+        return LoRAConfig(rank=self.lora_rank, alpha=self.lora_alpha, targets=self.lora_targets,
+                          base=str(Path(self.init_from).resolve()) if self.init_from else "")
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        values = {name: getattr(self, name) for name in MODEL_FIELDS if getattr(self, name) is not None}
+        return ModelConfig(vocab_size=vocab_size, **values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_sources(cls, file: str | Path | None = None, **overrides: Any) -> TrainConfig:
+        """Preset < file (YAML or JSON) < overrides whose value is not None."""
+        values: dict[str, Any] = {}
+        if file is not None:
+            values.update(load_config_file(Path(file)))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            where = f"{file}: " if file is not None else ""
+            raise ConfigError(f"{where}unknown training option(s) {', '.join(unknown)}")
+        return cls(**values)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as error:  # yaml and json raise different types; both mean a malformed file
+        raise ConfigError(f"{path}: cannot parse ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names to values")
+    return {key.replace("-", "_"): value for key, value in data.items()}

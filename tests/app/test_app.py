@@ -1,0 +1,379 @@
+"""The web app in-process: handlers called as plain functions, with a tiny untrained checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+gr = pytest.importorskip("gradio")
+
+from app_helpers import BACH, make_tiny_checkpoint  # noqa: E402
+
+from musicmha.app.about import about_markdown, about_summary  # noqa: E402
+from musicmha.app import history  # noqa: E402
+from musicmha.app.handlers import AppConfig, Handlers, generation_kwargs, new_session  # noqa: E402
+from musicmha.app.settings import CHOOSE, NEW  # noqa: E402
+from musicmha.app.service import ModelCache, TempFiles, list_checkpoints, list_examples  # noqa: E402
+from musicmha.data.midi_io import load_midi  # noqa: E402
+
+SETTINGS = dict(unit="tokens", length=48, temperature=1.0, top_k=0, top_p=1.0, seed=7, random_seed=False,
+                variations=1, prompt_tokens=0, checkpoint=None)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+@pytest.fixture
+def handlers(checkpoint, tmp_path) -> Handlers:
+    return Handlers(AppConfig(checkpoints=[checkpoint], checkpoint=checkpoint, examples=list_examples(),
+                              files=TempFiles(tmp_path / "files"), cache=_CACHE))
+
+
+_CACHE = ModelCache()  # shared by the tests like by the app's sessions: the model loads once
+
+
+def final(handlers: Handlers, prompt: str | None, **overrides) -> tuple:
+    outputs = list(handlers.generate(prompt, **{**SETTINGS, **overrides}))
+    return outputs[-1]
+
+
+def test_examples_are_the_bundled_prompts():
+    examples = list_examples()
+    assert "bach_bwv66.6_chorale" in examples and all(p.suffix == ".mid" for p in examples.values())
+
+
+def test_prompt_preview_gives_audio_roll_and_info(handlers):
+    file, audio, roll, info, history_md, undo, redo, session = handlers.pick_example("bach_bwv66.6_chorale",
+                                                                                    new_session())
+    assert Path(file).parent.parent == handlers.config.files.root  # a copy, inside the app's folder
+    assert Path(file).read_bytes() == BACH.read_bytes() and Path(file).name == "bach_bwv66.6_chorale.mid"
+    rate, samples = audio
+    assert rate > 8000 and samples.dtype.name == "int16" and samples.shape[1] == 2 and samples.any()
+    assert 'data-audio="prompt-audio"' in roll and "data:image/png;base64," in roll
+    assert "bach_bwv66.6_chorale" in info and "84 notes" in info
+    assert history.current(session)["data"] == BACH.read_bytes()
+    assert not undo.interactive and not redo.interactive  # the first prompt: nothing to undo
+
+
+def test_start_from_nothing(handlers):
+    file, audio, roll, info, *_ = handlers.start_from_nothing(new_session())
+    assert file is None and audio is None and "nothing" in info and "mm-empty" in roll
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"RIFF....WAVEfmt ", "not a MIDI file"),
+    (BACH.read_bytes()[:200], "truncated"),
+    (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x00\x04\x00\xff\x2f\x00", "no notes"),
+], ids=["empty", "wav", "truncated", "no-notes"])
+def test_a_refused_upload_keeps_the_previous_prompt(handlers, tmp_path, content, message):
+    *_, session = handlers.pick_example("bach_bwv66.6_chorale", new_session())
+    bad = tmp_path / "upload.mid"
+    bad.write_bytes(content)
+    with pytest.warns(UserWarning, match=message) as caught:
+        box, *rest = handlers.upload(str(bad), session)
+    assert len(caught) == 1 and "upload.mid" in str(caught[0].message) and "\n" not in str(caught[0].message)
+    assert box is None  # the upload box empties itself, ready for the next file
+    assert all(r == gr.skip() for r in rest)  # the previous prompt, its history and players stay as they were
+    with pytest.raises(gr.Error, match=message):  # an API caller sending it to /generate is told too
+        final(handlers, str(bad))
+
+
+def test_upload_over_the_size_limit(handlers):
+    handlers.config.max_upload_bytes = 500
+    with pytest.warns(UserWarning, match="larger than 500 bytes"):
+        handlers.upload(str(BACH), new_session())
+
+
+def test_a_good_upload_becomes_the_prompt_named_after_its_file(handlers, tmp_path):
+    upload = tmp_path / "my song.mid"
+    shutil.copyfile(BACH, upload)
+    box, file, *_, info, history_md, undo, redo, session = handlers.upload(str(upload), new_session())
+    assert box is None and "my song" in info and Path(file).read_bytes() == BACH.read_bytes()
+
+
+def test_generate_returns_audio_roll_midi_and_the_seed(handlers):
+    prompt = handlers.pick_example("bach_bwv66.6_chorale", new_session())[0]
+    status, seed, *rest = final(handlers, prompt, variations=2)
+    audios, rolls, midis, records = rest[0:4], rest[4:8], rest[8:12], rest[12]
+    assert seed == 7 and "seed 7" in status and "2 variation" in status
+    assert [a is not None for a in audios] == [True, True, False, False]
+    assert 'data-audio="result-audio-1"' in rolls[0] and 'data-audio="result-audio-2"' in rolls[1]
+    assert rolls[2:] == ["", ""] and "seed 8" in rolls[1]  # each variation names its own seed (7 + 1)
+    score = load_midi(midis[0])
+    assert score.note_num() >= 84  # the download is the whole piece: the prompt, then the continuation
+    assert [r["seed"] for r in records] == [7, 8] and records[0]["boundary"] == load_midi(BACH).end()
+    again = final(handlers, prompt, variations=2)
+    assert Path(again[11]).read_bytes() == Path(midis[1]).read_bytes()  # same seed, same variation 2
+
+
+def test_random_seed_reports_the_seed_used(handlers):
+    status, seed, *_ = final(handlers, None, random_seed=True, seed=None)
+    assert isinstance(seed, int) and 0 <= seed < 2**31 and f"seed {seed}" in status
+
+
+def test_the_short_view_is_the_prompts_last_two_bars_then_the_continuation(handlers):
+    from musicmha.app.views import window, window_start
+    from musicmha.render.audio import music_end_seconds
+
+    prompt = handlers.pick_example("bach_bwv66.6_chorale", new_session())[0]
+    *_, records = final(handlers, prompt, unit="bars", length=2)
+    score, boundary = load_midi(records[0]["midi"]), records[0]["boundary"]
+    bar = 4 * score.ticks_per_quarter  # 4/4
+    start = window_start(score, boundary)
+    assert start == (boundary - 1) // bar * bar - bar  # the bar holding the prompt's end, and the one before
+    short, whole = handlers.views(False, records), handlers.views(True, records)
+    (rate, audio), roll = short[0], short[4]
+    shown_seconds = music_end_seconds(window(score, start))
+    # audio and roll start at the same tick: the audio lasts the window's music plus the release tail, and
+    # the roll's right edge is that music's end (plus its 2% margin)
+    assert len(audio) / rate == pytest.approx(shown_seconds + 1.0, abs=0.01)
+    end = float(re.search(r'data-end="([0-9.]+)"', roll).group(1))
+    assert end == pytest.approx(shown_seconds * 1.02, rel=0.01)
+    assert len(whole[0][1]) > len(audio)  # the toggle shows the whole piece from its start
+    assert [w is None for w in whole[1:4]] == [True] * 3
+
+
+def test_bar_lines_follow_time_signature_changes():
+    import symusic
+
+    from musicmha.app.views import bar_starts, window_start
+
+    score = symusic.Score(100)
+    score.time_signatures.append(symusic.TimeSignature(0, 3, 4))
+    score.time_signatures.append(symusic.TimeSignature(600, 6, 8))
+    assert bar_starts(score, 1500) == [0, 300, 600, 900, 1200, 1500]
+    assert window_start(score, 1000) == 600 and window_start(score, 900) == 300 and window_start(score, 100) == 0
+
+
+def test_generation_streams_live_sketches_of_every_variation(handlers, monkeypatch):
+    import musicmha.app.handlers as module
+
+    # poll and stream as often as possible, so even a fast machine sees updates before the end
+    monkeypatch.setattr(module, "STREAM_EVERY", 0.0)
+    monkeypatch.setattr(module, "POLL_EVERY", 0.01)
+    prompt = handlers.pick_example("bach_bwv66.6_chorale", new_session())[0]
+    outputs = list(handlers.generate(prompt, **{**SETTINGS, "length": 600, "variations": 2}))
+    first, middle, last = outputs[0], outputs[1:-1], outputs[-1]
+    assert first[0].startswith("Generating 2 variations") and first[2:6] == (None,) * 4  # old results cleared
+    assert "waiting" in first[6] and "waiting" in first[7]
+    for index in (0, 1):
+        if last[14][index]["notes"]:  # a variation with new notes was sketched while it was made
+            sketches = [o[6 + index] for o in middle if isinstance(o[6 + index], str)]
+            assert sketches and "Live sketch" in sketches[-1]
+            assert f'data-audio="result-audio-{index + 1}"' in sketches[-1]
+
+
+def test_stop_keeps_what_was_made(handlers, monkeypatch):
+    from musicmha.app.job import GenerationJob
+
+    record = GenerationJob._callback
+
+    def slow(self, step, tokens):  # an untrained model may end early: make each token take a while
+        time.sleep(0.01)
+        return record(self, step, tokens)
+
+    monkeypatch.setattr(GenerationJob, "_callback", slow)
+    *_, session = handlers.pick_example("bach_bwv66.6_chorale", new_session())
+    run = handlers.generate(handlers.show(session)[0],
+                            **{**SETTINGS, "unit": "bars", "length": 32, "variations": 2}, session=session)
+    assert next(run)[0].startswith("Generating")
+    time.sleep(1.0)
+    job = handlers._jobs["local"]
+    handlers.stop(None)
+    stopped = time.monotonic()
+    assert job.done.wait(1.0)  # sampling ends within a second ...
+    status, seed, *rest = list(run)[-1]
+    assert time.monotonic() - stopped < 5.0  # ... and the partial results are rendered (2 busy CPUs here)
+    assert status.startswith("Stopped after") and "2 partial variations kept" in status
+    assert rest[0] is not None and rest[1] is not None and rest[8] and rest[9]  # playable and downloadable
+    assert load_midi(rest[8]).note_num() > 84
+    *_, session = handlers.continue_from(0, rest[12], session)  # ... and continuable
+    assert history.name_of(history.current(session)) == "bach_bwv66.6_chorale + 1 continuation"
+
+
+def test_history_names_undo_redo(handlers):
+    *_, session = handlers.pick_example("bach_bwv66.6_chorale", new_session())
+    prompt = handlers.show(session)[0]
+    records = final(handlers, prompt, session=session)[-1]
+    *_, info, history_md, undo, redo, session = handlers.continue_from(0, records, session)
+    assert "bach_bwv66.6_chorale + 1 continuation" in info and undo.interactive and not redo.interactive
+    records = final(handlers, handlers.show(session)[0], session=session)[-1]
+    *_, session = handlers.continue_from(0, records, session)
+    assert history.name_of(history.current(session)) == "bach_bwv66.6_chorale + 2 continuations"
+    assert "3. bach_bwv66.6_chorale + 2 continuations" in history.markdown(session)
+
+    file, *_, info, history_md, undo, redo, session = handlers.undo(session)
+    assert "+ 1 continuation" in info and redo.interactive
+    *_, session = handlers.undo(session)
+    assert history.current(session)["data"] == BACH.read_bytes()
+    assert all(r == gr.skip() for r in handlers.undo(session))  # undo stops at the first prompt
+    *_, info, history_md, undo, redo, session = handlers.redo(session)
+    assert "+ 1 continuation" in info
+    *_, session = handlers.pick_example("essen_folksong_han1_1", session)  # a new prompt drops the redo steps
+    assert not history.can_redo(session) and len(session["entries"]) == 4
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"unit": "bars", "length": 33}, "between 1 and 32 bars"),
+    ({"unit": "seconds", "length": 61}, "between 1 and 60 seconds"),
+    ({"length": 4096}, "between 1 and 2048 tokens"),
+    ({"variations": 5}, "variations"),
+    ({"temperature": 0}, "temperature"),
+    ({"top_p": 1.5}, "top-p"),
+    ({"seed": -1}, "seed"),
+    ({"unit": "hours"}, "length unit"),
+    ({"tempo": -5}, "tempo must be between"),
+    ({"tempo": 5000}, "tempo must be between"),
+    ({"time_signature": "three"}, "like 3/4"),
+    ({"instruments_mode": "all of them"}, "instruments must be one of"),
+    ({"instruments_mode": CHOOSE, "programs": [200]}, "programs 0..127"),
+    ({"instruments_mode": CHOOSE, "programs": [], "drums": False}, "at least one instrument"),
+])
+def test_settings_outside_the_limits(overrides, message):
+    values = {**SETTINGS, **overrides}
+    values.pop("checkpoint")
+    with pytest.raises(gr.Error, match=message):
+        generation_kwargs(**values)
+
+
+@pytest.mark.parametrize("prompt, overrides, message", [
+    (None, {"tempo": 300}, "outside what this tokenizer can write"),
+    (None, {"time_signature": "5/16"}, "cannot be written by this tokenizer"),
+    (BACH, {"tempo": 100}, "for starting from nothing"),
+])
+def test_controls_the_model_cannot_write_are_one_message_before_anything_changes(handlers, prompt, overrides,
+                                                                                message):
+    values = {**SETTINGS, "instruments_mode": None, "programs": None, "drums": True, "allow_early_end": False,
+              "tempo": 0, "time_signature": None, **overrides}  # the page's order
+    with pytest.raises(gr.Error, match=message):
+        handlers.check(str(prompt) if prompt else None, *values.values())
+    with pytest.raises(gr.Error, match=message):
+        next(handlers.generate(str(prompt) if prompt else None, **values))  # before its first update
+
+
+def test_settings_conversion():
+    values = {**SETTINGS, "unit": "bars", "length": 4, "top_k": 20, "top_p": 0.9, "prompt_tokens": 128}
+    values.pop("checkpoint")
+    assert generation_kwargs(**values) == dict(bars=4, temperature=1.0, top_k=20, top_p=0.9, seed=7,
+                                               num_samples=1, prompt_tokens=128)
+    more = generation_kwargs(**{**values, "instruments_mode": CHOOSE, "programs": ["33: Electric Bass (finger)", 0],
+                                "drums": False, "allow_early_end": True, "tempo": 90, "time_signature": "3/4"})
+    assert more["instruments"] == [33, 0] and more["drums"] is False and more["allow_early_end"] is True
+    assert more["tempo"] == 90.0 and more["time_signature"] == (3, 4)
+    assert generation_kwargs(**{**values, "instruments_mode": NEW})["allow_new_instruments"] is True
+
+
+def test_new_options_reach_the_model(handlers):
+    status, *_, records = final(handlers, None, unit="bars", length=2, instruments_mode=CHOOSE, programs=[33],
+                                drums=False, tempo=90, time_signature="3/4")
+    score = load_midi(records[0]["midi"])
+    assert {(t.program, t.is_drum) for t in score.tracks if t.note_num()} <= {(33, False)}
+    assert score.time_signatures[0].numerator == 3 and abs(score.tempos[0].qpm - 90) < 5  # the nearest tempo token
+
+
+def test_unknown_checkpoint_is_refused(handlers):
+    with pytest.raises(gr.Error, match="unknown checkpoint"):
+        final(handlers, None, checkpoint="/etc")
+
+
+def test_no_checkpoint_at_all(handlers):
+    handlers.config.checkpoint = None
+    with pytest.raises(gr.Error, match="no checkpoint"):
+        final(handlers, None)
+
+
+def test_model_is_loaded_once(checkpoint):
+    cache = ModelCache()
+    assert cache.get(checkpoint) is cache.get(str(checkpoint) + "/")
+
+
+def test_checkpoint_list_and_about(checkpoint, tmp_path):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a-not-a-model").mkdir()
+    (tmp_path / "b" / "config.json").write_text(json.dumps({"d_model": 64, "n_layers": 2}))
+    (tmp_path / "b" / "training.json").write_text(json.dumps({"steps": 1200, "final_validation_nll": 1.234}))
+    (tmp_path / "b" / "README.md").write_text("# Bach model\nTrained on chorales.\n")
+    assert list_checkpoints(tmp_path) == [(tmp_path / "b").resolve()]
+    assert list_checkpoints(tmp_path, extra=checkpoint)[0] == checkpoint.resolve()
+    text = about_markdown(tmp_path / "b")
+    for expected in ("d_model 64", "1,200 steps", "1.234", "#### Bach model", "musicmha corpus",
+                     "musicmha prepare", "musicmha train", "musicmha generate"):
+        assert expected in text
+    assert "No checkpoint found" in about_markdown(None)
+    summary = about_summary(tmp_path / "b")  # short, for a phone; the card is one click further
+    assert "1,200 steps" in summary and "musicmha train" not in summary and len(summary.splitlines()) < 10
+
+
+def test_a_checkpoint_in_checkpoints_is_the_default(checkpoint, tmp_path, monkeypatch):
+    import musicmha.generation.music_generator
+    from musicmha.app.service import initial_checkpoint
+
+    monkeypatch.delenv("MUSICMHA_CHECKPOINT", raising=False)
+    monkeypatch.setattr(musicmha.generation.music_generator, "CHECKPOINTS_DIR", tmp_path)
+    assert initial_checkpoint(None) is None and list_checkpoints() == []  # the app still starts
+    shutil.copytree(checkpoint, tmp_path / "shipped")
+    assert initial_checkpoint(None) == (tmp_path / "shipped").resolve() == list_checkpoints()[0]
+    assert initial_checkpoint(str(checkpoint)) == checkpoint.resolve()
+
+
+def test_old_temporary_files_are_swept(tmp_path):
+    files = TempFiles(tmp_path, max_age=10)
+    old = files.path("old.mid")
+    old.write_bytes(b"x")
+    os.utime(old.parent, (time.time() - 100, time.time() - 100))
+    new = files.path("new.mid")
+    assert files.sweep(now=time.time() + 6) == 1
+    assert not old.parent.exists() and new.parent.exists()
+
+
+def test_build_app_exposes_generate(handlers):
+    from musicmha.app import build_app
+
+    app = build_app(handlers.config)
+    assert isinstance(app, gr.Blocks)
+    names = {d.api_name for d in app.fns.values() if d.api_visibility == "public"}
+    assert {"generate", "preview"} <= names
+
+
+def test_launch_options(checkpoint, monkeypatch):
+    from musicmha.app import add_arguments
+    from musicmha.app.server import prepare
+
+    parser = add_arguments(argparse.ArgumentParser())
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
+    _, kwargs = prepare(parser.parse_args(["--checkpoint", str(checkpoint)]))
+    assert (kwargs["server_name"], kwargs["server_port"], kwargs["share"]) == ("127.0.0.1", 7999, False)
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+    _, kwargs = prepare(parser.parse_args(["--checkpoint", str(checkpoint), "--host", "0.0.0.0",
+                                           "--port", "8123", "--max-upload-mb", "1"]))
+    assert (kwargs["server_name"], kwargs["server_port"], kwargs["max_file_size"]) == ("0.0.0.0", 8123, 2_000_000)
+
+
+def test_cli_has_the_app_command():
+    from musicmha.cli import build_parser
+
+    args = build_parser().parse_args(["app", "--port", "7870"])
+    assert args.command == "app" and args.port == 7870 and args.host is None
+
+
+def test_fine_tuned_models_are_listed(checkpoint, tmp_path):
+    """checkpoints/ first, then runs/*/model and --checkpoint-dir folders, newest first; each once."""
+    root = tmp_path / "checkpoints"
+    shutil.copytree(checkpoint, root / "shipped")
+    shutil.copytree(checkpoint, tmp_path / "runs" / "mine" / "model")
+    shutil.copytree(checkpoint, tmp_path / "elsewhere" / "tuned")
+    (tmp_path / "runs" / "notes").mkdir()  # not a model
+    found = list_checkpoints(root, search=[tmp_path / "elsewhere", tmp_path / "runs"])
+    assert found[0] == (root / "shipped").resolve()
+    assert set(found[1:]) == {(tmp_path / "runs" / "mine" / "model").resolve(), (tmp_path / "elsewhere" / "tuned").resolve()}
+    assert len(found) == 3

@@ -1,0 +1,117 @@
+"""Sampling options: greedy, reproducibility, top-k/top-p support, allowed masks, callbacks, EOS."""
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from musicmha import MusicTransformer
+from musicmha.generation.sampling import sample_from_logits
+
+
+@pytest.fixture
+def model():
+    return MusicTransformer(tiny_config()).eval()
+
+
+def test_greedy_is_top_k_one_and_temperature_zero(model):
+    prompt = torch.randint(0, 61, (10,))
+    greedy = model.generate(prompt, 20, top_k=1)
+    assert greedy.shape == (30,) and torch.equal(greedy[:10], prompt)
+    assert torch.equal(greedy, model.generate(prompt, 20, temperature=0))
+    seq = prompt[None]
+    for _ in range(20):  # greedy by hand with the plain forward
+        seq = torch.cat([seq, model(seq)[0][:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(greedy, seq[0])
+
+
+def test_a_generator_makes_sampling_reproducible(model):
+    prompt = torch.randint(0, 61, (2, 5))
+    runs = [model.generate(prompt, 30, generator=torch.Generator().manual_seed(s)) for s in (7, 7, 8)]
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])
+
+
+def test_top_k_and_top_p_keep_only_their_support():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(2000, 1)
+    gen = torch.Generator().manual_seed(0)
+    assert set(sample_from_logits(logits, top_k=2, generator=gen).tolist()) == {0, 1}
+    # nucleus 0.6: 0.5 alone is not enough, 0.5 + 0.3 is: tokens {0, 1}
+    assert set(sample_from_logits(logits, top_p=0.6, generator=gen).tolist()) == {0, 1}
+    assert set(sample_from_logits(logits, top_p=0.4, generator=gen).tolist()) == {0}
+    counts = torch.bincount(sample_from_logits(logits, generator=gen), minlength=4) / 2000
+    assert (counts - torch.tensor([0.5, 0.3, 0.15, 0.05])).abs().max() < 0.04
+
+
+def test_allowed_mask_is_respected_and_callback_streams_every_token(model):
+    seen = []
+
+    def allowed(seq):  # only even tokens, and never the token just emitted
+        mask = torch.zeros(seq.shape[0], 61, dtype=torch.bool)
+        mask[:, 0::2] = True
+        mask[torch.arange(seq.shape[0]), seq[:, -1]] = False
+        return mask
+
+    out = model.generate(torch.tensor([[1, 2, 3]]), 25, allowed=allowed,
+                         callback=lambda step, tok: seen.append((step, tok.clone())),
+                         generator=torch.Generator().manual_seed(1))
+    new = out[0, 3:]
+    assert (new % 2 == 0).all() and (new[1:] != new[:-1]).all()
+    assert [s for s, _ in seen] == list(range(25))
+    assert torch.equal(torch.cat([t for _, t in seen]), new)
+
+
+def test_generation_stops_when_every_row_emitted_eos(model):
+    def eos_after_three(seq):
+        mask = torch.ones(seq.shape[0], 61, dtype=torch.bool)
+        if seq.shape[1] >= 6:
+            mask[:] = False
+            mask[:, 0] = True
+        return mask
+
+    out = model.generate(torch.tensor([[5, 6, 7], [8, 9, 10]]), 50, allowed=eos_after_three, eos_token_id=0)
+    assert out.shape == (2, 7) and (out[:, 6] == 0).all()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(temperature=-1.0), "temperature"), (dict(top_k=0), "top_k"), (dict(top_p=1.5), "top_p"),
+])
+def test_bad_sampling_arguments_are_refused(model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        model.generate(torch.tensor([1, 2]), 3, **kwargs)
+    with pytest.raises(ValueError, match="non-empty"):
+        model.generate(torch.zeros(1, 0, dtype=torch.long), 3)
+
+
+class _ElsewhereGenerator:
+    """Stands for a generator on another device than the logits (a CPU one with a CUDA model), which a
+    CPU-only machine cannot create: it reports the meta device, where a tensor can be moved but not read."""
+
+    device = torch.device("meta")
+
+
+def test_sampling_draws_on_the_generators_device(monkeypatch):
+    """What the CPU can show: the draw is routed through the generator's device and comes back on the
+    logits' device. `torch.multinomial` is replaced by a stand-in that refuses mismatched devices, as the
+    CUDA kernel does; the real cross-device draw is the CUDA test below."""
+    calls = []
+
+    def multinomial(probs, n, *, generator=None):
+        if generator is not None and probs.device != generator.device:
+            raise RuntimeError("Expected a generator on the device of the probabilities")
+        calls.append(probs.device)
+        return torch.zeros(probs.shape[0], n, dtype=torch.long)  # what the generator's device returns
+
+    monkeypatch.setattr(torch, "multinomial", multinomial)
+    tokens = sample_from_logits(torch.randn(3, 61), generator=_ElsewhereGenerator())  # type: ignore[arg-type]
+    assert calls == [torch.device("meta")] and tokens.device == torch.device("cpu") and tokens.shape == (3,)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cpu_generator_samples_a_cuda_model_as_on_the_cpu():
+    logits = torch.randn(4, 61)
+    on_cpu = sample_from_logits(logits, generator=torch.Generator().manual_seed(3))
+    on_cuda = sample_from_logits(logits.cuda(), generator=torch.Generator().manual_seed(3))
+    assert on_cuda.is_cuda and torch.equal(on_cuda.cpu(), on_cpu)
+    model = MusicTransformer(tiny_config()).eval().cuda()
+    out = model.generate(torch.tensor([1, 2, 3]), 20, generator=torch.Generator().manual_seed(3))
+    assert out.is_cuda and out.shape == (23,)

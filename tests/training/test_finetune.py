@@ -1,0 +1,134 @@
+"""Fine-tuning an exported model (--init-from), LoRA adapters (--lora-rank, merge-lora) and early stopping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from datafiles import copy_prompts
+
+from musicmha import ConfigError, MusicTransformer
+from musicmha.cli import main
+from musicmha.nn.lora import LoRAConfig, LoRALinear, add_adapters, merged_state
+from musicmha.training.train import train
+from musicmha.training.config import TrainConfig
+
+FAST = dict(preset="tiny", d_model=32, max_seq_len=64, batch_size=4, eval_every=10, eval_batches=2,
+            log_every=5, warmup_steps=3)
+
+
+@pytest.fixture(scope="module")
+def base(real_tokens, tmp_path_factory):
+    """A small trained model to fine-tune."""
+    out = tmp_path_factory.mktemp("base") / "run"
+    train(TrainConfig.from_sources(data=str(real_tokens), out=str(out), max_steps=30, save_every=30, **FAST))
+    return out / "model"
+
+
+def _tune(tokens, base, out, **overrides):
+    values = dict(eval_batches=2, log_every=5, batch_size=4, save_every=10, max_steps=10, warmup_steps=2)
+    return train(TrainConfig.from_sources(data=str(tokens), out=str(out), init_from=str(base),
+                                          **{**values, **overrides}))
+
+
+def _weights(folder) -> dict[str, torch.Tensor]:
+    return MusicTransformer.from_pretrained(folder).state_dict()
+
+
+def test_lora_layer_starts_as_its_base_and_merges_exactly():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(16, 8)
+    layer = LoRALinear(linear, rank=4, scale=0.5)
+    x = torch.randn(3, 16)
+    assert torch.equal(layer(x), linear(x))  # B = 0: the adapter changes nothing until trained
+    with torch.no_grad():
+        layer.lora_b.normal_()
+    merged = torch.nn.Linear(16, 8)
+    merged.load_state_dict({"weight": layer.merged_weight(), "bias": linear.bias})
+    assert torch.allclose(layer(x), merged(x), atol=1e-6)
+    assert torch.allclose(layer(x), x @ (linear.weight + 0.5 * layer.lora_b @ layer.lora_a).t() + linear.bias,
+                          atol=1e-6)
+
+
+def test_full_finetune_starts_from_the_checkpoint(real_tokens, base, tmp_path):
+    # A learning rate of ~0 keeps the weights where they started: they must be the checkpoint's.
+    result = _tune(real_tokens, base, tmp_path / "still", max_steps=2, learning_rate=1e-12)
+    start, end = _weights(base), _weights(result.export_dir)
+    assert all(torch.allclose(start[k], end[k], atol=1e-8) for k in start)
+    info = json.loads((result.export_dir / "training.json").read_text())
+    assert info["init_from"] == str(base.resolve()) and info["preset"] == "finetune"
+    moved = _tune(real_tokens, base, tmp_path / "moved", max_steps=5, learning_rate=1e-3)
+    assert not all(torch.equal(start[k], v) for k, v in _weights(moved.export_dir).items())
+
+
+def test_lora_trains_only_adapters_and_merges_with_one_command(real_tokens, base, tmp_path):
+    result = _tune(real_tokens, base, tmp_path / "lora", lora_rank=4, learning_rate=1e-2, max_steps=10)
+    start, tuned = _weights(base), _weights(result.export_dir)
+    changed = {k for k in start if not torch.equal(start[k], tuned[k])}
+    targets = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "out_proj.weight", "up.weight", "down.weight")
+    assert changed and all(k.endswith(targets) for k in changed)  # embeddings, norms: frozen
+    adapter = tmp_path / "lora" / "adapter"
+    config = json.loads((adapter / "adapter.json").read_text())
+    assert config["rank"] == 4 and config["base"] == str(base.resolve())
+    model = MusicTransformer(MusicTransformer.from_pretrained(base).config)
+    trainable = add_adapters(model, LoRAConfig(rank=4))
+    d, ff, layers = model.config.d_model, model.config.d_ff, model.config.n_layers
+    rank = 4  # A (rank x in) and B (out x rank) per target: q, k, v, out (d x d), up (d -> ff), down (ff -> d)
+    assert trainable == layers * (4 * rank * (d + d) + rank * (d + ff) + rank * (ff + d))
+    assert (adapter / "adapter.safetensors").stat().st_size < (result.export_dir / "model.safetensors").stat().st_size / 4
+    assert main(["merge-lora", str(adapter), "--out", str(tmp_path / "merged")]) == 0
+    merged = _weights(tmp_path / "merged")
+    assert all(torch.equal(merged[k], tuned[k]) for k in tuned)
+    assert (tmp_path / "merged" / "tokenizer.json").read_text() == (base / "tokenizer.json").read_text()
+
+
+def test_merged_state_has_the_plain_model_keys():
+    from conftest import tiny_config
+
+    model = MusicTransformer(tiny_config())
+    plain_keys = set(model.state_dict())
+    add_adapters(model, LoRAConfig(rank=2, targets=("q_proj", "up")))
+    assert set(merged_state(model)) == plain_keys
+
+
+def test_early_stop_keeps_the_best_weights(real_tokens, base, tmp_path):
+    # A learning rate far too high makes validation worse after the first evaluations: the run stops early
+    # and model/ holds the weights of the best evaluation, not the last.
+    result = _tune(real_tokens, base, tmp_path / "es", max_steps=200, learning_rate=0.05, eval_every=2,
+                   early_stop=2, save_every=50)
+    assert result.steps < 200
+    info = json.loads((result.export_dir / "training.json").read_text())
+    assert info["final_validation_nll"] <= result.final_validation_nll
+    assert info["steps"] < result.steps
+
+
+def test_bad_finetune_requests_are_one_line_errors(real_tokens, base, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="not a checkpoint folder"):
+        TrainConfig(data="d", out="o", init_from=str(tmp_path))
+    with pytest.raises(ConfigError, match="contradict the checkpoint's shape: d_model=64"):
+        TrainConfig(data="d", out="o", init_from=str(base), d_model=64)
+    with pytest.raises(ConfigError, match="LoRA rank must be a positive"):
+        TrainConfig(data="d", out="o", init_from=str(base), lora_rank=-2)
+    with pytest.raises(ConfigError, match="larger than the model width"):
+        TrainConfig(data="d", out="o", init_from=str(base), lora_rank=33)
+    with pytest.raises(ConfigError, match="give --init-from"):
+        TrainConfig(data="d", out="o", lora_rank=4)
+    with pytest.raises(ConfigError, match="no module named attn"):
+        _tune(real_tokens, base, tmp_path / "t", lora_rank=2, lora_targets="attn")
+    # A token folder made with another tokenizer (the first shipped model's, without FIM tokens)
+    copy_prompts(tmp_path / "in")
+    old = Path(__file__).resolve().parents[2] / "checkpoints" / "musicmha-small"
+    assert main(["prepare", str(tmp_path / "in"), "--out", str(tmp_path / "old"), "--workers", "1",
+                 "--tokenizer", str(old)]) == 0
+    code = main(["train", "--data", str(tmp_path / "old"), "--out", str(tmp_path / "x"), "--init-from", str(base)])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "prepared with another tokenizer" in err[-1] and f"--tokenizer {base}" in err[-1]
+
+
+def test_lora_defaults_to_a_higher_learning_rate(base):
+    assert TrainConfig(data="d", out="o", init_from=str(base)).learning_rate == 3e-4
+    assert TrainConfig(data="d", out="o", init_from=str(base), lora_rank=4).learning_rate == 1e-3
+    assert TrainConfig(data="d", out="o", init_from=str(base), lora_rank=4, learning_rate=5e-4).learning_rate == 5e-4
