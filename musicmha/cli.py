@@ -200,8 +200,8 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    from musicmha.render.wav import check_audio_path
-    from musicmha.render.audio import render_audio, write_audio
+    from musicmha.render.audio import render_audio
+    from musicmha.render.wav import check_audio_path, write_audio
 
     check_audio_path(args.output)  # refuse an unusable output before spending time on rendering
     audio, rate = render_audio(args.input, sample_rate=args.sample_rate, soundfont=args.soundfont,
@@ -326,7 +326,8 @@ def _write_results(args: argparse.Namespace, results: list) -> None:
         write_atomic(midi, lambda tmp, score=result.score: tmp.write_bytes(score.dumps_midi()))
         written = [str(midi)]
         if args.wav:
-            from musicmha.render.audio import render_audio, write_audio
+            from musicmha.render.audio import render_audio
+            from musicmha.render.wav import write_audio
 
             audio, rate = render_audio(result.score)
             written.append(str(write_audio(_numbered(args.wav, index, len(results)), audio, rate)))
