@@ -20,11 +20,10 @@ from pathlib import Path
 import torch
 
 from musicmha.checkpoint import atomic_directory, fsync_tree, write_text_atomic
-from musicmha.errors import ConfigError
+from musicmha.errors import ConfigError, TrainingError
 from musicmha.training.run_folder import (
     EXPORT_DIR,
     STATE_DIR,
-    TrainingError,
     exported_step,
     remove_stale,
     state_folders,
