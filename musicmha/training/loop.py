@@ -157,7 +157,7 @@ def train_step(run: TrainRun, step: int, lr: float) -> float:
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
     if step_loss is None:  # accelerate did not mark a synchronizing micro-step (never expected)
-        step_loss = checked_step_loss(accelerator, micro_losses, None, step, cfg.grad_accum, TrainingError)
+        step_loss = checked_step_loss(accelerator, micro_losses, None, step, cfg.grad_accum)
     return step_loss
 
 
@@ -190,7 +190,7 @@ def _clipped_step_loss(run: TrainRun, micro_losses: list[torch.Tensor], step: in
     cfg, accelerator = run.cfg, run.accelerator
     norm = accelerator.clip_grad_norm_(run.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
     return checked_step_loss(accelerator, micro_losses, norm if accelerator.scaler is None else None, step,
-                             cfg.grad_accum, TrainingError)
+                             cfg.grad_accum)
 
 
 def validate(run: TrainRun) -> float:
