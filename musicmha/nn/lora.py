@@ -116,7 +116,7 @@ def save_adapter(model: nn.Module, config: LoRAConfig, folder: Path) -> None:
     """`folder/adapter.safetensors` + `folder/adapter.json` (rank, alpha, targets, base checkpoint)."""
     from safetensors.torch import save_file
 
-    from musicmha.checkpoint import write_atomic, write_text_atomic
+    from musicmha.atomic_files import write_atomic, write_text_atomic
 
     folder = Path(folder)
     write_atomic(folder / ADAPTER_WEIGHTS, lambda tmp: save_file(adapter_state(model), str(tmp)))
@@ -124,7 +124,7 @@ def save_adapter(model: nn.Module, config: LoRAConfig, folder: Path) -> None:
 
 
 def load_adapter_config(folder: Path) -> LoRAConfig:
-    from musicmha.checkpoint import read_json
+    from musicmha.atomic_files import read_json
 
     data = read_json(Path(folder) / ADAPTER_CONFIG)
     try:
@@ -152,7 +152,7 @@ def apply_adapter(model: nn.Module, folder: Path) -> LoRAConfig:
 
 def merge_adapter(adapter: Path, out: Path, base: Path | None = None) -> Path:
     """Write a full checkpoint folder `out`: the base model with the adapter folded in, and the base's tokenizer."""
-    from musicmha.checkpoint import atomic_directory
+    from musicmha.atomic_files import atomic_directory
     from musicmha.nn.model import MusicTransformer
     from musicmha.data.tokenizer import MusicTokenizer
 

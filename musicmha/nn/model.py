@@ -133,7 +133,7 @@ class MusicTransformer(nn.Module):
         """Write config.json and model.safetensors (each atomically) into `folder`."""
         from safetensors.torch import save_model
 
-        from musicmha.checkpoint import write_atomic
+        from musicmha.atomic_files import write_atomic
 
         folder = Path(folder)
         write_atomic(folder / WEIGHTS_FILE,

@@ -1,7 +1,7 @@
 """The training run folder on disk: its state folders, what a killed run leaves behind, and write failures.
 
 A run folder holds `train_config.json`, `state/step-N/` (accelerate save_state, written under a dot name and
-renamed when complete) and `model/` (the inference export, written by `checkpoint.atomic_directory`). A
+renamed when complete) and `model/` (the inference export, written by `atomic_files.atomic_directory`). A
 process killed at any moment leaves complete folders plus, at worst, staging folders with dot names: those
 are swept here when a run (re)starts, and the newest complete state is the one to resume from.
 """

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from musicmha.checkpoint import atomic_directory, fsync_tree, write_text_atomic
+from musicmha.atomic_files import atomic_directory, fsync_tree, write_text_atomic
 from musicmha.errors import ConfigError
 from musicmha.training.run_folder import (
     EXPORT_DIR,

@@ -1,4 +1,4 @@
-"""Crash-safe file writes and careful reads for checkpoint folders.
+"""Crash-safe file writes and careful reads: the one way this library puts a file or a folder on disk.
 
 Writers go to a temporary name in the same folder and `os.replace` it into place, so a process killed
 mid-write leaves either the old file or the new one, never half of one. Readers turn every way a file can
