@@ -20,10 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from musicmha.checkpoint import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from musicmha.errors import CheckpointError, ConfigError
 
-ADAPTER_CONFIG = "adapter.json"
-ADAPTER_WEIGHTS = "adapter.safetensors"
 # Every Linear of a block: attention projections and the MLP. (The tied embedding/output matrix stays frozen.)
 DEFAULT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "up", "down")
 
@@ -152,7 +151,7 @@ def apply_adapter(model: nn.Module, folder: Path) -> LoRAConfig:
 
 def merge_adapter(adapter: Path, out: Path, base: Path | None = None) -> Path:
     """Write a full checkpoint folder `out`: the base model with the adapter folded in, and the base's tokenizer."""
-    from musicmha.atomic_files import atomic_directory
+    from musicmha import checkpoint
     from musicmha.nn.model import MusicTransformer
     from musicmha.data.tokenizer import MusicTokenizer
 
@@ -164,7 +163,4 @@ def merge_adapter(adapter: Path, out: Path, base: Path | None = None) -> Path:
     apply_adapter(model, adapter)
     plain = MusicTransformer(model.config)
     plain.load_state_dict(merged_state(model), strict=True)
-    with atomic_directory(Path(out)) as staging:
-        plain.save_pretrained(staging)
-        MusicTokenizer.load(base).save(staging)
-    return Path(out)
+    return checkpoint.save(out, plain, MusicTokenizer.load(base))

@@ -17,12 +17,10 @@ from torch import nn
 
 from musicmha.nn.attention import KVCache, MultiHeadAttention
 from musicmha.nn.config import ModelConfig
+from musicmha.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from musicmha.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 class MLP(nn.Module):

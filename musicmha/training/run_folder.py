@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from musicmha.checkpoint import TRAINING_FILE
 from musicmha.errors import MusicmhaError
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def remove_stale(out: Path) -> None:
 def exported_step(out: Path) -> int | None:
     """The step the export in `model/` holds, or None when there is no complete export."""
     try:
-        return int(json.loads((out / EXPORT_DIR / "training.json").read_text())["steps"])
+        return int(json.loads((out / EXPORT_DIR / TRAINING_FILE).read_text())["steps"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
