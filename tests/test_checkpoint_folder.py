@@ -8,11 +8,13 @@ import json
 import shutil
 
 import pytest
+import torch
 from app_helpers import ROOT, make_tiny_checkpoint
 
 from musicmha import assets, checkpoint
 from musicmha.data.tokenizer import MusicTokenizer, TokenizerConfig
 from musicmha.errors import CheckpointError
+from musicmha.nn.model import MusicTransformer
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +114,15 @@ def test_save_replaces_a_folder_whole_or_not_at_all(tmp_path, tiny, monkeypatch)
     def disk_full(folder):
         raise OSError(28, "No space left on device")
 
+    weights = (folder / checkpoint.WEIGHTS_FILE).read_bytes()
+    changed = MusicTransformer(model.config)
+    with torch.no_grad():
+        for parameter in changed.parameters():
+            parameter.add_(1.0)
     monkeypatch.setattr(tokenizer, "save", disk_full)  # fails after the new weights are written
     with pytest.raises(OSError):
-        checkpoint.save(folder, model, tokenizer, training={"steps": 2})
+        checkpoint.save(folder, changed, tokenizer, training={"steps": 2})
+    assert (folder / checkpoint.WEIGHTS_FILE).read_bytes() == weights
     assert checkpoint.read_info(folder, checkpoint.TRAINING_FILE) == {"steps": 1}  # the earlier one, intact
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
 
