@@ -319,7 +319,7 @@ def _run_infill(args: argparse.Namespace) -> int:
 
 
 def _write_results(args: argparse.Namespace, results: list) -> None:
-    from musicmha.checkpoint import write_atomic
+    from musicmha.atomic_files import write_atomic
 
     for index, result in enumerate(results, start=1):
         midi = _numbered(args.out, index, len(results))

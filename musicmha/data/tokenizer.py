@@ -15,12 +15,12 @@ from pathlib import Path
 
 import symusic
 
+from musicmha.checkpoint import TOKENIZER_FILE
 from musicmha.errors import ConfigError, MusicmhaError
 from musicmha.data.fim import FIM_SPECIAL_TOKENS, MAX_FILL_BARS, MIDDLE, PREFIX, SUFFIX, FimTokens
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_FILE = "tokenizer.json"
 # Token streams are stored as uint16 shards, so ids must stay below 2**16.
 MAX_VOCAB = 65_535
 _KINDS = ("REMI", "TSD", "MIDILike", "Structured")

@@ -21,12 +21,11 @@ import symusic
 import torch
 
 from musicmha.generation.controls import MAX_NEW_TOKENS, InstrumentRule, LengthRule, Opening, prompt_programs  # noqa: F401 (re-export)
-from musicmha.errors import CheckpointError, ConfigError, MidiError, MusicmhaError
+from musicmha.errors import ConfigError, MidiError, MusicmhaError
 from musicmha.generation.grammar import GrammarSpec, TokenGrammar
 from musicmha.data.midi_io import add_notes, load_midi
 
 logger = logging.getLogger(__name__)
-CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
 @dataclass
@@ -38,22 +37,6 @@ class GenerationResult:
     boundary_tick: int  # where the prompt ends (its last note-off) in `score` ticks; an infill: where the range starts
     seed: int  # this sample's own seed: continue_midi(..., seed=seed, num_samples=1) makes it again
     span: tuple[int, int] | None = None  # an infill's regenerated range [start, end) in `score` ticks
-
-
-DEFAULT_MODEL = "musicmha-small"  # the folder of checkpoints/ that the app and `generate` load by default
-
-
-def default_checkpoint() -> Path:
-    """$MUSICMHA_CHECKPOINT, else checkpoints/DEFAULT_MODEL, else the first folder of checkpoints/ holding a
-    model."""
-    if os.environ.get("MUSICMHA_CHECKPOINT"):
-        return Path(os.environ["MUSICMHA_CHECKPOINT"])
-    if (CHECKPOINTS_DIR / DEFAULT_MODEL / "config.json").is_file():
-        return CHECKPOINTS_DIR / DEFAULT_MODEL
-    found = sorted(p for p in CHECKPOINTS_DIR.glob("*") if (p / "config.json").is_file())
-    if not found:
-        raise MusicmhaError(f"no checkpoint in {CHECKPOINTS_DIR}: train one (musicmha train) or pass --checkpoint")
-    return found[0]
 
 
 def grammar_spec(tokenizer) -> GrammarSpec:
@@ -155,19 +138,13 @@ class MusicGenerator:
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, *, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None) -> MusicGenerator:
-        """Model + tokenizer of a checkpoint folder; GPU in bf16 when there is one, else CPU in fp32."""
-        from musicmha.nn.model import CONFIG_FILE, MusicTransformer
-        from musicmha.data.tokenizer import TOKENIZER_FILE, MusicTokenizer
+        """Model + tokenizer of a checkpoint: a folder, a shipped model's name ("musicmha-small") or None for
+        the default (musicmha.checkpoint.resolve); GPU in bf16 when there is one, else CPU in fp32."""
+        from musicmha import checkpoint
 
-        folder = Path(folder) if folder is not None else default_checkpoint()
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        model = MusicTransformer.from_pretrained(folder, device=device, dtype=dtype)
-        tokenizer = MusicTokenizer.load(folder)
-        if model.config.vocab_size != tokenizer.vocab_size:  # name the files; __init__ cannot
-            raise CheckpointError(f"{folder / TOKENIZER_FILE}: {tokenizer.vocab_size} tokens, but "
-                                  f"{folder / CONFIG_FILE} has vocab_size {model.config.vocab_size}: the "
-                                  f"tokenizer does not belong to this model")
+        model, tokenizer = checkpoint.load(folder, device=device, dtype=dtype)  # checks they belong together
         return cls(model, tokenizer)
 
     def prompt_budget(self, length: LengthRule, prompt_tokens: int | None = None) -> int:

@@ -17,12 +17,10 @@ from torch import nn
 
 from musicmha.nn.attention import KVCache, MultiHeadAttention
 from musicmha.nn.config import ModelConfig
+from musicmha.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from musicmha.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 class MLP(nn.Module):
@@ -133,7 +131,7 @@ class MusicTransformer(nn.Module):
         """Write config.json and model.safetensors (each atomically) into `folder`."""
         from safetensors.torch import save_model
 
-        from musicmha.checkpoint import write_atomic
+        from musicmha.atomic_files import write_atomic
 
         folder = Path(folder)
         write_atomic(folder / WEIGHTS_FILE,

@@ -315,11 +315,11 @@ def test_checkpoint_list_and_about(checkpoint, tmp_path):
 
 
 def test_a_checkpoint_in_checkpoints_is_the_default(checkpoint, tmp_path, monkeypatch):
-    import musicmha.generation.music_generator
+    import musicmha.checkpoint
     from musicmha.app.service import initial_checkpoint
 
     monkeypatch.delenv("MUSICMHA_CHECKPOINT", raising=False)
-    monkeypatch.setattr(musicmha.generation.music_generator, "CHECKPOINTS_DIR", tmp_path)
+    monkeypatch.setattr(musicmha.checkpoint, "CHECKPOINTS_DIR", tmp_path)
     assert initial_checkpoint(None) is None and list_checkpoints() == []  # the app still starts
     shutil.copytree(checkpoint, tmp_path / "shipped")
     assert initial_checkpoint(None) == (tmp_path / "shipped").resolve() == list_checkpoints()[0]
