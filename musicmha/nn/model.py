@@ -1,7 +1,8 @@
 """The decoder-only MusicTransformer, built only from its ModelConfig (nanoGPT style).
 
-Token embedding (+ learned absolute positions when position="none"), pre-norm blocks of causal
-self-attention and an MLP, a final LayerNorm and an output head tied to the token embedding.
+Token embedding (+ learned absolute positions when the position scheme asks for them: `absolute_table`),
+pre-norm blocks of causal self-attention and an MLP, a final LayerNorm and an output head tied to the token
+embedding.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import nn
 
 from musicmha.nn.attention import KVCache, MultiHeadAttention
 from musicmha.nn.config import ModelConfig
+from musicmha.nn.positions import PositionScheme, position_scheme_type
 from musicmha.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from musicmha.errors import CheckpointError
 
@@ -39,7 +41,7 @@ class Block(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(config.d_model)
         self.attn = MultiHeadAttention(
-            config.d_model, config.n_heads, position=config.position,  # type: ignore[arg-type]
+            config.d_model, config.n_heads, position=config.position,
             max_relative_distance=config.max_relative_distance, causal=True, dropout=config.dropout,
             bias=config.bias, rope_base=config.rope_base, backend=config.attention_backend)
         self.norm2 = nn.LayerNorm(config.d_model)
@@ -55,8 +57,10 @@ class MusicTransformer(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        # the scheme's class, for what the whole model must do about positions (each attention has its module)
+        self.position_scheme: type[PositionScheme] = position_scheme_type(config.position)
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
-        if config.position == "none":
+        if self.position_scheme.absolute_table:
             self.position_embedding = nn.Embedding(config.max_seq_len, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
@@ -87,13 +91,13 @@ class MusicTransformer(nn.Module):
         """tokens (B, T) -> logits (B, T, V) and, given targets (B, T), the mean cross-entropy loss
         (targets equal to -100 are ignored). With kv_cache, tokens sit at start_pos .. start_pos + T - 1."""
         batch, length = tokens.shape
-        if start_pos + length > self.config.max_seq_len and self.config.position == "none":
+        if start_pos + length > self.config.max_seq_len and not self.position_scheme.extrapolates:
             raise ValueError(f"position {start_pos + length} is past max_seq_len={self.config.max_seq_len}"
-                             " (learned absolute positions stop there)")
+                             f" (position={self.config.position!r} stops there)")
         if kv_cache is not None and len(kv_cache) != len(self.blocks):
             raise ValueError(f"kv_cache has {len(kv_cache)} layers, the model {len(self.blocks)}")
         x = self.token_embedding(tokens)  # (B, T, C)
-        if self.config.position == "none":
+        if self.position_scheme.absolute_table:
             positions = torch.arange(start_pos, start_pos + length, device=tokens.device)
             x = x + self.position_embedding(positions)
         x = self.dropout(x)
