@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from musicmha.generation import music_generator as generator_module
+from musicmha.generation import music_generator
 from musicmha.errors import MusicmhaError
 from musicmha.generation.music_generator import MusicGenerator, default_checkpoint
 from musicmha.render.audio import render_audio
@@ -39,7 +39,7 @@ def list_checkpoints(root: Path | None = None, extra: Path | None = None,
     sorted, then the fine-tuned and trained ones found in runs/ (beside checkpoints/) and the `search`
     folders (--checkpoint-dir): each folder itself, its sub-folders and their `model/` exports, newest
     first. `extra` (the one loaded) comes first when it is not among them."""
-    root = root if root is not None else generator_module.CHECKPOINTS_DIR
+    root = root if root is not None else music_generator.CHECKPOINTS_DIR
     found = sorted(p.resolve() for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
     trained = []
     for folder in [root.parent / "runs", *(search or [])]:
