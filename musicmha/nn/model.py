@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -116,20 +115,6 @@ class MusicTransformer(nn.Module):
         max_len = max_len or self.config.max_seq_len
         return [KVCache(batch_size, self.config.n_heads, max_len, self.config.head_dim,
                         dtype=param.dtype, device=param.device) for _ in self.blocks]
-
-    def generate(self, tokens: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None,
-                 generator: torch.Generator | list[torch.Generator] | None = None,
-                 callback: Callable[[int, torch.Tensor], None] | None = None,
-                 allowed: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 eos_token_id: int | None = None, stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 use_cache: bool = True) -> torch.Tensor:
-        """The prompt (T,) or (B, T) followed by up to max_new_tokens sampled tokens; see sampling.generate."""
-        from musicmha.generation.sampling import generate
-
-        return generate(self, tokens, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                        generator=generator, callback=callback, allowed=allowed,
-                        eos_token_id=eos_token_id, stop=stop, use_cache=use_cache)
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Write config.json and model.safetensors (each atomically) into `folder`."""
