@@ -47,9 +47,8 @@ def build(variant: str, heads: int, head_dim: int, length: int, device: str):
     position, _, backend = variant.partition("/")
     mha = MultiHeadAttention(heads * head_dim, heads, position=position, max_relative_distance=length - 1,
                              backend=backend or "auto").to(device)
-    if position == "rope":
-        return lambda q, k, v: mha.attend(mha.rotary(q), mha.rotary(k), v), list(mha.parameters())
-    return lambda q, k, v: mha.attend(q, k, v), list(mha.parameters())
+    rotate = mha.scheme.rotate  # RoPE's rotation is part of what is timed; the other schemes return q, k
+    return lambda q, k, v: mha.attend(rotate(q, 0), rotate(k, 0), v), list(mha.parameters())
 
 
 def peak_bytes(device: str) -> int:

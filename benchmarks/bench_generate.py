@@ -21,7 +21,11 @@ from pathlib import Path
 import torch
 
 from musicmha import ModelConfig, MusicTransformer
-from musicmha.generation.music_generator import MusicGenerator, token_error_ratio
+from musicmha.generation.music_generator import MusicGenerator
+from musicmha.generation.options import SamplingOptions
+from musicmha.generation.sampling import generate
+
+GREEDY = SamplingOptions(top_k=1)
 
 PROMPTS = sorted((Path(__file__).resolve().parent.parent / "data" / "prompts").glob("*.mid"))
 
@@ -37,7 +41,7 @@ def tokens_per_second(generator: MusicGenerator, new_tokens: int, use_cache: boo
     prompt = torch.tensor([[tokenizer.bos_id, *tokenizer.encode(PROMPTS[0])[:64]]] * batch, device=device)
     _sync(device)
     started = time.perf_counter()
-    model.generate(prompt, new_tokens, top_k=1, use_cache=use_cache)
+    generate(model, prompt, GREEDY, new_tokens, use_cache=use_cache)
     _sync(device)
     return batch * new_tokens / (time.perf_counter() - started)
 
@@ -53,8 +57,8 @@ def same_size_table(shape: ModelConfig, new_tokens: int, prompt_len: int = 64,
         model = MusicTransformer(config).eval().to(device)
         for batch in (1, 4):
             prompt = torch.randint(3, config.vocab_size, (batch, prompt_len), device=device)
-            cached = _timed(lambda: model.generate(prompt, new_tokens, top_k=1), batch * new_tokens, device)
-            plain = _timed(lambda: model.generate(prompt, new_tokens, top_k=1, use_cache=False), batch * new_tokens,
+            cached = _timed(lambda: generate(model, prompt, GREEDY, new_tokens), batch * new_tokens, device)
+            plain = _timed(lambda: generate(model, prompt, GREEDY, new_tokens, use_cache=False), batch * new_tokens,
                            device)
             ms = 1e3 * batch / cached
             none_ms.setdefault(batch, ms)
@@ -123,7 +127,7 @@ def main() -> None:
         for first in range(0, args.samples, 20):  # batches of 20 unconditional samples
             results = generator.continue_midi(None, max_new_tokens=256, seed=first, temperature=1.0,
                                               num_samples=min(20, args.samples - first), constrained=constrained)
-            ratios += [token_error_ratio(generator.tokenizer, r.token_ids) for r in results]
+            ratios += [generator.tokenizer.token_error_ratio(r.token_ids) for r in results]
         name = "grammar-constrained" if constrained else "unconstrained"
         print(f"| {name} | {len(ratios)} | {statistics.mean(ratios):.4f} | {sum(r > 0 for r in ratios)} | "
               f"{time.perf_counter() - started:.0f} |")

@@ -155,7 +155,7 @@ def nll_per_piece(checkpoint: Path, tokens: Path) -> dict[str, dict]:
 
 def pick_prompts(tokens: Path, tokenizer, offsets: list[int], prompt_bars: int, bars: int) -> tuple[list, dict]:
     split = TokenSplit(tokens, "test")
-    bar_id = tokenizer.miditok.vocab["Bar_None"]
+    bar_id = tokenizer.bar_id
     chosen, skipped = [], {"too short": 0, "prompt does not round-trip": 0, "no notes": 0}
     for index in range(len(split)):
         ids = split.piece(index).tolist()

@@ -34,6 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # tes
 from reference import naive_attention  # noqa: E402
 
 from musicmha import ModelConfig, MultiHeadAttention, MusicTransformer  # noqa: E402
+from musicmha.generation.options import SamplingOptions  # noqa: E402
+from musicmha.generation.sampling import generate  # noqa: E402
+
+GREEDY = SamplingOptions(top_k=1)
 
 BACKENDS = ("sdpa", "blocked", "flex")
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}  # dense, per GPU (vendor figures)
@@ -242,8 +246,8 @@ def generation(s: Smoke) -> None:
         model = MusicTransformer(config).to(s.device).eval()
         prompt = torch.randint(3, 96, (2, 20), device=s.device)
         new = 60  # 20 + 60 > 48: the window slides
-        cached = model.generate(prompt, new, top_k=1, use_cache=True)
-        plain = model.generate(prompt, new, top_k=1, use_cache=False)
+        cached = generate(model, prompt, GREEDY, new, use_cache=True)
+        plain = generate(model, prompt, GREEDY, new, use_cache=False)
         s.check(f"generation {position}: cached = uncached past a window slide", torch.equal(cached, plain),
                 first_difference=None if torch.equal(cached, plain) else int((cached != plain).nonzero()[0, 1]))
 
@@ -288,8 +292,8 @@ def shipped_model(s: Smoke, checkpoint: str | None) -> None:
     new = 32 if s.quick else 256
     for batch in (1, 4):
         prompt = tokens[:, :64].repeat(batch, 1).to(s.device)
-        model.generate(prompt, 8, top_k=1)  # warm-up
-        syncs, seconds = _count_syncs(s, lambda: model.generate(prompt, new, top_k=1))
+        generate(model, prompt, GREEDY, 8)  # warm-up
+        syncs, seconds = _count_syncs(s, lambda: generate(model, prompt, GREEDY, new))
         rows.append({"batch": batch, "tokens_per_s": round(batch * new / seconds),
                      "syncs_per_token": None if syncs is None else round(syncs / new, 2)})
 

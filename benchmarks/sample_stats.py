@@ -27,7 +27,7 @@ import numpy as np
 
 from musicmha.evaluation import music_stats as ms
 from musicmha.data.dataset import TokenSplit
-from musicmha.generation.music_generator import MusicGenerator, token_error_ratio
+from musicmha.generation.music_generator import MusicGenerator
 
 EXAMPLE_COLLECTIONS = ("bach", "palestrina", "essenFolksong")
 
@@ -98,7 +98,7 @@ def main() -> None:
     generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu")
     tok = generator.tokenizer
     split = TokenSplit(args.data, "test")
-    bar_id = tok.miditok.vocab["Bar_None"]
+    bar_id = tok.bar_id
     chosen, skipped = pick_prompts(split, bar_id, args.prompt_bars, args.bars, args.samples, args.seed, tok)
     print(f"{len(chosen)} prompts from {len(split)} test pieces; skipped on the way: {skipped}", flush=True)
 
@@ -107,14 +107,14 @@ def main() -> None:
     for k, item in enumerate(chosen):
         row = {"index": item["index"], "source": item["source"],
                "truth": passage_stats(tok, item["prompt"], item["truth"], args.prompt_bars, args.bars),
-               "truth_error_ratio": token_error_ratio(tok, item["truth"])}
+               "truth_error_ratio": tok.token_error_ratio(item["truth"])}
         for mode, constrained in (("constrained", True), ("unconstrained", False)):
             result = generator.continue_midi(item["prompt_score"], bars=args.bars, seed=k if constrained else 1000 + k,
                                              constrained=constrained)[0]
             new = result.new_token_ids
             row[mode] = passage_stats(tok, item["prompt"], new, args.prompt_bars, args.bars)
             row[mode]["tokens"] = len(new)
-            row[mode]["error_ratio"] = token_error_ratio(tok, new)
+            row[mode]["error_ratio"] = tok.token_error_ratio(new)
             # stopped by the bar count once the Bar token after `bars` new bars came; fewer: EOS came first
             row[mode]["eos"] = new.count(bar_id) <= args.bars
             if mode == "constrained":

@@ -13,8 +13,12 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from musicmha.errors import MusicmhaError
+
+if TYPE_CHECKING:  # imported where used, so `musicmha --help` stays fast
+    from musicmha.generation.options import SamplingOptions
 
 Runner = Callable[[argparse.Namespace], int | None]
 
@@ -228,9 +232,10 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     """What generate and infill share: checkpoint, output, sampling, instruments, audio and roll."""
     p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped checkpoint)")
     p.add_argument("--out", required=True, help="output .mid; several samples become out-1.mid, out-2.mid, ...")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--temperature", type=float, default=1.0, help="0: greedy; higher is wilder (default 1)")
+    p.add_argument("--top-k", type=int, default=None, help="keep only the k likeliest tokens (0: off, the default)")
+    p.add_argument("--top-p", type=float, default=None, help="keep the likeliest tokens holding this much "
+                   "probability, in (0, 1] (1: off, the default)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, printed)")
     p.add_argument("--num-samples", type=int, default=1)
     band = p.add_argument_group("instruments (default: the prompt's own; from nothing: any)")
@@ -274,6 +279,14 @@ def _numbered(path: str, index: int, count: int) -> Path:
     return path if count == 1 else path.with_name(f"{path.stem}-{index}{path.suffix}")
 
 
+def _sampling(args: argparse.Namespace) -> SamplingOptions:
+    """The sampling flags as one SamplingOptions, read exactly as the app reads its fields (checked before the
+    model loads)."""
+    from musicmha.generation.options import SamplingOptions
+
+    return SamplingOptions.from_inputs(args.temperature, args.top_k, args.top_p, args.seed)
+
+
 def _checked_instruments(args: argparse.Namespace) -> list[int] | None:
     """--instruments parsed and checked before the model loads, so a typo costs no time."""
     from musicmha.generation.controls import InstrumentRule, parse_programs
@@ -288,6 +301,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     from musicmha.generation.controls import LengthRule, Opening, parse_time_signature
     from musicmha.generation.music_generator import MusicGenerator
 
+    sampling = _sampling(args)
     instruments = _checked_instruments(args)
     time_signature = parse_time_signature(args.time_signature) if args.time_signature is not None else None
     LengthRule(args.max_new_tokens, args.bars, args.seconds, args.allow_early_end)
@@ -295,8 +309,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device)
     results = generator.continue_midi(
         args.prompt, max_new_tokens=args.max_new_tokens, bars=args.bars, seconds=args.seconds,
-        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-        num_samples=args.num_samples, prompt_tokens=args.prompt_tokens, constrained=not args.unconstrained,
+        sampling=sampling, num_samples=args.num_samples, prompt_tokens=args.prompt_tokens,
+        constrained=not args.unconstrained,
         instruments=instruments, drums=args.drums, allow_new_instruments=args.allow_new_instruments,
         allow_early_end=args.allow_early_end, tempo=args.tempo, time_signature=time_signature,
         allow_tempo_changes=args.allow_tempo_changes, allow_empty_bars=args.allow_empty_bars)
@@ -321,10 +335,10 @@ def _run_infill(args: argparse.Namespace) -> int:
         first, last = (int(x) for x in args.bars.replace(" ", "").split("-"))
     except ValueError:
         raise ConfigError(f"--bars takes a range of bars like 9-12, got {args.bars!r}") from None
+    sampling = _sampling(args)
     instruments = _checked_instruments(args)
     generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device)
-    results = generator.infill(args.prompt, first, last, temperature=args.temperature, top_k=args.top_k,
-                               top_p=args.top_p, seed=args.seed, num_samples=args.num_samples,
+    results = generator.infill(args.prompt, first, last, sampling=sampling, num_samples=args.num_samples,
                                instruments=instruments, drums=args.drums,
                                allow_new_instruments=args.allow_new_instruments)
     _write_results(args, results)
@@ -332,7 +346,7 @@ def _run_infill(args: argparse.Namespace) -> int:
 
 
 def _write_results(args: argparse.Namespace, results: list) -> None:
-    from musicmha.checkpoint import write_atomic
+    from musicmha.atomic_files import write_atomic
 
     for index, result in enumerate(results, start=1):
         midi = _numbered(args.out, index, len(results))

@@ -61,7 +61,7 @@ def naive_attention(mha, x: torch.Tensor, kv: torch.Tensor | None = None,
                     logits[i, j] = (q[i] * k[j]).sum()
             distance = q_pos[:, None] - k_pos[None, :]  # (Tq, Tk)
             if mha.position == "relative":
-                table = mha.relative_embeddings[h]  # (N, D)
+                table = mha.scheme.relative_embeddings[h]  # (N, D)
                 back = 0 if mha.causal else (table.shape[0] - 1) // 2
                 index = distance.clamp(-back, table.shape[0] - 1 - back) + back
                 rel = table[index]  # (Tq, Tk, D): the O(L^2 D) tensor of Shaw et al.

@@ -7,7 +7,7 @@ import torch
 from conftest import POSITIONS, tiny_config
 
 from musicmha import CheckpointError, ConfigError, MusicTransformer
-from musicmha.checkpoint import atomic_directory
+from musicmha.atomic_files import atomic_directory
 
 
 @pytest.mark.parametrize("position", POSITIONS)

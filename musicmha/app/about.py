@@ -3,8 +3,9 @@ whichever exist), where the data comes from, and how to train a model of your ow
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from musicmha.checkpoint import CARD_FILE, CONFIG_FILE, TRAINING_FILE, read_info
 
 _README_LINES = 40  # a checkpoint README can be long; the panel shows its beginning
 
@@ -27,25 +28,17 @@ and tokenized as REMI with programs (miditok). The example prompts are short ope
 """
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def _model_lines(folder: Path) -> list[str]:
-    config = _read_json(folder / "config.json")
+    config = read_info(folder, CONFIG_FILE)
     if config is None:
-        return ["config.json is missing or unreadable."]
+        return [f"{CONFIG_FILE} is missing or unreadable."]
     keys = ("d_model", "n_layers", "n_heads", "max_seq_len", "position", "vocab_size")
     shown = ", ".join(f"{k} {config[k]}" for k in keys if k in config)
     return [f"Causal transformer: {shown}."]
 
 
 def _training_lines(folder: Path) -> list[str]:
-    info = _read_json(folder / "training.json")
+    info = read_info(folder, TRAINING_FILE)
     if info is None:
         return []
     parts = [f"{info[k]:,} {label}" for k, label in (("steps", "steps"), ("tokens_seen", "tokens seen"))
@@ -71,8 +64,8 @@ def about_summary(folder: Path | None) -> str:
 def model_card(folder: Path | None) -> str:
     """The checkpoint's README (its beginning), the data, and how to train a model of your own."""
     card = ""
-    if folder is not None and (folder / "README.md").is_file():
-        text = (folder / "README.md").read_text(errors="replace").splitlines()[:_README_LINES]
+    if folder is not None and (folder / CARD_FILE).is_file():
+        text = (folder / CARD_FILE).read_text(errors="replace").splitlines()[:_README_LINES]
         # Demote the README's headings so they sit under ours.
         card = "\n".join("###" + line if line.startswith("#") else line for line in text) + "\n"
     return "\n".join([card, DATA, TRAIN_YOUR_OWN])

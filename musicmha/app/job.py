@@ -32,8 +32,7 @@ class GenerationJob:
         self.stop, self.done = threading.Event(), threading.Event()
         self.started = time.monotonic()
         self._deadline = self.started + time_limit
-        vocab = generator.tokenizer.miditok.vocab
-        self._bar_id = vocab.get("Bar_None")
+        self._bar_id = generator.tokenizer.bar_id
         threading.Thread(target=self._run, daemon=True, name="musicmha-generate").start()
 
     def _callback(self, step: int, tokens) -> bool:

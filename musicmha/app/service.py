@@ -20,53 +20,32 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from musicmha.generation import music_generator as generator_module
+from musicmha import assets, checkpoint
+from musicmha.checkpoint import list_checkpoints  # noqa: F401 (the app's model list)
 from musicmha.errors import MusicmhaError
-from musicmha.generation.music_generator import MusicGenerator, default_checkpoint
+from musicmha.generation.music_generator import MusicGenerator
 from musicmha.render.audio import render_audio
 from musicmha.app.views import RollSize, roll_html, window, window_start
 
 logger = logging.getLogger(__name__)
 
-PROMPTS_DIR = Path(__file__).resolve().parents[2] / "data" / "prompts"
 SAMPLE_RATE = 32000  # enough for a preview and a third smaller than 44.1 kHz to send to the browser
 MAX_AUDIO_SECONDS = 180.0  # a long upload is previewed, not rendered in full
 
 
-def list_checkpoints(root: Path | None = None, extra: Path | None = None,
-                     search: list[Path] | None = None) -> list[Path]:
-    """The models a user can pick: the folders of `root` (default: checkpoints/) that hold a config.json,
-    sorted, then the fine-tuned and trained ones found in runs/ (beside checkpoints/) and the `search`
-    folders (--checkpoint-dir): each folder itself, its sub-folders and their `model/` exports, newest
-    first. `extra` (the one loaded) comes first when it is not among them."""
-    root = root if root is not None else generator_module.CHECKPOINTS_DIR
-    found = sorted(p.resolve() for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
-    trained = []
-    for folder in [root.parent / "runs", *(search or [])]:
-        folder = Path(folder)
-        candidates = [folder, *folder.glob("*"), *folder.glob("*/model")] if folder.is_dir() else []
-        trained += [p.resolve() for p in candidates if (p / "config.json").is_file()]
-    trained = sorted(set(trained) - set(found), key=lambda p: -(p / "config.json").stat().st_mtime)
-    found += trained
-    if extra is not None and extra.resolve() not in found:
-        found.insert(0, extra.resolve())
-    return found
-
-
 def initial_checkpoint(explicit: str | Path | None) -> Path | None:
-    """--checkpoint, else the library's default (env var or first of checkpoints/); None when there is none,
-    so the app can still start and say so instead of crashing."""
-    if explicit is not None:
-        return Path(explicit).resolve()
+    """--checkpoint (a folder or a shipped model's name), else the library's default (env var or the shipped
+    model); None when there is none, so the app can still start and say so instead of crashing. A named
+    folder that does not exist is kept as given: loading it reports the error in the page."""
     try:
-        return default_checkpoint().resolve()
+        return checkpoint.resolve(explicit).resolve()
     except MusicmhaError:
-        return None
+        return None if explicit is None else Path(explicit).resolve()
 
 
-def list_examples(folder: Path = PROMPTS_DIR) -> dict[str, Path]:
+def list_examples(folder: Path | None = None) -> dict[str, Path]:
     """Bundled example prompts by display name (file stem)."""
-    return {p.stem: p for p in sorted(folder.glob("*.mid"))} if folder.is_dir() else {}
+    return assets.example_prompts(folder)
 
 
 class ModelCache:

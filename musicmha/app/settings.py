@@ -1,5 +1,8 @@
 """The page's generation settings: their limits, their words for musicians, and the conversion of UI values
-to `continue_midi` keyword arguments (checked here, since API callers can send anything)."""
+to `continue_midi` keyword arguments (checked here, since API callers can send anything).
+
+The sampling values become one SamplingOptions, through the same `SamplingOptions.from_inputs` as the CLI's
+flags: its ranges are the only ones; the sliders' narrower spans are the page's choice."""
 
 from __future__ import annotations
 
@@ -7,7 +10,10 @@ import math
 from typing import Any
 
 import gradio as gr
-from miditok.constants import MIDI_INSTRUMENTS
+
+from musicmha.data.tokenizer import program_names
+from musicmha.errors import ConfigError
+from musicmha.generation.options import SamplingOptions
 
 MAX_VARIATIONS = 4
 LIMITS = {"bars": 32, "seconds": 60, "tokens": 2048}  # longest generation a request may ask for
@@ -16,7 +22,7 @@ TEMPO_RANGE = (20.0, 400.0)  # beyond this a BPM is a typo; the tokenizer's own 
 
 KEEP, NEW, CHOOSE = "Keep the prompt's instruments", "Let the model add instruments", "Choose them"
 INSTRUMENT_MODES = (KEEP, NEW, CHOOSE)
-PROGRAM_CHOICES = [(f"{i}: {entry['name']}", i) for i, entry in enumerate(MIDI_INSTRUMENTS)]
+PROGRAM_CHOICES = [(f"{i}: {name}", i) for i, name in enumerate(program_names())]
 MODEL_METER = "the model's choice"
 METERS = (MODEL_METER, "4/4", "3/4", "2/4", "2/2", "6/8", "9/8", "12/8", "5/4", "7/8")
 
@@ -79,30 +85,28 @@ def generation_kwargs(unit: str, length: float, temperature: float, top_k: float
                       instruments_mode: str | None = KEEP, programs: Any = None, drums: bool | None = True,
                       allow_early_end: bool | None = False, tempo: float | None = None,
                       time_signature: str | None = None) -> dict[str, Any]:
-    """UI values -> keyword arguments of `continue_midi`, checked against the app's limits. 0 means "off"
-    for top-k, prompt tokens and tempo; top-p 1.0 means off."""
+    """UI values -> keyword arguments of `continue_midi` (sampling: one SamplingOptions), checked against the
+    app's limits. 0 means "off" for top-k, prompt tokens and tempo; top-p 1.0 means off."""
     if unit not in LIMITS:
         raise gr.Error(f"length unit must be one of {', '.join(LIMITS)}, not {unit!r}")
     if not length or not 0 < length <= LIMITS[unit]:
         raise gr.Error(f"length must be between 1 and {LIMITS[unit]} {unit}, not {length}")
     if not 1 <= int(variations or 0) <= MAX_VARIATIONS:
         raise gr.Error(f"variations must be between 1 and {MAX_VARIATIONS}, not {variations}")
-    if temperature is None or not 0 < temperature <= 5:
-        raise gr.Error(f"temperature must be in (0, 5], not {temperature}")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise gr.Error(f"top-p must be in (0, 1], not {top_p}")
+    if not random_seed and seed is None:
+        raise gr.Error("seed must be a whole number (or tick 'random seed')")
+    try:
+        sampling = SamplingOptions.from_inputs(temperature, top_k, top_p, None if random_seed else seed)
+    except ConfigError as error:
+        raise gr.Error(str(error)) from None
     if prompt_tokens is not None and not 0 <= prompt_tokens <= MAX_PROMPT_TOKENS:
         raise gr.Error(f"prompt tokens must be between 0 (automatic) and {MAX_PROMPT_TOKENS}")
-    if not random_seed and (seed is None or not 0 <= seed < 2**31):
-        raise gr.Error("seed must be a whole number from 0 to 2147483647 (or tick 'random seed')")
     if tempo and not (math.isfinite(tempo) and TEMPO_RANGE[0] <= tempo <= TEMPO_RANGE[1]):
         raise gr.Error(f"tempo must be between {TEMPO_RANGE[0]:g} and {TEMPO_RANGE[1]:g} BPM (0: the model's "
                        f"choice), not {tempo:g}")
     length_arg = {"bars": ("bars", int(length)), "seconds": ("seconds", float(length)),
                   "tokens": ("max_new_tokens", int(length))}[unit]
-    kwargs = {length_arg[0]: length_arg[1], "temperature": float(temperature),
-              "top_k": int(top_k) if top_k else None, "top_p": float(top_p) if top_p and top_p < 1 else None,
-              "seed": None if random_seed else int(seed), "num_samples": int(variations),
+    kwargs = {length_arg[0]: length_arg[1], "sampling": sampling, "num_samples": int(variations),
               "prompt_tokens": int(prompt_tokens) if prompt_tokens else None,
               **instrument_kwargs(instruments_mode, programs, drums)}
     if allow_early_end:

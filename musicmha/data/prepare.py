@@ -111,7 +111,7 @@ def _tokenize(task: tuple[str, str, str]) -> tuple[str, str, list[tuple[str, np.
         score = load_midi(path, max_bytes=_worker["max_bytes"])
         variants = [augment.Variant()]
         if split == "train" and _worker["aug"].enabled:
-            pitch_range = tuple(tok.miditok.config.pitch_range)
+            pitch_range = tok.pitch_range
             variants += [v for v in _worker["aug"].variants(rel, _worker["seed"]) if augment.fits(score, v, pitch_range)]
         out = []
         for variant in variants:

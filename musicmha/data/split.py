@@ -86,7 +86,7 @@ def read_recorded_splits(folder: Path) -> dict[str, str]:
 def record_splits(folder: Path, splits: dict[str, str], recorded: dict[str, str]) -> None:
     """Add the new assignments to `folder/SPLITS_FILE`, keeping every recorded one (files that went away
     too: they keep their split if they come back). A read-only folder only gets a warning."""
-    from musicmha.checkpoint import write_text_atomic
+    from musicmha.atomic_files import write_text_atomic
 
     merged = {**splits, **recorded}
     if merged == recorded:

@@ -2,7 +2,9 @@
 
 `MusicTokenizer` wraps a miditok tokenizer in one token stream (REMI with Program tokens by default, so
 multi-track pieces and drums survive), saves/loads `tokenizer.json` offline, and optionally learns BPE.
-Everything else in musicmha sees plain lists of ids and `symusic.Score` objects.
+Everything else in musicmha sees plain lists of ids and `symusic.Score` objects, and asks this wrapper what
+it needs to know about the vocabulary (the bar token, the grammar's spec, the error ratio, the pitch range):
+nothing reaches through to the miditok object.
 """
 
 from __future__ import annotations
@@ -12,17 +14,22 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import symusic
 
+from musicmha.checkpoint import TOKENIZER_FILE
 from musicmha.errors import ConfigError, MusicmhaError
 from musicmha.data.fim import FIM_SPECIAL_TOKENS, MAX_FILL_BARS, MIDDLE, PREFIX, SUFFIX, FimTokens
 
+if TYPE_CHECKING:
+    from musicmha.generation.grammar import GrammarSpec
+
 log = logging.getLogger(__name__)
 
-TOKENIZER_FILE = "tokenizer.json"
 # Token streams are stored as uint16 shards, so ids must stay below 2**16.
 MAX_VOCAB = 65_535
+BAR_TOKEN = "Bar_None"  # miditok's name for a bar line, in every token kind that has bars
 _KINDS = ("REMI", "TSD", "MIDILike", "Structured")
 
 
@@ -36,6 +43,13 @@ def _import_miditok():
     import miditok
 
     return miditok
+
+
+def program_names() -> list[str]:
+    """The 128 General MIDI instrument names, by program number (miditok's table)."""
+    from miditok.constants import MIDI_INSTRUMENTS
+
+    return [entry["name"] for entry in MIDI_INSTRUMENTS]
 
 
 def _default_time_signatures() -> dict[int, list[int]]:
@@ -163,11 +177,6 @@ class MusicTokenizer:
         return folder / TOKENIZER_FILE
 
     @property
-    def miditok(self):
-        """The underlying miditok tokenizer (for grammar-constrained decoding and other token-level work)."""
-        return self._tok
-
-    @property
     def vocab_size(self) -> int:
         return len(self._tok)  # includes BPE tokens once trained
 
@@ -192,7 +201,50 @@ class MusicTokenizer:
 
     @property
     def bar_id(self) -> int | None:
-        return self._tok.vocab.get("Bar_None")
+        """The bar line's id; None for a token kind without bars."""
+        return self._tok.vocab.get(BAR_TOKEN)
+
+    @property
+    def vocab(self) -> dict[str, int]:
+        """The base vocabulary, token name ("Pitch_60") -> id (a copy; BPE tokens are not in it)."""
+        return dict(self._tok.vocab)
+
+    def token_name(self, token_id: int) -> str:
+        """The name of a base-vocabulary id, e.g. "Bar_None" (for a BPE token: its byte string)."""
+        return self._tok[int(token_id)]
+
+    @property
+    def pitch_range(self) -> tuple[int, int]:
+        """The MIDI pitches the vocabulary can write, [low, high) (high excluded, as miditok counts)."""
+        low, high = self._tok.config.pitch_range
+        return int(low), int(high)
+
+    @property
+    def ticks_per_quarter(self) -> int:
+        """The time base of the scores `decode` returns."""
+        return int(self._tok.time_division)
+
+    def grammar_spec(self) -> GrammarSpec:
+        """What musicmha.generation.grammar needs to follow this vocabulary (its type successions, specials,
+        position resolution), so the grammar itself never imports miditok."""
+        from musicmha.generation.grammar import GrammarSpec
+
+        tok = self._tok
+        tokens = [""] * len(tok.vocab)
+        for name, index in tok.vocab.items():
+            tokens[index] = name
+        return GrammarSpec(tokens=tokens, graph={k: set(v) for k, v in tok.tokens_types_graph.items()},
+                           bos_id=self.bos_id, eos_id=self.eos_id, pad_id=self.pad_id,
+                           positions_per_beat=tok.config.max_num_pos_per_beat,
+                           remove_duplicated_notes=bool(getattr(tok.config, "remove_duplicated_notes", False)),
+                           special_ids=frozenset(tok.special_tokens_ids), bar_id=self.bar_id)
+
+    def token_error_ratio(self, ids: Sequence[int]) -> float:
+        """miditok's error measure (wrong type successions, time going back, duplicated notes) per token;
+        BOS/EOS/PAD are left out. 0.0 for a grammar-constrained sample."""
+        specials = {self.bos_id, self.eos_id, self.pad_id}
+        clean = [int(i) for i in ids if int(i) not in specials]
+        return float(self._tok.tokens_errors(clean)) if clean else 0.0
 
     @property
     def fim_tokens(self) -> FimTokens | None:

@@ -3,7 +3,7 @@
 Two ways to cut the pieces (each `BOS ... EOS` sequence of the split):
 - "windows": consecutive windows of `window` predicted tokens; window k conditions on tokens of window k
   only (plus the one token before it), so every token but the first BOS of a piece is predicted once;
-- "pieces": each piece in one forward pass (position modes that extrapolate only: not "none").
+- "pieces": each piece in one forward pass (position schemes that extrapolate past max_seq_len only).
 `nll_by_position` adds up the loss by position inside the window, for length-generalization curves.
 """
 
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from musicmha.errors import ConfigError
+from musicmha.nn.positions import position_scheme_type
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +78,12 @@ def evaluate(model, tokenizer, data_dir: str | Path, *, split: str = "test", mod
 
     if mode not in ("windows", "pieces"):
         raise ConfigError(f"mode must be 'windows' or 'pieces', got {mode!r}")
-    if mode == "pieces" and model.config.position == "none":
-        raise ConfigError("position='none' cannot read past max_seq_len: evaluate with --mode windows")
+    extrapolates = position_scheme_type(model.config.position).extrapolates
+    if mode == "pieces" and not extrapolates:
+        raise ConfigError(f"position={model.config.position!r} cannot read past max_seq_len: "
+                          "evaluate with --mode windows")
     window = window or model.config.max_seq_len
-    if mode == "windows" and window > model.config.max_seq_len and model.config.position == "none":
+    if mode == "windows" and window > model.config.max_seq_len and not extrapolates:
         raise ConfigError(f"window {window} is longer than max_seq_len={model.config.max_seq_len}")
     data = TokenSplit(data_dir, split)
     n_pieces = len(data) if max_pieces is None else min(max_pieces, len(data))

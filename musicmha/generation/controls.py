@@ -152,7 +152,7 @@ class Opening:
         if self.empty:
             return []
         ids = {name: i for i, name in enumerate(spec.tokens)}
-        forced: list[int | None] = [ids["Bar_None"] if "Bar_None" in ids else _refuse("bars")]
+        forced: list[int | None] = [spec.bar_id if spec.bar_id is not None else _refuse("bars")]
         signatures = [t.split("_", 1)[1] for t in spec.tokens if t.startswith("TimeSig_")]
         if self.time_signature is not None:
             if not signatures:

@@ -46,6 +46,7 @@ class GrammarSpec:
     # Every special token (BOS, EOS, PAD, and others such as fill-in-the-middle sentinels): none of them
     # is music, so the grammar never offers one, EOS aside.
     special_ids: frozenset[int] = frozenset()
+    bar_id: int | None = None  # the bar line (None: a vocabulary without bars)
 
 
 @dataclass

@@ -47,7 +47,7 @@ def bar_lines(grammar: TokenGrammar, ids: list[int]) -> list[tuple[int, float]]:
     """(index in ids, quarter notes from the start) of every Bar token, as the tokenizer counts bars; and one
     more for the end of the last bar."""
     grammar.reset(1)
-    row, bar_id = grammar.rows[0], grammar.spec.tokens.index("Bar_None")
+    row, bar_id = grammar.rows[0], grammar.spec.bar_id
     lines = []
     for i, token in enumerate(ids):
         grammar.advance(row, token)
@@ -154,7 +154,7 @@ def middle_tokens(row: list[int], scaffold_length: int, bar_id: int, n_bars: int
     return new
 
 
-def generator_rows(grammar: TokenGrammar, infill: InfillPlan, batch: int) -> None:
+def prime_middle_rows(grammar: TokenGrammar, infill: InfillPlan, batch: int) -> None:
     """Stand the grammar at the prefix's end (plus the forced Bar and meter), counting bars from there."""
     opening = infill.scaffold[infill.scaffold.index(grammar.spec.tokens.index("FIM_Middle")) + 2:]
     grammar.prime([*infill.prefix, *opening], batch, consumed=len(infill.scaffold))

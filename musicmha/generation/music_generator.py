@@ -21,12 +21,13 @@ import symusic
 import torch
 
 from musicmha.generation.controls import MAX_NEW_TOKENS, InstrumentRule, LengthRule, Opening, prompt_programs  # noqa: F401 (re-export)
-from musicmha.errors import CheckpointError, ConfigError, MidiError, MusicmhaError
-from musicmha.generation.grammar import GrammarSpec, TokenGrammar
+from musicmha.errors import ConfigError, MidiError, MusicmhaError
+from musicmha.generation.grammar import TokenGrammar
+from musicmha.generation.options import SamplingOptions
+from musicmha.generation.sampling import generate, row_seed
 from musicmha.data.midi_io import add_notes, load_midi
 
 logger = logging.getLogger(__name__)
-CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
 @dataclass
@@ -40,40 +41,6 @@ class GenerationResult:
     span: tuple[int, int] | None = None  # an infill's regenerated range [start, end) in `score` ticks
 
 
-DEFAULT_MODEL = "musicmha-small"  # the folder of checkpoints/ that the app and `generate` load by default
-
-
-def default_checkpoint() -> Path:
-    """$MUSICMHA_CHECKPOINT, else checkpoints/DEFAULT_MODEL, else the first folder of checkpoints/ holding a
-    model."""
-    if os.environ.get("MUSICMHA_CHECKPOINT"):
-        return Path(os.environ["MUSICMHA_CHECKPOINT"])
-    if (CHECKPOINTS_DIR / DEFAULT_MODEL / "config.json").is_file():
-        return CHECKPOINTS_DIR / DEFAULT_MODEL
-    found = sorted(p for p in CHECKPOINTS_DIR.glob("*") if (p / "config.json").is_file())
-    if not found:
-        raise MusicmhaError(f"no checkpoint in {CHECKPOINTS_DIR}: train one (musicmha train) or pass --checkpoint")
-    return found[0]
-
-
-def grammar_spec(tokenizer) -> GrammarSpec:
-    tok = tokenizer.miditok
-    vocab = tok.vocab  # token string -> id, the base vocabulary
-    tokens = [""] * len(vocab)
-    for name, index in vocab.items():
-        tokens[index] = name
-    return GrammarSpec(tokens=tokens, graph={k: set(v) for k, v in tok.tokens_types_graph.items()},
-                       bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
-                       positions_per_beat=tok.config.max_num_pos_per_beat,
-                       remove_duplicated_notes=bool(getattr(tok.config, "remove_duplicated_notes", False)),
-                       special_ids=frozenset(tok.special_tokens_ids))
-
-
-def token_error_ratio(tokenizer, ids: list[int]) -> float:
-    """miditok's error measure (wrong type successions, time going back, duplicated notes) per token."""
-    specials = {tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id}
-    clean = [i for i in ids if i not in specials]
-    return float(tokenizer.miditok.tokens_errors(clean)) if clean else 0.0
 
 
 def _note_keys(track) -> Counter:
@@ -132,9 +99,17 @@ def _tempo_at_end(score: symusic.Score | None) -> float | None:
     return before[-1].qpm if before else None
 
 
-def _generators(seed: int, count: int, device: torch.device) -> list[torch.Generator]:
-    """One random stream per sample, seeded seed, seed + 1, ...: sample k is made again alone by seed + k."""
-    return [torch.Generator(device=device).manual_seed((seed + k) % 2**63) for k in range(count)]
+def _resolve_sampling(sampling: SamplingOptions | None, **loose) -> SamplingOptions:
+    """`sampling`, or the loose keyword arguments (temperature=, top_k=, top_p=, seed=) made into one, with a
+    fresh seed when none is given: every result then names the seed that makes it again."""
+    given = {name: value for name, value in loose.items() if value is not None}
+    if sampling is None:
+        sampling = SamplingOptions(**given)
+    elif given:
+        raise ConfigError(f"pass sampling=SamplingOptions(...) or {', '.join(given)}, not both")
+    elif not isinstance(sampling, SamplingOptions):
+        raise ConfigError(f"sampling must be a SamplingOptions, got {type(sampling).__name__}")
+    return sampling if sampling.seed is not None else sampling.with_seed(random.randrange(2**31))
 
 
 def _stopper(timeline: TokenGrammar) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -150,24 +125,18 @@ class MusicGenerator:
             raise MusicmhaError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model expects "
                                 f"{model.config.vocab_size}: they come from different checkpoints")
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.spec = None if tokenizer.is_bpe else grammar_spec(tokenizer)
+        self.spec = None if tokenizer.is_bpe else tokenizer.grammar_spec()
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, *, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None) -> MusicGenerator:
-        """Model + tokenizer of a checkpoint folder; GPU in bf16 when there is one, else CPU in fp32."""
-        from musicmha.nn.model import CONFIG_FILE, MusicTransformer
-        from musicmha.data.tokenizer import TOKENIZER_FILE, MusicTokenizer
+        """Model + tokenizer of a checkpoint: a folder, a shipped model's name ("musicmha-small") or None for
+        the default (musicmha.checkpoint.resolve); GPU in bf16 when there is one, else CPU in fp32."""
+        from musicmha import checkpoint
 
-        folder = Path(folder) if folder is not None else default_checkpoint()
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-        model = MusicTransformer.from_pretrained(folder, device=device, dtype=dtype)
-        tokenizer = MusicTokenizer.load(folder)
-        if model.config.vocab_size != tokenizer.vocab_size:  # name the files; __init__ cannot
-            raise CheckpointError(f"{folder / TOKENIZER_FILE}: {tokenizer.vocab_size} tokens, but "
-                                  f"{folder / CONFIG_FILE} has vocab_size {model.config.vocab_size}: the "
-                                  f"tokenizer does not belong to this model")
+        model, tokenizer = checkpoint.load(folder, device=device, dtype=dtype)  # checks they belong together
         return cls(model, tokenizer)
 
     def prompt_budget(self, length: LengthRule, prompt_tokens: int | None = None) -> int:
@@ -183,7 +152,7 @@ class MusicGenerator:
 
     def _condition(self, ids: list[int], budget: int) -> tuple[list[int], float]:
         """The prompt's tail that conditions the model, cut at a bar start, and its time in quarters."""
-        bar_id = self.tokenizer.miditok.vocab.get("Bar_None")
+        bar_id = self.tokenizer.bar_id
         bars = [i for i, t in enumerate(ids) if t == bar_id]
         cut = next((i for i in bars if len(ids) - i <= budget), bars[-1] if bars else 0)
         offset = 0.0
@@ -195,8 +164,9 @@ class MusicGenerator:
 
     def continue_midi(self, prompt: str | os.PathLike | bytes | symusic.Score | None = None, *,
                       max_new_tokens: int | None = None, bars: int | None = None, seconds: float | None = None,
-                      temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                      seed: int | None = None, num_samples: int = 1, prompt_tokens: int | None = None,
+                      sampling: SamplingOptions | None = None, temperature: float | None = None,
+                      top_k: int | None = None, top_p: float | None = None, seed: int | None = None,
+                      num_samples: int = 1, prompt_tokens: int | None = None,
                       callback: Callable[[int, torch.Tensor], None] | None = None,
                       constrained: bool = True, instruments: Sequence[int] | None = None,
                       drums: bool | None = None, allow_new_instruments: bool = False,
@@ -210,8 +180,12 @@ class MusicGenerator:
         (its programs, drums when it has them) unless `instruments` (GM programs 0..127), `drums` or
         allow_new_instruments say otherwise; from nothing, anything unless they are given. From nothing,
         `tempo` (BPM) and `time_signature` ((3, 4)) open the piece. The tempo holds (the prompt's, or the
-        first one written) unless allow_tempo_changes; every new bar holds a note unless allow_empty_bars."""
+        first one written) unless allow_tempo_changes; every new bar holds a note unless allow_empty_bars.
+
+        Sampling: `sampling` (a SamplingOptions), or its fields as temperature=, top_k=, top_p=, seed= (not
+        both). Without a seed a fresh one is drawn; sample k gets seed + k, reported in its result."""
         length = LengthRule(max_new_tokens, bars, seconds, allow_early_end)
+        sampling = _resolve_sampling(sampling, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
         for name, value in (("num_samples", num_samples), ("prompt_tokens", prompt_tokens)):
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
@@ -226,7 +200,6 @@ class MusicGenerator:
         score, ids = self._read_prompt(prompt)
         rule = self._instrument_rule(score, ids, instruments, drums, allow_new_instruments)
         condition, offset_quarters = self._condition(ids, self.prompt_budget(length, prompt_tokens))
-        seed = seed if seed is not None else random.randrange(2**31)
         device = next(self.model.parameters()).device
         start = torch.tensor([condition] * num_samples, device=device)
         # One grammar follows every row: it masks the next token (syntax when constrained, the controls
@@ -241,11 +214,10 @@ class MusicGenerator:
             timeline.anchor(qpm=(_tempo_at_end(score) or 120.0) if score is not None else None)
         restricts = timeline is not None and (constrained or not rule.unrestricted or length.timed
                                               or timeline.opening)
-        out = self.model.generate(start, length.token_limit, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  generator=_generators(seed, num_samples, device), callback=callback,
-                                  allowed=timeline if restricts else None, eos_token_id=self.tokenizer.eos_id,
-                                  stop=_stopper(timeline) if timeline is not None and length.timed else None)
-        results = [self._result(score, condition, row.tolist(), offset_quarters, seed + k)
+        out = generate(self.model, start, sampling, length.token_limit, callback=callback,
+                       allowed=timeline if restricts else None, eos_token_id=self.tokenizer.eos_id,
+                       stop=_stopper(timeline) if timeline is not None and length.timed else None)
+        results = [self._result(score, condition, row.tolist(), offset_quarters, row_seed(sampling.seed, k))
                    for k, row in enumerate(out)]
         if length.timed and not length.allow_early_end and timeline is not None:
             short = int((~timeline.reached()).sum())
@@ -259,7 +231,7 @@ class MusicGenerator:
         ids = self.tokenizer.encode(score) if score is not None else []
         if score is not None and not self._has_notes(ids):
             # Conditioning on bars and tempos alone would silently ignore the prompt the user gave.
-            lo, hi = self.tokenizer.miditok.config.pitch_range
+            lo, hi = self.tokenizer.pitch_range
             raise MidiError(f"no notes left after tokenization: the prompt's {score.note_num()} note(s) are all "
                             f"outside what the tokenizer can write (pitch range {lo}..{hi - 1})")
         return score, ids
@@ -278,8 +250,8 @@ class MusicGenerator:
         return rule
 
     def infill(self, prompt: str | os.PathLike | bytes | symusic.Score, start_bar: int, end_bar: int, *,
-               temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-               seed: int | None = None, num_samples: int = 1,
+               sampling: SamplingOptions | None = None, temperature: float | None = None,
+               top_k: int | None = None, top_p: float | None = None, seed: int | None = None, num_samples: int = 1,
                callback: Callable[[int, torch.Tensor], None] | None = None,
                instruments: Sequence[int] | None = None, drums: bool | None = None,
                allow_new_instruments: bool = False) -> list[GenerationResult]:
@@ -294,19 +266,18 @@ class MusicGenerator:
                               "(train with --fim-rate > 0 on data prepared by this version)")
         if num_samples is None or num_samples <= 0:
             raise ConfigError(f"num_samples must be positive, got {num_samples}")
+        sampling = _resolve_sampling(sampling, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
         score, ids = self._read_prompt(prompt)
         rule = self._instrument_rule(score, ids, instruments, drums, allow_new_instruments)
         request = fill.plan(TokenGrammar(self.spec), ids, start_bar, end_bar, context=self.model.config.max_seq_len,
                             fim=fim, bos_id=self.tokenizer.bos_id, eos_id=self.tokenizer.eos_id)
         timeline = TokenGrammar(self.spec, instruments=rule, length=LengthRule(bars=end_bar - start_bar + 1),
                                 hold_tempo=True, no_empty_bars=True)  # the piece's tempo map is kept: a tempo token would be ignored
-        fill.generator_rows(timeline, request, num_samples)
-        seed = seed if seed is not None else random.randrange(2**31)
+        fill.prime_middle_rows(timeline, request, num_samples)
         device = next(self.model.parameters()).device
-        out = self.model.generate(torch.tensor([request.scaffold] * num_samples, device=device),
-                                  request.new_token_limit, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  generator=_generators(seed, num_samples, device), callback=callback,
-                                  allowed=timeline, eos_token_id=self.tokenizer.eos_id, stop=_stopper(timeline))
+        out = generate(self.model, torch.tensor([request.scaffold] * num_samples, device=device), sampling,
+                       request.new_token_limit, callback=callback, allowed=timeline,
+                       eos_token_id=self.tokenizer.eos_id, stop=_stopper(timeline))
         if not bool(timeline.reached().all()):
             logger.warning("%d of %d samples ran out of context before the range's last bar; it stays emptier",
                            int((~timeline.reached()).sum()), num_samples)
@@ -318,7 +289,8 @@ class MusicGenerator:
                                      self.tokenizer.eos_id)
             middle = fill.decode_middle(self.tokenizer, request, new, tpq)
             merged = fill.place(score, middle, *span)
-            results.append(GenerationResult(merged, middle, request.scaffold + new, new, span[0], seed + k, span))
+            results.append(GenerationResult(merged, middle, request.scaffold + new, new, span[0],
+                                            row_seed(sampling.seed, k), span))
         return results
 
     def _has_notes(self, ids: list[int]) -> bool:
@@ -328,7 +300,7 @@ class MusicGenerator:
 
     def _decode(self, ids: list[int]) -> symusic.Score:
         if len(ids) <= 1:  # BOS alone: miditok cannot decode an empty sequence
-            return symusic.Score(self.tokenizer.miditok.time_division)
+            return symusic.Score(self.tokenizer.ticks_per_quarter)
         return self.tokenizer.decode(ids)
 
     def _result(self, prompt: symusic.Score | None, condition: list[int], row: list[int],

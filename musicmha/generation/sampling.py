@@ -4,6 +4,9 @@ Generation can run past the model's context: when the cache is full, the window 
 quarter of the context and the kept tokens are prefilled again (one forward pass, amortized over a quarter
 context of cheap cached steps). `use_cache=False` recomputes the same window every step: slower, but the
 same conditioning, which the tests use as the reference for the cached path.
+
+How tokens are drawn is one `SamplingOptions` (musicmha/generation/options.py), checked when it is made;
+a seed there gives every row its own random stream, so row k of a batch is made again alone by seed + k.
 """
 
 from __future__ import annotations
@@ -12,25 +15,37 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from musicmha.generation.options import SEED_LIMIT, SamplingOptions
 from musicmha.nn.attention import KVCache
 
 AllowedFn = Callable[[torch.Tensor], torch.Tensor]
+Rng = torch.Generator | Sequence[torch.Generator]
 
 
-def sample_from_logits(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int | None = None,
-                       top_p: float | None = None,
-                       generator: torch.Generator | Sequence[torch.Generator] | None = None,
-                       allowed_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """logits (B, V) -> next tokens (B,). top_k=1 or temperature=0 is greedy (no randomness used)."""
+def row_seed(seed: int, row: int) -> int:
+    """The seed of row `row` of a batch sampled with `seed`: with num_samples=1 it makes that row again."""
+    return (seed + row) % SEED_LIMIT
+
+
+def row_rngs(seed: int, count: int, device: torch.device | str) -> list[torch.Generator]:
+    """One random stream per row, seeded row_seed(seed, k), on the device that samples."""
+    return [torch.Generator(device=device).manual_seed(row_seed(seed, k)) for k in range(count)]
+
+
+def sample_from_logits(logits: torch.Tensor, options: SamplingOptions = SamplingOptions(), *,
+                       rng: Rng | None = None, allowed_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """logits (B, V) -> next tokens (B,). Greedy options (top_k=1 or temperature=0) use no randomness.
+    options.seed is not read here: `generate` turns it into per-row streams once, passed as rng."""
     logits = logits.float()
     if allowed_mask is not None:
         allowed_mask = allowed_mask.to(device=logits.device, dtype=torch.bool).expand_as(logits)
         if not allowed_mask.any(-1).all():
             raise ValueError("the allowed-token mask leaves no token to sample")
         logits = logits.masked_fill(~allowed_mask, float("-inf"))
-    if top_k == 1 or temperature == 0:
+    if options.greedy:
         return logits.argmax(-1)
-    logits = logits / temperature
+    top_k, top_p = options.top_k, options.top_p
+    logits = logits / options.temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -40,26 +55,26 @@ def sample_from_logits(logits: torch.Tensor, *, temperature: float = 1.0, top_k:
         before = sorted_probs.cumsum(-1) - sorted_probs  # mass of the more likely tokens
         sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)  # the first token always stays
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return _draw(probs, generator)
+    return _draw(probs, rng)
 
 
-def _draw(probs: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator] | None) -> torch.Tensor:
-    """One token per row of probs (B, V), drawn on the generator's device and returned on probs' device.
+def _draw(probs: torch.Tensor, rng: Rng | None) -> torch.Tensor:
+    """One token per row of probs (B, V), drawn on the rng's device and returned on probs' device.
 
-    A generator only draws on its own device (`torch.multinomial` refuses a CPU generator for CUDA
+    A torch.Generator only draws on its own device (`torch.multinomial` refuses a CPU one for CUDA
     probabilities), and the README passes a CPU one whatever the model's device. Moving the (B, V)
     probabilities costs one small copy per step, and makes the draw the one a CPU run makes for that
-    seed; a generator on the probabilities' device takes the plain path, bit for bit as before.
+    seed; an rng on the probabilities' device takes the plain path, bit for bit as before.
 
-    A sequence of generators gives each row its own: row k then depends on its own seed only, so a
+    A sequence of rngs gives each row its own: row k then depends on its own seed only, so a
     variation drawn in a batch of four can be made again alone from its seed."""
-    if isinstance(generator, (list, tuple)):
-        if len(generator) != probs.shape[0]:
-            raise ValueError(f"{len(generator)} generators for {probs.shape[0]} rows")
-        return torch.cat([_draw(probs[i:i + 1], g) for i, g in enumerate(generator)])
-    if generator is None or generator.device == probs.device:
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    drawn = torch.multinomial(probs.to(generator.device), 1, generator=generator)
+    if isinstance(rng, (list, tuple)):
+        if len(rng) != probs.shape[0]:
+            raise ValueError(f"{len(rng)} random generators for {probs.shape[0]} rows")
+        return torch.cat([_draw(probs[i:i + 1], g) for i, g in enumerate(rng)])
+    if rng is None or rng.device == probs.device:
+        return torch.multinomial(probs, 1, generator=rng).squeeze(-1)
+    drawn = torch.multinomial(probs.to(rng.device), 1, generator=rng)
     return drawn.squeeze(-1).to(probs.device)
 
 
@@ -76,32 +91,29 @@ def decode_one(model: torch.nn.Module, token: torch.Tensor, position: int,
     return logits[:, -1]
 
 
-def _check_arguments(tokens: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
-                     top_p: float | None) -> torch.Tensor:
+def _check_arguments(tokens: torch.Tensor, max_new_tokens: int, options: SamplingOptions) -> torch.Tensor:
     if tokens.dim() == 1:
         tokens = tokens[None]
     if tokens.dim() != 2 or tokens.shape[1] == 0:
         raise ValueError("tokens must be a non-empty (T,) or (B, T) tensor; start from BOS for no prompt")
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if not isinstance(options, SamplingOptions):  # its own checks ran when it was made
+        raise TypeError(f"options must be a SamplingOptions, got {type(options).__name__}")
     return tokens
 
 
 @torch.inference_mode()
-def generate(model: torch.nn.Module, tokens: torch.Tensor, max_new_tokens: int, *,
-             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             generator: torch.Generator | Sequence[torch.Generator] | None = None,
+def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOptions, max_new_tokens: int, *,
+             rng: Rng | None = None,
              callback: Callable[[int, torch.Tensor], bool | None] | None = None,
              allowed: AllowedFn | None = None, eos_token_id: int | None = None,
              stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
              use_cache: bool = True) -> torch.Tensor:
     """Return the prompt followed by the new tokens, (B, T + n) (or (T + n,) for a 1-D prompt).
+
+    Randomness: `rng` (one torch.Generator, or one per row) when given, else per-row streams seeded from
+    options.seed (row_rngs), else torch's global random state.
 
     callback(step, new_tokens (B,)) runs after every token, for streaming; when it returns True, generation
     ends there and what was made so far is returned (a Stop button keeps the partial music).
@@ -112,11 +124,13 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, max_new_tokens: int, 
     if stop is not None and eos_token_id is None:
         raise ValueError("stop needs an eos_token_id to pad the rows it ends")
     squeeze = tokens.dim() == 1
-    seq = _check_arguments(tokens, max_new_tokens, temperature, top_k, top_p)
+    seq = _check_arguments(tokens, max_new_tokens, options)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     seq = seq.to(device)
+    if rng is None and options.seed is not None and not options.greedy:
+        rng = row_rngs(options.seed, seq.shape[0], device)
     context = model.config.max_seq_len
     slide = max(1, context // 4)
     window_start = max(0, seq.shape[1] - context)  # a prompt longer than the context keeps its end
@@ -128,8 +142,7 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, max_new_tokens: int, 
             if logits is None:  # no cache: recompute the current window
                 logits = model(seq[:, window_start:])[0][:, -1]
             mask = allowed(seq) if allowed is not None else None
-            next_token = sample_from_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p,
-                                            generator=generator, allowed_mask=mask)
+            next_token = sample_from_logits(logits, options, rng=rng, allowed_mask=mask)
             if eos_token_id is not None:
                 next_token = next_token.masked_fill(finished, eos_token_id)
                 finished |= next_token == eos_token_id

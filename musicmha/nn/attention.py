@@ -1,39 +1,30 @@
 """Multi-head attention with one interface for every position scheme.
 
 Per-head query/key/value projections, scaled dot-product attention per head, concatenation of the heads and
-an output projection (Vaswani et al. 2017). Position schemes, chosen with `position=`:
-
-- "relative": Music Transformer relative attention (Huang et al. 2018): a learned embedding per head for
-  each distance 0..max_relative_distance (farther distances share the last one; bidirectional modules also
-  learn negative distances), the term q_i · E_(i-j) added to the logits through the memory-efficient skew.
-- "rope": rotary embeddings on q and k.
-- "alibi": a per-head linear distance penalty with the standard slopes.
-- "none": content only (the model then adds learned absolute positions).
+an output projection (Vaswani et al. 2017). `position=` names the position scheme, a module of
+`musicmha.nn.positions` (`self.scheme`) that this one asks for rotated queries and keys, a logit bias, or the
+whole causal attention through its own kernel, the same way whatever the scheme.
 
 The module serves as causal self-attention (the default), bidirectional self-attention (`causal=False`) and
 cross-attention (`kv=` another sequence, with an optional key padding mask). Self-attention can decode one
 token or a chunk at a time against a static `KVCache`.
 
 Backends (`backend=`): "sdpa" folds every position term and mask into one additive bias for
-`scaled_dot_product_attention` (rope and none get its fused causal kernels directly); "blocked" and "flex"
-are the fast causal relative kernels of `relative_kernel`. "auto" picks "blocked" on the CPU (and "sdpa" on
-CUDA, see `auto_backend`) for causal relative self-attention over a whole sequence (training, prefill) and
-"sdpa" for everything else (decoding one row needs no skew; see `relative_rows`).
+`scaled_dot_product_attention` (schemes without a bias get its fused causal kernels directly); "blocked" and
+"flex" are the scheme's own kernels (`has_fast_kernel`: the causal relative kernels of `relative_kernel`).
+"auto" picks "blocked" on the CPU (and "sdpa" on CUDA, see `auto_backend`) for causal self-attention over a
+whole sequence (training, prefill) and "sdpa" for everything else (decoding one row needs no skew; see
+`musicmha.nn.skew.relative_rows`).
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicmha.nn.config import ATTENTION_BACKENDS, POSITION_MODES
-from musicmha.nn.positions import RotaryEmbedding, alibi_bias, alibi_slopes, relative_logits, relative_rows
-from musicmha.nn.relative_kernel import blocked_causal_relative_attention, flex_causal_relative_attention
-
-PositionMode = Literal["relative", "rope", "alibi", "none"]
+from musicmha.nn.config import ATTENTION_BACKENDS
+from musicmha.nn.positions import build_position_scheme, position_scheme_type
 
 
 class KVCache:
@@ -65,13 +56,12 @@ class KVCache:
 
 
 class MultiHeadAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, *, position: PositionMode = "relative",
+    def __init__(self, d_model: int, n_heads: int, *, position: str = "relative",
                  max_relative_distance: int = 1023, causal: bool = True, kv_dim: int | None = None,
                  dropout: float = 0.0, bias: bool = True, rope_base: float = 10000.0,
                  backend: str = "auto", block_size: int = 128) -> None:
         super().__init__()
-        if position not in POSITION_MODES:
-            raise ValueError(f"position must be one of {', '.join(POSITION_MODES)}; got {position!r}")
+        position_scheme_type(position)  # an unknown name fails first, with the list of schemes
         if backend not in ATTENTION_BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(ATTENTION_BACKENDS)}; got {backend!r}")
         if d_model % n_heads:
@@ -82,28 +72,27 @@ class MultiHeadAttention(nn.Module):
         self.position, self.causal, self.dropout = position, causal, dropout
         self.max_relative_distance, self.rope_base = max_relative_distance, rope_base
         self.backend, self.block_size = backend, block_size
-        self._mask_cache: dict[tuple, torch.Tensor] = {}  # causal masks and ALiBi biases, reused per shape
+        self._mask_cache: dict[tuple, torch.Tensor] = {}  # causal masks and constant biases, reused per shape
         kv_dim = kv_dim or d_model
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(kv_dim, d_model, bias=bias)
         self.v_proj = nn.Linear(kv_dim, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
-        if position == "relative":
-            n_distances = max_relative_distance + 1 if causal else 2 * max_relative_distance + 1
-            self.relative_embeddings = nn.Parameter(
-                torch.randn(n_heads, n_distances, self.head_dim) * self.head_dim**-0.5)
-        elif position == "rope":
-            self.rotary = RotaryEmbedding(self.head_dim, base=rope_base)
-        elif position == "alibi":
-            self.register_buffer("alibi_slopes", alibi_slopes(n_heads), persistent=False)
+        # after the projections: the relative table's random init comes after theirs, as it always has
+        self.scheme = build_position_scheme(position, n_heads=n_heads, head_dim=self.head_dim, causal=causal,
+                                            max_relative_distance=max_relative_distance, rope_base=rope_base)
+        # The scheme's tensors are saved under this module's own prefix, as before schemes were modules, so
+        # checkpoints keep their keys ("blocks.0.attn.relative_embeddings").
+        if hasattr(nn.Module, "register_state_dict_post_hook"):  # torch >= 2.5
+            self.register_state_dict_post_hook(_save_scheme_flat)
+            self.register_load_state_dict_pre_hook(_load_scheme_flat)
+        else:
+            self._register_state_dict_hook(_save_scheme_flat)
+            self._register_load_state_dict_pre_hook(_load_scheme_flat, with_module=True)
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
-        # `.to(torch.bfloat16)` would round the ALiBi slopes and then the distances (bf16 holds integers
-        # exactly only up to 256); they are constants, so recompute them in float32 on the new device.
         super()._apply(fn, recurse)
-        if self.position == "alibi":
-            self.alibi_slopes = alibi_slopes(self.n_heads).to(self.alibi_slopes.device)
-        self._mask_cache.clear()
+        self._mask_cache.clear()  # cached masks and biases live on the old device or dtype
         return self
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,9 +117,8 @@ class MultiHeadAttention(nn.Module):
         k = self._split_heads(self.k_proj(source))  # (B, H, Tk, D)
         v = self._split_heads(self.v_proj(source))
         first_query_pos = start_pos if kv_cache is not None else 0
-        if self.position == "rope":
-            q = self.rotary(q, first_query_pos)
-            k = self.rotary(k, first_query_pos)
+        q = self.scheme.rotate(q, first_query_pos)
+        k = self.scheme.rotate(k, first_query_pos)
         if kv_cache is not None:
             k, v = kv_cache.update(start_pos, k, v)
         out = self.attend(q, k, v, first_query_pos=first_query_pos, key_padding_mask=key_padding_mask)
@@ -143,14 +131,12 @@ class MultiHeadAttention(nn.Module):
         position term, mask, softmax and the weighted sum of values, through the chosen backend."""
         dropout_p = self.dropout if self.training else 0.0
         backend = self.resolve_backend(q, k, first_query_pos, key_padding_mask)
-        if backend == "blocked":
-            return blocked_causal_relative_attention(q, k, v, self.relative_embeddings, scale=self.head_dim**-0.5,
-                                                     dropout_p=dropout_p, block_size=self.block_size)
-        if backend == "flex":
-            if dropout_p > 0.0:  # FlexAttention has no dropout on the probabilities; never drop it silently
+        if backend != "sdpa":
+            if backend == "flex" and dropout_p > 0.0:  # FlexAttention has no dropout; never drop it silently
                 raise ValueError(f"attention_backend 'flex' has no attention dropout (dropout={self.dropout}): "
                                  "train it with dropout 0, or use the 'blocked' or 'sdpa' backend")
-            return flex_causal_relative_attention(q, k, v, self.relative_embeddings, scale=self.head_dim**-0.5)
+            return self.scheme.fast_attention(q, k, v, backend=backend, scale=self.head_dim**-0.5,
+                                              dropout_p=dropout_p, block_size=self.block_size)
         bias = self._logit_bias(q, k.shape[2], first_query_pos, key_padding_mask)
         is_causal = bias is None and self.causal and first_query_pos == 0 and q.shape[2] == k.shape[2]
         if bias is None and self.causal and not is_causal:
@@ -159,9 +145,9 @@ class MultiHeadAttention(nn.Module):
 
     def resolve_backend(self, q: torch.Tensor, k: torch.Tensor, first_query_pos: int,
                         key_padding_mask: torch.Tensor | None) -> str:
-        """The backend one call uses: the fast relative kernels serve causal relative self-attention over a
-        whole sequence from position 0 (training, evaluation, prefill); anything else takes "sdpa"."""
-        whole_causal_sequence = (self.position == "relative" and self.causal and key_padding_mask is None
+        """The backend one call uses: a scheme's own kernels serve causal self-attention over a whole sequence
+        from position 0 (training, evaluation, prefill); anything else takes "sdpa"."""
+        whole_causal_sequence = (self.scheme.has_fast_kernel and self.causal and key_padding_mask is None
                                  and first_query_pos == 0 and q.shape[2] == k.shape[2])
         if not whole_causal_sequence or self.backend == "sdpa":
             return "sdpa"
@@ -188,30 +174,19 @@ class MultiHeadAttention(nn.Module):
         """Everything added to the scaled logits, folded into one tensor for scaled_dot_product_attention:
         the position term and -inf where a key is hidden. None when plain (causal) attention suffices."""
         n_queries = q.shape[2]
-        if self.position == "relative":
-            scale = self.head_dim**-0.5  # Huang et al.: (QKᵀ + S_rel) / sqrt(D)
-            if self.causal and n_queries < n_keys:  # decoding against a cache: rows, no skew
-                term = relative_rows(q * scale, self.relative_embeddings, n_keys=n_keys,
-                                     first_query_pos=first_query_pos)
-            else:
-                term = relative_logits(q, self.relative_embeddings, n_keys=n_keys, first_query_pos=first_query_pos,
-                                       causal=self.causal, scale=scale)
-        elif self.position == "alibi":
-            # constant for a given shape: fold it with the causal mask once and reuse it
-            cache_key = ("alibi", n_queries, n_keys, first_query_pos, q.device, q.dtype)
-            if key_padding_mask is None and cache_key in self._mask_cache:
-                return self._mask_cache[cache_key]
-            term = alibi_bias(self.alibi_slopes, n_queries=n_queries, n_keys=n_keys,
-                              first_query_pos=first_query_pos).to(q.dtype)[None]
-        else:
-            term = None
+        # a bias that depends on the shape only (ALiBi): fold it with the causal mask once and reuse it
+        reuse = self.scheme.constant_bias and key_padding_mask is None
+        cache_key = ("bias", n_queries, n_keys, first_query_pos, q.device, q.dtype)
+        if reuse and cache_key in self._mask_cache:
+            return self._mask_cache[cache_key]
+        term = self.scheme.logit_bias(q, n_keys=n_keys, first_query_pos=first_query_pos)
         if term is None and key_padding_mask is None:
-            return None  # rope / none: the fused kernels apply directly
+            return None  # no bias, no padding: the fused kernels apply directly
         visible = self._visible(n_queries, n_keys, first_query_pos, key_padding_mask, q.device)
         if term is None:
             return visible
         folded = term if visible is None else term.masked_fill(~visible, float("-inf"))
-        if self.position == "alibi" and key_padding_mask is None:
+        if reuse:
             self._remember(cache_key, folded)
         return folded
 
@@ -220,6 +195,24 @@ class MultiHeadAttention(nn.Module):
         if len(self._mask_cache) >= 16:
             self._mask_cache.pop(next(iter(self._mask_cache)))
         self._mask_cache[key] = tensor
+
+
+def _save_scheme_flat(module: MultiHeadAttention, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    """State-dict post-hook: "<prefix>scheme.<name>" becomes "<prefix><name>", in its place before the projections.
+
+    This module's keys are the last ones written so far (the hook runs right after its subtree), so they
+    are taken out and put back in the old order: the scheme's first, as when they were this module's own."""
+    nested = prefix + "scheme."
+    own = [(key, state_dict.pop(key)) for key in [k for k in state_dict if k.startswith(prefix)]]
+    state_dict.update([(prefix + key[len(nested):], value) for key, value in own if key.startswith(nested)])
+    state_dict.update([(key, value) for key, value in own if not key.startswith(nested)])
+
+
+def _load_scheme_flat(module: MultiHeadAttention, state_dict: dict, prefix: str, *args) -> None:
+    """Load-state-dict pre-hook, the inverse of `_save_scheme_flat`: the scheme's flat keys go back inside it."""
+    for name in module.scheme.state_dict(keep_vars=True):
+        if prefix + name in state_dict:
+            state_dict[prefix + "scheme." + name] = state_dict.pop(prefix + name)
 
 
 def auto_backend(device_type: str) -> str:

@@ -106,12 +106,12 @@ class ModelConfig:
             raise ConfigError(f"{source}: {error}") from None
 
     def save(self, path: str | Path) -> None:
-        from musicmha.checkpoint import write_text_atomic
+        from musicmha.atomic_files import write_text_atomic
 
         write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
-        from musicmha.checkpoint import read_json
+        from musicmha.atomic_files import read_json
 
         return cls.from_dict(read_json(Path(path)), source=str(path))

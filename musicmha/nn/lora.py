@@ -20,10 +20,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from musicmha.checkpoint import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from musicmha.errors import CheckpointError, ConfigError
 
-ADAPTER_CONFIG = "adapter.json"
-ADAPTER_WEIGHTS = "adapter.safetensors"
 # Every Linear of a block: attention projections and the MLP. (The tied embedding/output matrix stays frozen.)
 DEFAULT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "up", "down")
 
@@ -116,7 +115,7 @@ def save_adapter(model: nn.Module, config: LoRAConfig, folder: Path) -> None:
     """`folder/adapter.safetensors` + `folder/adapter.json` (rank, alpha, targets, base checkpoint)."""
     from safetensors.torch import save_file
 
-    from musicmha.checkpoint import write_atomic, write_text_atomic
+    from musicmha.atomic_files import write_atomic, write_text_atomic
 
     folder = Path(folder)
     write_atomic(folder / ADAPTER_WEIGHTS, lambda tmp: save_file(adapter_state(model), str(tmp)))
@@ -124,7 +123,7 @@ def save_adapter(model: nn.Module, config: LoRAConfig, folder: Path) -> None:
 
 
 def load_adapter_config(folder: Path) -> LoRAConfig:
-    from musicmha.checkpoint import read_json
+    from musicmha.atomic_files import read_json
 
     data = read_json(Path(folder) / ADAPTER_CONFIG)
     try:
@@ -152,7 +151,7 @@ def apply_adapter(model: nn.Module, folder: Path) -> LoRAConfig:
 
 def merge_adapter(adapter: Path, out: Path, base: Path | None = None) -> Path:
     """Write a full checkpoint folder `out`: the base model with the adapter folded in, and the base's tokenizer."""
-    from musicmha.checkpoint import atomic_directory
+    from musicmha import checkpoint
     from musicmha.nn.model import MusicTransformer
     from musicmha.data.tokenizer import MusicTokenizer
 
@@ -164,7 +163,4 @@ def merge_adapter(adapter: Path, out: Path, base: Path | None = None) -> Path:
     apply_adapter(model, adapter)
     plain = MusicTransformer(model.config)
     plain.load_state_dict(merged_state(model), strict=True)
-    with atomic_directory(Path(out)) as staging:
-        plain.save_pretrained(staging)
-        MusicTokenizer.load(base).save(staging)
-    return Path(out)
+    return checkpoint.save(out, plain, MusicTokenizer.load(base))

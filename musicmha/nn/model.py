@@ -1,14 +1,14 @@
 """The decoder-only MusicTransformer, built only from its ModelConfig (nanoGPT style).
 
-Token embedding (+ learned absolute positions when position="none"), pre-norm blocks of causal
-self-attention and an MLP, a final LayerNorm and an output head tied to the token embedding.
+Token embedding (+ learned absolute positions when the position scheme asks for them: `absolute_table`),
+pre-norm blocks of causal self-attention and an MLP, a final LayerNorm and an output head tied to the token
+embedding.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,12 +17,11 @@ from torch import nn
 
 from musicmha.nn.attention import KVCache, MultiHeadAttention
 from musicmha.nn.config import ModelConfig
+from musicmha.nn.positions import PositionScheme, position_scheme_type
+from musicmha.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from musicmha.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 class MLP(nn.Module):
@@ -41,7 +40,7 @@ class Block(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(config.d_model)
         self.attn = MultiHeadAttention(
-            config.d_model, config.n_heads, position=config.position,  # type: ignore[arg-type]
+            config.d_model, config.n_heads, position=config.position,
             max_relative_distance=config.max_relative_distance, causal=True, dropout=config.dropout,
             bias=config.bias, rope_base=config.rope_base, backend=config.attention_backend)
         self.norm2 = nn.LayerNorm(config.d_model)
@@ -57,8 +56,10 @@ class MusicTransformer(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        # the scheme's class, for what the whole model must do about positions (each attention has its module)
+        self.position_scheme: type[PositionScheme] = position_scheme_type(config.position)
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
-        if config.position == "none":
+        if self.position_scheme.absolute_table:
             self.position_embedding = nn.Embedding(config.max_seq_len, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
@@ -89,13 +90,13 @@ class MusicTransformer(nn.Module):
         """tokens (B, T) -> logits (B, T, V) and, given targets (B, T), the mean cross-entropy loss
         (targets equal to -100 are ignored). With kv_cache, tokens sit at start_pos .. start_pos + T - 1."""
         batch, length = tokens.shape
-        if start_pos + length > self.config.max_seq_len and self.config.position == "none":
+        if start_pos + length > self.config.max_seq_len and not self.position_scheme.extrapolates:
             raise ValueError(f"position {start_pos + length} is past max_seq_len={self.config.max_seq_len}"
-                             " (learned absolute positions stop there)")
+                             f" (position={self.config.position!r} stops there)")
         if kv_cache is not None and len(kv_cache) != len(self.blocks):
             raise ValueError(f"kv_cache has {len(kv_cache)} layers, the model {len(self.blocks)}")
         x = self.token_embedding(tokens)  # (B, T, C)
-        if self.config.position == "none":
+        if self.position_scheme.absolute_table:
             positions = torch.arange(start_pos, start_pos + length, device=tokens.device)
             x = x + self.position_embedding(positions)
         x = self.dropout(x)
@@ -115,25 +116,11 @@ class MusicTransformer(nn.Module):
         return [KVCache(batch_size, self.config.n_heads, max_len, self.config.head_dim,
                         dtype=param.dtype, device=param.device) for _ in self.blocks]
 
-    def generate(self, tokens: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None,
-                 generator: torch.Generator | list[torch.Generator] | None = None,
-                 callback: Callable[[int, torch.Tensor], None] | None = None,
-                 allowed: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 eos_token_id: int | None = None, stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 use_cache: bool = True) -> torch.Tensor:
-        """The prompt (T,) or (B, T) followed by up to max_new_tokens sampled tokens; see sampling.generate."""
-        from musicmha.generation.sampling import generate
-
-        return generate(self, tokens, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                        generator=generator, callback=callback, allowed=allowed,
-                        eos_token_id=eos_token_id, stop=stop, use_cache=use_cache)
-
     def save_pretrained(self, folder: str | Path) -> None:
         """Write config.json and model.safetensors (each atomically) into `folder`."""
         from safetensors.torch import save_model
 
-        from musicmha.checkpoint import write_atomic
+        from musicmha.atomic_files import write_atomic
 
         folder = Path(folder)
         write_atomic(folder / WEIGHTS_FILE,

@@ -1,109 +1,113 @@
-"""Position terms for attention: Music Transformer relative logits (skewed), rotary embeddings, ALiBi.
+"""Position schemes: how an attention layer knows where its tokens are, one module per scheme.
 
-Every function works on absolute query/key positions given by `first_query_pos`: query i sits at position
-`first_query_pos + i`, key j at position j. Self-attention over a KV cache uses the position of the first
-new token; a full forward and cross-attention use 0.
+`MultiHeadAttention` calls every scheme the same way, whatever `position=` names:
+- `rotate(x, first_pos)` on the queries and keys before attention (and before the keys are cached);
+- `logit_bias(q, n_keys=, first_query_pos=)`: the term added to the scaled logits, or None;
+- `fast_attention(...)`: the whole causal attention through a dedicated kernel, where `has_fast_kernel`;
+and reads capabilities from class attributes: `extrapolates` (positions past max_seq_len mean something),
+`absolute_table` (the model adds learned absolute positions to the token embeddings), `has_fast_kernel`,
+`constant_bias` (the bias depends on the shape only, so the attention may cache it).
+
+| position=  | class             | q/k           | logit bias            | model
+| "relative" | RelativePosition  | -             | q_i · E[clip(i - j)]  | -
+| "rope"     | RotaryEmbedding   | rotated       | -                     | -
+| "alibi"    | ALiBi             | -             | -slope_h · |i - j|    | -
+| "none"     | AbsolutePosition  | -             | -                     | learned table up to max_seq_len
+
+`build_position_scheme` is the one place that turns a mode name into a scheme (`position_scheme_type` for
+the class alone). Positions are absolute: query i sits at `first_query_pos + i`, key j at j; a full
+forward and cross-attention use 0, self-attention over a KV cache the position of the first new token.
 """
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-
-class _SkewAndScale(torch.autograd.Function):
-    """scale * (strided view of y), whose backward writes the gradient back through the same view.
-
-    Autograd's own backward for `as_strided` is a generic scatter that is many times slower than the
-    forward; the view here never maps two entries to one element of y (see `relative_logits`), so the
-    adjoint is simply a copy into a zeroed y-shaped buffer."""
-
-    @staticmethod
-    def forward(ctx, y, size, stride, offset, scale: float):  # type: ignore[override]
-        ctx.view, ctx.shape, ctx.scale = (size, stride, offset - y.storage_offset()), y.shape, scale
-        return y.as_strided(size, stride, offset) * scale
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        size, stride, offset = ctx.view
-        grad_y = grad.new_zeros(ctx.shape)
-        grad_y.as_strided(size, stride, offset).copy_(grad * ctx.scale)
-        return grad_y, None, None, None, None
+from musicmha.nn.relative_kernel import blocked_causal_relative_attention, flex_causal_relative_attention
+from musicmha.nn.skew import relative_logits, relative_rows
 
 
-def relative_logits(q: torch.Tensor, rel_emb: torch.Tensor, *, n_keys: int, first_query_pos: int,
-                    causal: bool, scale: float = 1.0) -> torch.Tensor:
-    """scale * S[b, h, i, j], S = q[b, h, i] · E[h, clip(i + first_query_pos - j)], via the skewing trick.
+class PositionScheme(nn.Module):
+    """The interface (and the defaults: content-only attention, no kernel of its own)."""
 
-    `rel_emb` is (H, N, D): causal tables hold distances 0..R (N = R + 1), bidirectional ones -R..R
-    (N = 2R + 1). Instead of building the (Tq, Tk, D) tensor of Shaw et al., we multiply q by one embedding
-    per *distance* (Y = q Eᵀ, the size of the attention logits) and read S out of Y through a strided view:
-    column m of Y holds distance d_max - m, so S[i, j] = Y[i, Tq - 1 - i + j], i.e. row stride n_cols - 1.
-    With n_cols > n_keys no two (i, j) share an element of Y, which keeps the backward a plain copy.
-    Entries whose distance is negative in the causal case read distance 0 (finite); the caller masks them.
-    """
-    batch, heads, n_queries, head_dim = q.shape
-    n_dist = rel_emb.shape[1]
-    back = 0 if causal else (n_dist - 1) // 2  # how many negative distances the table holds
-    d_max = first_query_pos + n_queries - 1
-    n_cols = max(d_max + 1, n_keys + 1) if causal else n_queries + n_keys
-    distances = d_max - torch.arange(n_cols, device=q.device)
-    index = distances.clamp(min=-back, max=n_dist - 1 - back) + back
-    per_distance = rel_emb[:, index]  # (H, n_cols, D): one row per distance, never per (i, j) pair
-    y = torch.matmul(q, per_distance.transpose(-1, -2)).contiguous()  # (B, H, Tq, n_cols)
-    return _SkewAndScale.apply(y, (batch, heads, n_queries, n_keys),
-                               (heads * n_queries * n_cols, n_queries * n_cols, n_cols - 1, 1),
-                               y.storage_offset() + n_queries - 1, scale)
+    name: ClassVar[str]
+    extrapolates: ClassVar[bool] = True
+    absolute_table: ClassVar[bool] = False
+    has_fast_kernel: ClassVar[bool] = False
+    constant_bias: ClassVar[bool] = False
 
+    def rotate(self, x: torch.Tensor, first_pos: int) -> torch.Tensor:
+        """x (B, H, T, D) as seen at positions first_pos .. first_pos + T - 1 (queries and keys)."""
+        return x
 
-def relative_rows(q: torch.Tensor, rel_emb: torch.Tensor, *, n_keys: int, first_query_pos: int) -> torch.Tensor:
-    """The causal S of `relative_logits` for a few queries against many cached keys, without the skew.
+    def logit_bias(self, q: torch.Tensor, *, n_keys: int, first_query_pos: int) -> torch.Tensor | None:
+        """(B or 1, H, Tq, Tk) term added to the scaled logits of q (B, H, Tq, D), or None for none."""
+        return None
 
-    Decoding asks for one row per step. The one query at position p sees keys 0..p at distances p..0: while
-    p <= R that is q times the first p+1 rows of the table (H, R+1, D), read backwards, so the work grows
-    with the context like the attention itself. Otherwise (more queries, or keys past the clipping
-    distance) each key gathers its clipped column of q Eᵀ; keys in a query's future get distance 0
-    (finite), and the caller masks them."""
-    batch, heads, n_queries, _ = q.shape
-    max_distance = rel_emb.shape[1] - 1
-    table = rel_emb.to(q.dtype)
-    if n_queries == 1 and first_query_pos == n_keys - 1 and first_query_pos <= max_distance:
-        # heads as the batch of the matmul and the samples as its rows: the table is read once, not per sample
-        rows = torch.matmul(q[:, :, 0].transpose(0, 1), table[:, :n_keys].transpose(-1, -2))  # (H, B, Tk)
-        return rows.transpose(0, 1)[:, :, None].flip(-1)  # (B, H, 1, Tk)
-    per_distance = torch.matmul(q, table.transpose(-1, -2))  # (B, H, Tq, R+1)
-    query_pos = torch.arange(n_queries, device=q.device)[:, None] + first_query_pos
-    distance = (query_pos - torch.arange(n_keys, device=q.device)).clamp(0, max_distance)
-    return per_distance.gather(-1, distance.expand(batch, heads, n_queries, n_keys))
+    def fast_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str, scale: float,
+                       dropout_p: float, block_size: int) -> torch.Tensor:
+        """Causal self-attention over a whole sequence from position 0 through `backend` ("blocked", "flex")."""
+        raise NotImplementedError(f"position={self.name!r} has no attention kernel of its own")
+
+    @classmethod
+    def build(cls, *, n_heads: int, head_dim: int, causal: bool, max_relative_distance: int,
+              rope_base: float) -> PositionScheme:
+        """The scheme from the attention's settings (see `build_position_scheme`)."""
+        return cls()
 
 
-def alibi_slopes(n_heads: int) -> torch.Tensor:
-    """The standard ALiBi slopes (Press et al. 2022): a geometric sequence starting at 2^(-8/n); for a head
-    count that is not a power of two, the power-of-two sequence followed by every other slope of the next.
+class AbsolutePosition(PositionScheme):
+    """position="none": attention on content only; the model adds a learned embedding per absolute position,
+    which exists for positions below max_seq_len only."""
 
-    Always float32, computed in Python: under a `torch.device("meta")` context (how
-    `from_pretrained` checks shapes) a tensor round trip would have no data to read."""
-
-    def power_of_two(n: int) -> list[float]:
-        start = 2.0 ** (-(2.0 ** -(math.log2(n) - 3)))
-        return [start * start**i for i in range(n)]
-
-    closest = 2 ** math.floor(math.log2(n_heads))
-    slopes = power_of_two(closest) + power_of_two(2 * closest)[0::2][: n_heads - closest]
-    return torch.tensor(slopes, dtype=torch.float32)
+    name = "none"
+    extrapolates = False
+    absolute_table = True
 
 
-def alibi_bias(slopes: torch.Tensor, *, n_queries: int, n_keys: int, first_query_pos: int) -> torch.Tensor:
-    """(H, Tq, Tk) bias -slope_h * |i + first_query_pos - j| (one-sided when the caller masks the future)."""
-    query_pos = torch.arange(n_queries, device=slopes.device) + first_query_pos
-    key_pos = torch.arange(n_keys, device=slopes.device)
-    distance = (query_pos[:, None] - key_pos[None, :]).abs().to(slopes.dtype)  # (Tq, Tk)
-    return -slopes[:, None, None] * distance
+class RelativePosition(PositionScheme):
+    """Music Transformer relative attention (Huang et al. 2018): a learned embedding per head for each distance
+    0..max_distance (farther distances share the last one; bidirectional layers also learn the negative
+    ones), whose term q_i · E[i - j] enters the logits through the skew (`musicmha.nn.skew`)."""
+
+    name = "relative"
+    has_fast_kernel = True
+
+    def __init__(self, n_heads: int, head_dim: int, *, max_distance: int, causal: bool) -> None:
+        super().__init__()
+        if max_distance < 0:
+            raise ValueError(f"max_relative_distance must be >= 0, got {max_distance}")
+        self.causal, self.scale = causal, head_dim**-0.5  # Huang et al.: (QKᵀ + S_rel) / sqrt(D)
+        n_distances = max_distance + 1 if causal else 2 * max_distance + 1
+        self.relative_embeddings = nn.Parameter(torch.randn(n_heads, n_distances, head_dim) * head_dim**-0.5)
+
+    @classmethod
+    def build(cls, *, n_heads: int, head_dim: int, causal: bool, max_relative_distance: int,
+              rope_base: float) -> RelativePosition:
+        return cls(n_heads, head_dim, max_distance=max_relative_distance, causal=causal)
+
+    def logit_bias(self, q: torch.Tensor, *, n_keys: int, first_query_pos: int) -> torch.Tensor:
+        if self.causal and q.shape[2] < n_keys:  # decoding against a cache: rows, no skew
+            return relative_rows(q * self.scale, self.relative_embeddings, n_keys=n_keys,
+                                 first_query_pos=first_query_pos)
+        return relative_logits(q, self.relative_embeddings, n_keys=n_keys, first_query_pos=first_query_pos,
+                               causal=self.causal, scale=self.scale)
+
+    def fast_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str, scale: float,
+                       dropout_p: float, block_size: int) -> torch.Tensor:
+        if backend == "blocked":
+            return blocked_causal_relative_attention(q, k, v, self.relative_embeddings, scale=scale,
+                                                     dropout_p=dropout_p, block_size=block_size)
+        if backend == "flex":
+            return flex_causal_relative_attention(q, k, v, self.relative_embeddings, scale=scale)
+        raise ValueError(f"no relative attention kernel named {backend!r}")
 
 
-class RotaryEmbedding(nn.Module):
+class RotaryEmbedding(PositionScheme):
     """Rotary position embedding (Su et al. 2021), "rotate half" layout as in GPT-NeoX and Llama.
 
     The frequencies and the cos/sin tables are float32 whatever the model's dtype, and the rotation runs in
@@ -113,6 +117,8 @@ class RotaryEmbedding(nn.Module):
     (sliding window generation, length-generalization tests) work without a rebuild.
     """
 
+    name = "rope"
+
     def __init__(self, head_dim: int, base: float = 10000.0, initial_len: int = 1024) -> None:
         super().__init__()
         if head_dim % 2:
@@ -121,6 +127,11 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("inv_freq", self._inverse_frequencies(None), persistent=False)
         self._cos = self._sin = torch.empty(0)
         self._grow(initial_len)
+
+    @classmethod
+    def build(cls, *, n_heads: int, head_dim: int, causal: bool, max_relative_distance: int,
+              rope_base: float) -> RotaryEmbedding:
+        return cls(head_dim, base=rope_base)
 
     def _inverse_frequencies(self, device: torch.device | None) -> torch.Tensor:
         exponents = torch.arange(0, self.head_dim, 2, dtype=torch.float32, device=device) / self.head_dim
@@ -156,3 +167,77 @@ class RotaryEmbedding(nn.Module):
         half = x.shape[-1] // 2
         rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
         return (x.to(compute) * cos + rotated.to(compute) * sin).to(x.dtype)
+
+    def rotate(self, x: torch.Tensor, first_pos: int) -> torch.Tensor:
+        return self(x, first_pos)
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """The standard ALiBi slopes (Press et al. 2022): a geometric sequence starting at 2^(-8/n); for a head
+    count that is not a power of two, the power-of-two sequence followed by every other slope of the next.
+
+    Always float32, computed in Python: under a `torch.device("meta")` context (how
+    `from_pretrained` checks shapes) a tensor round trip would have no data to read."""
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2.0 ** (-(2.0 ** -(math.log2(n) - 3)))
+        return [start * start**i for i in range(n)]
+
+    closest = 2 ** math.floor(math.log2(n_heads))
+    slopes = power_of_two(closest) + power_of_two(2 * closest)[0::2][: n_heads - closest]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+def alibi_bias(slopes: torch.Tensor, *, n_queries: int, n_keys: int, first_query_pos: int) -> torch.Tensor:
+    """(H, Tq, Tk) bias -slope_h * |i + first_query_pos - j| (one-sided when the caller masks the future)."""
+    query_pos = torch.arange(n_queries, device=slopes.device) + first_query_pos
+    key_pos = torch.arange(n_keys, device=slopes.device)
+    distance = (query_pos[:, None] - key_pos[None, :]).abs().to(slopes.dtype)  # (Tq, Tk)
+    return -slopes[:, None, None] * distance
+
+
+class ALiBi(PositionScheme):
+    """A per-head linear distance penalty with the standard slopes (Press et al. 2022); nothing learned."""
+
+    name = "alibi"
+    constant_bias = True
+
+    def __init__(self, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.register_buffer("slopes", alibi_slopes(n_heads), persistent=False)
+
+    @classmethod
+    def build(cls, *, n_heads: int, head_dim: int, causal: bool, max_relative_distance: int,
+              rope_base: float) -> ALiBi:
+        return cls(n_heads)
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        # `.to(torch.bfloat16)` would round the slopes and then the distances (bf16 holds integers exactly
+        # only up to 256); they are constants, so recompute them in float32 on the new device.
+        super()._apply(fn, recurse)
+        self.slopes = alibi_slopes(self.n_heads).to(self.slopes.device)
+        return self
+
+    def logit_bias(self, q: torch.Tensor, *, n_keys: int, first_query_pos: int) -> torch.Tensor:
+        return alibi_bias(self.slopes, n_queries=q.shape[2], n_keys=n_keys,
+                          first_query_pos=first_query_pos).to(q.dtype)[None]
+
+
+POSITION_SCHEMES: dict[str, type[PositionScheme]] = {
+    "relative": RelativePosition, "rope": RotaryEmbedding, "alibi": ALiBi, "none": AbsolutePosition}
+
+
+def position_scheme_type(position: str) -> type[PositionScheme]:
+    """The class behind a `position=` name, for its capabilities (`extrapolates`, `absolute_table`, ...)."""
+    try:
+        return POSITION_SCHEMES[position]
+    except KeyError:
+        raise ValueError(f"position must be one of {', '.join(POSITION_SCHEMES)}; got {position!r}") from None
+
+
+def build_position_scheme(position: str, *, n_heads: int, head_dim: int, causal: bool = True,
+                          max_relative_distance: int = 1023, rope_base: float = 10000.0) -> PositionScheme:
+    """The scheme of one attention layer; each takes the settings it uses and ignores the others."""
+    return position_scheme_type(position).build(n_heads=n_heads, head_dim=head_dim, causal=causal,
+                                                max_relative_distance=max_relative_distance, rope_base=rope_base)

@@ -25,6 +25,8 @@ import functools
 
 import torch
 
+from musicmha.nn.skew import skew, unskew
+
 
 def reversed_distance_table(rel_emb: torch.Tensor, length: int) -> torch.Tensor:
     """(H, length, D) table whose row t holds the embedding of distance length-1-t (clipped to the table).
@@ -32,20 +34,6 @@ def reversed_distance_table(rel_emb: torch.Tensor, length: int) -> torch.Tensor:
     Built with autograd so the gradient reaches the shared clipped row of `rel_emb` (H, R+1, D)."""
     distances = torch.arange(length - 1, -1, -1, device=rel_emb.device).clamp(max=rel_emb.shape[1] - 1)
     return rel_emb[:, distances]
-
-
-def _skew_view(buffer: torch.Tensor, n_keys: int) -> torch.Tensor:
-    """View of a (B, H, c, W) buffer, W = n_keys + c, with [r, j] = buffer[r, j + c - 1 - r].
-
-    Row r of the buffer holds q_(a+r) · E(b-1-t) in column t, so query a+r and key j (distance a+r-j) sit
-    at column t = j + (b-1-a) - r = j + c - 1 - r. Row stride W - 1 does that shift; since W - 1 >= n_keys,
-    no two (r, j) share an element, which makes the transposed write in the backward exact. The entries
-    that land in the last c columns (t >= b) are exactly the future keys j > a + r, which the caller masks."""
-    # The buffer is always a fresh contiguous tensor (a matmul result or new_empty), so its storage offset is
-    # 0: not asking for it keeps torch.compile in one graph (storage_offset() is a graph break).
-    batch, heads, rows, width = buffer.shape
-    return buffer.as_strided((batch, heads, rows, n_keys),
-                             (heads * rows * width, rows * width, width - 1, 1), rows - 1)
 
 
 @functools.lru_cache(maxsize=32)
@@ -81,7 +69,9 @@ def _attend_block(q_blk: torch.Tensor, k: torch.Tensor, v: torch.Tensor, e_blk: 
     b = a + rows
     scores = torch.matmul(q_blk, k[:, :, :b].transpose(-1, -2))  # (B, H, c, b)
     relative = torch.matmul(q_blk, e_blk.transpose(-1, -2))  # (B, H, c, b+c)
-    scores += _skew_view(relative, b)
+    # Row r of `relative` holds q_(a+r) · E(b-1-t) in column t, so query a+r and key j (distance a+r-j) sit at
+    # column j + c - 1 - r: the skew. Entries read from the zero rows (t >= b) are the future keys, masked below.
+    scores += skew(relative, b)
     del relative
     scores[..., a:].masked_fill_(_future_mask(rows, q_blk.device), float("-inf"))
     probs = torch.softmax(scores, dim=-1)
@@ -132,7 +122,7 @@ def _blocked_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, e_pad: t
 
 class _BlockedCausalRelative(torch.autograd.Function):
     """Inputs: q, k, v (B, H, L, D); e_pad (H, L + block_size, D), the reversed distance table followed by
-    zero rows, so that one matmul per block yields the padded buffer `_skew_view` reads from."""
+    zero rows, so that one matmul per block yields the padded buffer `skew` reads from."""
 
     @staticmethod
     def forward(ctx, q, k, v, e_pad, scale: float, dropout_p: float, block_size: int):  # type: ignore[override]
@@ -184,12 +174,8 @@ class _BlockedCausalRelative(torch.autograd.Function):
             grad_scores = grad_probs.sub_(row_dot[:, :, a:b]).mul_(probs)  # gradient of the scaled logits
             q_blk = q_scaled[:, :, a:b]
             grad_k[:, :, :b] += torch.matmul(grad_scores.transpose(-1, -2), q_blk)
-            # unskew: write the logit gradient back through the same view. The view leaves a triangle of the
-            # first c columns and one of the last c unwritten, so only those need zeroing.
-            grad_relative = grad_scores.new_empty(grad_scores.shape[:-1] + (b + rows,))
-            grad_relative[..., :rows].zero_()
-            grad_relative[..., b:].zero_()
-            _skew_view(grad_relative, b).copy_(grad_scores)
+            # the adjoint of the skew: the logit gradient written back through the same view
+            grad_relative = unskew(grad_scores, b + rows)
             e_blk = e_pad[:, length - b:length + rows]
             grad_q_blk = torch.matmul(grad_scores, k[:, :, :b])
             grad_q_blk += torch.matmul(grad_relative, e_blk)  # its last c columns meet the zero rows

@@ -1,14 +1,13 @@
 """The inference export of a training run: `model/` (config.json, model.safetensors, tokenizer.json,
 training.json), and for a LoRA run its adapter alone in `adapter/` beside it. Both are written under a
-temporary name and renamed when complete (checkpoint.atomic_directory)."""
+temporary name and renamed when complete (atomic_files.atomic_directory)."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
-from musicmha.checkpoint import atomic_directory
+from musicmha import checkpoint
+from musicmha.atomic_files import atomic_directory
 from musicmha.training.config import TrainConfig
 
 ADAPTER_DIR = "adapter"  # a LoRA run's adapter alone, beside the merged model in model/
@@ -27,17 +26,12 @@ def export(model, tokenizer, folder: Path, *, cfg: TrainConfig, step: int, token
         plain = type(model)(model.config)
         plain.load_state_dict(merged_state(model), strict=True)
         model = plain
-    with atomic_directory(folder) as staging:
-        model.save_pretrained(staging)
-        if model.config.attention_backend != "auto":
-            # the backend is how this machine trained fastest, not a property of the weights: an exported
-            # model picks its own on the device that loads it (training.json keeps the run's choice)
-            dataclasses.replace(model.config, attention_backend="auto").save(staging / "config.json")
-        tokenizer.save(staging)
-        info = {"data": str(Path(cfg.data).resolve()), "steps": step, "tokens_seen": tokens_seen,
-                "final_train_loss": train_loss, "final_validation_nll": validation_nll,
-                "preset": cfg.preset, "seed": cfg.seed, "num_processes": num_processes,
-                "init_from": str(Path(cfg.init_from).resolve()) if cfg.init_from else None,
-                "lora_rank": cfg.lora_rank,
-                "train_config": cfg.to_dict()}
-        (staging / "training.json").write_text(json.dumps(info, indent=2) + "\n")
+    # checkpoint.save writes the config with backend "auto": an exported model picks its own on the device
+    # that loads it (training.json keeps the run's choice)
+    info = {"data": str(Path(cfg.data).resolve()), "steps": step, "tokens_seen": tokens_seen,
+            "final_train_loss": train_loss, "final_validation_nll": validation_nll,
+            "preset": cfg.preset, "seed": cfg.seed, "num_processes": num_processes,
+            "init_from": str(Path(cfg.init_from).resolve()) if cfg.init_from else None,
+            "lora_rank": cfg.lora_rank,
+            "train_config": cfg.to_dict()}
+    checkpoint.save(folder, model, tokenizer, training=info)

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from musicmha.checkpoint import fsync_tree
+from musicmha.atomic_files import fsync_tree
 from musicmha.data.dataset import batch_for_step
 from musicmha.errors import TrainingError
 from musicmha.nn.config import ModelConfig

@@ -1,7 +1,7 @@
 """The training run folder on disk: its state folders, what a killed run leaves behind, and write failures.
 
 A run folder holds `train_config.json`, `state/step-N/` (accelerate save_state, written under a dot name and
-renamed when complete) and `model/` (the inference export, written by `checkpoint.atomic_directory`). A
+renamed when complete) and `model/` (the inference export, written by `atomic_files.atomic_directory`). A
 process killed at any moment leaves complete folders plus, at worst, staging folders with dot names: those
 are swept here when a run (re)starts, and the newest complete state is the one to resume from.
 """
@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from musicmha.checkpoint import TRAINING_FILE
 from musicmha.errors import TrainingError
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def remove_stale(out: Path) -> None:
 def exported_step(out: Path) -> int | None:
     """The step the export in `model/` holds, or None when there is no complete export."""
     try:
-        return int(json.loads((out / EXPORT_DIR / "training.json").read_text())["steps"])
+        return int(json.loads((out / EXPORT_DIR / TRAINING_FILE).read_text())["steps"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from musicmha.checkpoint import write_text_atomic
+from musicmha.atomic_files import write_text_atomic
 from musicmha.errors import ConfigError, TrainingError
 from musicmha.training.config import TrainConfig
 from musicmha.training.devices import configure_device, decay_split, fused_optimizer, prepare_model_and_optimizer

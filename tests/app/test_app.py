@@ -22,6 +22,7 @@ from musicmha.app.handlers import AppConfig, Handlers, generation_kwargs, new_se
 from musicmha.app.settings import CHOOSE, NEW  # noqa: E402
 from musicmha.app.service import ModelCache, TempFiles, list_checkpoints, list_examples  # noqa: E402
 from musicmha.data.midi_io import load_midi  # noqa: E402
+from musicmha.generation.options import SamplingOptions  # noqa: E402
 
 SETTINGS = dict(unit="tokens", length=48, temperature=1.0, top_k=0, top_p=1.0, seed=7, random_seed=False,
                 variations=1, prompt_tokens=0, checkpoint=None)
@@ -228,9 +229,17 @@ def test_history_names_undo_redo(handlers):
     ({"unit": "seconds", "length": 61}, "between 1 and 60 seconds"),
     ({"length": 4096}, "between 1 and 2048 tokens"),
     ({"variations": 5}, "variations"),
-    ({"temperature": 0}, "temperature"),
+    ({"temperature": -0.5}, "temperature"),  # 0 is greedy, as in the CLI (tests/generation/test_options.py)
+    ({"temperature": float("nan")}, "temperature"),
+    ({"temperature": None}, "temperature"),
+    ({"top_k": -3}, "top-k"),
+    ({"top_k": 2.5}, "top-k"),
     ({"top_p": 1.5}, "top-p"),
+    ({"top_p": 0}, "top-p"),
     ({"seed": -1}, "seed"),
+    ({"seed": 2**63}, "seed"),
+    ({"seed": 7.5}, "seed"),
+    ({"seed": None}, "seed"),
     ({"unit": "hours"}, "length unit"),
     ({"tempo": -5}, "tempo must be between"),
     ({"tempo": 5000}, "tempo must be between"),
@@ -264,8 +273,10 @@ def test_controls_the_model_cannot_write_are_one_message_before_anything_changes
 def test_settings_conversion():
     values = {**SETTINGS, "unit": "bars", "length": 4, "top_k": 20, "top_p": 0.9, "prompt_tokens": 128}
     values.pop("checkpoint")
-    assert generation_kwargs(**values) == dict(bars=4, temperature=1.0, top_k=20, top_p=0.9, seed=7,
+    assert generation_kwargs(**values) == dict(bars=4, sampling=SamplingOptions(1.0, top_k=20, top_p=0.9, seed=7),
                                                num_samples=1, prompt_tokens=128)
+    off = generation_kwargs(**{**values, "top_k": 0, "top_p": 1.0, "seed": 7.0, "random_seed": True})
+    assert off["sampling"] == SamplingOptions(1.0) and off["sampling"].seed is None  # a fresh seed, drawn later
     more = generation_kwargs(**{**values, "instruments_mode": CHOOSE, "programs": ["33: Electric Bass (finger)", 0],
                                 "drums": False, "allow_early_end": True, "tempo": 90, "time_signature": "3/4"})
     assert more["instruments"] == [33, 0] and more["drums"] is False and more["allow_early_end"] is True
@@ -315,11 +326,11 @@ def test_checkpoint_list_and_about(checkpoint, tmp_path):
 
 
 def test_a_checkpoint_in_checkpoints_is_the_default(checkpoint, tmp_path, monkeypatch):
-    import musicmha.generation.music_generator
+    import musicmha.checkpoint
     from musicmha.app.service import initial_checkpoint
 
     monkeypatch.delenv("MUSICMHA_CHECKPOINT", raising=False)
-    monkeypatch.setattr(musicmha.generation.music_generator, "CHECKPOINTS_DIR", tmp_path)
+    monkeypatch.setattr(musicmha.checkpoint, "CHECKPOINTS_DIR", tmp_path)
     assert initial_checkpoint(None) is None and list_checkpoints() == []  # the app still starts
     shutil.copytree(checkpoint, tmp_path / "shipped")
     assert initial_checkpoint(None) == (tmp_path / "shipped").resolve() == list_checkpoints()[0]

@@ -226,14 +226,14 @@ def test_small_corpora_get_every_split_and_keep_it(tmp_path, count, capsys):
 
 
 def test_split_record_that_cannot_be_written_is_only_a_warning(tmp_path, monkeypatch, caplog):
-    import musicmha.checkpoint
+    import musicmha.atomic_files
     from musicmha.data.split import SPLITS_FILE
 
     def refuse(path, text):
         raise PermissionError(13, "Permission denied")
 
     _small_folder(tmp_path / "in", 12)
-    monkeypatch.setattr(musicmha.checkpoint, "write_text_atomic", refuse)  # a read-only MIDI folder
+    monkeypatch.setattr(musicmha.atomic_files, "write_text_atomic", refuse)  # a read-only MIDI folder
     assert main(["prepare", str(tmp_path / "in"), "--out", str(tmp_path / "a"), "--workers", "1"]) == 0
     assert not (tmp_path / "in" / SPLITS_FILE).exists()
     assert "cannot record the splits" in caplog.text

@@ -10,7 +10,7 @@ from datafiles import PROMPTS
 
 from musicmha.errors import ConfigError, MidiError
 from musicmha.data.midi_io import load_midi
-from musicmha.data.tokenizer import MusicTokenizer, TokenizerConfig
+from musicmha.data.tokenizer import MusicTokenizer, TokenizerConfig, program_names
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,28 @@ def test_config_survives_json_round_trip():
 def test_special_ids_are_distinct_and_in_vocab(tok):
     ids = {tok.bos_id, tok.eos_id, tok.pad_id}
     assert len(ids) == 3 and all(0 <= i < tok.vocab_size for i in ids)
-    assert tok.miditok[tok.bos_id] == "BOS_None" and tok.miditok[tok.eos_id] == "EOS_None"
+    assert tok.token_name(tok.bos_id) == "BOS_None" and tok.token_name(tok.eos_id) == "EOS_None"
+
+
+def test_what_callers_need_without_reaching_through(tok, tmp_path):
+    """bar id, vocabulary, pitch range, time base, grammar spec and error ratio, checked against miditok read
+    on its own from the saved file (the independent reference)."""
+    import miditok
+
+    reference = miditok.REMI(params=tok.save(tmp_path))
+    assert tok.bar_id == reference.vocab["Bar_None"] and tok.vocab == reference.vocab
+    assert all(tok.token_name(i) == reference[i] for i in (0, tok.bar_id, tok.vocab_size - 1))
+    assert tok.pitch_range == tuple(reference.config.pitch_range) == (21, 109)
+    assert tok.ticks_per_quarter == reference.time_division
+    spec = tok.grammar_spec()
+    assert spec.bar_id == tok.bar_id and spec.tokens[tok.bar_id] == "Bar_None" and len(spec.tokens) == tok.vocab_size
+    assert (spec.bos_id, spec.eos_id, spec.pad_id) == (tok.bos_id, tok.eos_id, tok.pad_id)
+    ids = tok.encode(PROMPTS[0])
+    assert tok.token_error_ratio([tok.bos_id, *ids, tok.eos_id]) == 0.0 == tok.token_error_ratio([tok.bos_id])
+    broken = [tok.vocab["Velocity_63"], tok.vocab["Pitch_60"]] * 10  # Velocity before its Pitch: wrong successions
+    assert tok.token_error_ratio(broken) == reference.tokens_errors(broken) >= 0.5
+    names = program_names()
+    assert len(names) == 128 and names[0] == "Acoustic Grand Piano"
 
 
 def _grid_durations(tok: MusicTokenizer) -> list[float]:

@@ -84,7 +84,7 @@ def test_opening_options_from_nothing(checkpoint, tmp_path):
 def test_bars_are_reached_from_the_cli(checkpoint, tmp_path, capsys):
     assert _run(checkpoint, tmp_path, "--prompt", str(PROMPT), "--bars", "3", "--num-samples", "2") == 0
     tokenizer = MusicTokenizer.load(checkpoint)
-    bar = tokenizer.miditok.vocab["Bar_None"]
+    bar = tokenizer.bar_id
     prompt_bars = tokenizer.encode(PROMPT).count(bar)
     for i in (1, 2):  # the prompt's last bar is finished, then 3 more
         assert tokenizer.encode(tmp_path / f"o-{i}.mid").count(bar) >= prompt_bars + 3

@@ -7,7 +7,7 @@ import symusic
 import torch
 
 from musicmha import ConfigError, MidiError, ModelConfig, MusicTransformer, MusicmhaError
-from musicmha.generation.music_generator import MusicGenerator, token_error_ratio
+from musicmha.generation.music_generator import MusicGenerator
 from musicmha.generation.grammar import TokenGrammar
 from musicmha.data.tokenizer import MusicTokenizer
 
@@ -58,14 +58,14 @@ def test_same_seed_same_midi_other_seed_other_midi(generator):
 def test_constrained_decoding_makes_no_grammar_errors(generator):
     constrained = generator.continue_midi(None, max_new_tokens=150, seed=1, num_samples=12)
     free = generator.continue_midi(None, max_new_tokens=150, seed=1, num_samples=12, constrained=False)
-    assert [token_error_ratio(generator.tokenizer, r.token_ids) for r in constrained] == [0.0] * 12
-    assert sum(token_error_ratio(generator.tokenizer, r.token_ids) for r in free) / 12 > 0.2
+    assert [generator.tokenizer.token_error_ratio(r.token_ids) for r in constrained] == [0.0] * 12
+    assert sum(generator.tokenizer.token_error_ratio(r.token_ids) for r in free) / 12 > 0.2
     assert all(r.score.note_num() > 0 for r in constrained)
     assert len({tuple(r.new_token_ids) for r in constrained}) == 12  # the batch rows differ
 
 
 def test_length_in_bars_and_seconds(generator):
-    bar = generator.tokenizer.miditok.vocab["Bar_None"]
+    bar = generator.tokenizer.bar_id
     for result in generator.continue_midi(PROMPTS[0], bars=2, seed=2, num_samples=3):
         assert result.new_token_ids.count(bar) <= 3  # the bar in progress, then two more
     (result,) = generator.continue_midi(PROMPTS[0], seconds=4.0, seed=3)
@@ -81,7 +81,7 @@ def test_long_prompts_are_cut_at_a_bar_start(generator):
     ids = tokenizer.encode(PROMPTS[0])
     (result,) = generator.continue_midi(PROMPTS[0], max_new_tokens=10, seed=0, prompt_tokens=40)
     condition = result.token_ids[:len(result.token_ids) - len(result.new_token_ids)]
-    assert condition[0] == tokenizer.bos_id and condition[1] == tokenizer.miditok.vocab["Bar_None"]
+    assert condition[0] == tokenizer.bos_id and condition[1] == tokenizer.bar_id
     assert len(condition) - 1 <= 40 and condition[1:] == ids[len(ids) - len(condition) + 1:]
 
 
@@ -186,7 +186,7 @@ def test_an_explicit_instrument_list_is_obeyed(generator):
 
 
 def test_bars_are_reached_even_by_a_model_that_wants_to_end(eager):
-    bar = eager.tokenizer.miditok.vocab["Bar_None"]
+    bar = eager.tokenizer.bar_id
     for prompt in (PROMPTS[0], _band_with_drums(), None):
         for bars in (1, 3):
             for result in eager.continue_midi(prompt, bars=bars, seed=bars, num_samples=3):
@@ -210,7 +210,7 @@ def test_seconds_are_reached_through_the_tempo_map(eager):
 def test_opening_tempo_and_meter_from_nothing(generator):
     for result in generator.continue_midi(None, bars=2, seed=5, num_samples=2, tempo=100, time_signature=(3, 4),
                                           instruments=[0, 33], drums=True):
-        tokens = [generator.tokenizer.miditok[i] for i in result.new_token_ids[:4]]
+        tokens = [generator.tokenizer.token_name(i) for i in result.new_token_ids[:4]]
         assert tokens == ["Bar_None", "TimeSig_3/4", "Position_0", "Tempo_100.97"]
         assert result.score.tempos[0].time == 0 and result.score.tempos[0].qpm == pytest.approx(100.97, abs=0.01)
         assert [(t.numerator, t.denominator) for t in result.score.time_signatures] == [(3, 4)]
@@ -264,7 +264,7 @@ class _TempoLover(MusicTransformer):
 def test_the_tempo_holds_unless_changes_are_allowed(generator):
     model = _TempoLover(generator.model.config)
     model.load_state_dict(generator.model.state_dict())
-    vocab = generator.tokenizer.miditok.vocab
+    vocab = generator.tokenizer.vocab
     model.tempo_ids = [i for name, i in vocab.items() if name.startswith("Tempo_")]
     lover = MusicGenerator(model, generator.tokenizer)
 
@@ -293,7 +293,7 @@ def test_every_new_bar_holds_a_note_unless_empty_bars_are_allowed(generator):
     def bars_without_notes(result):
         empty, notes = 0, None
         for token in result.new_token_ids:
-            name = generator.tokenizer.miditok[token]
+            name = generator.tokenizer.token_name(token)
             if token == bar:
                 empty += notes == 0
                 notes = 0

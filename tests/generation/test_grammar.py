@@ -11,7 +11,6 @@ import torch
 
 from musicmha import ConfigError
 from musicmha.generation.controls import DRUMS, MAX_BARS, InstrumentRule, LengthRule, Opening, prompt_programs
-from musicmha.generation.music_generator import grammar_spec
 from musicmha.generation.grammar import TokenGrammar
 from musicmha.data.tokenizer import MusicTokenizer
 
@@ -20,7 +19,7 @@ CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "musicmha-sma
 
 @pytest.fixture(scope="module")
 def spec():
-    return grammar_spec(MusicTokenizer.load(CHECKPOINT))
+    return MusicTokenizer.load(CHECKPOINT).grammar_spec()
 
 
 def _ids(spec, *names):

@@ -1,11 +1,14 @@
-"""Sampling options: greedy, reproducibility, top-k/top-p support, allowed masks, callbacks, EOS."""
+"""The sampler: greedy, reproducibility, top-k/top-p support, allowed masks, callbacks, EOS."""
 
 import pytest
 import torch
 from conftest import tiny_config
 
 from musicmha import MusicTransformer
-from musicmha.generation.sampling import sample_from_logits
+from musicmha.generation.options import SamplingOptions
+from musicmha.generation.sampling import generate, sample_from_logits
+
+GREEDY = SamplingOptions(top_k=1)
 
 
 @pytest.fixture
@@ -15,30 +18,34 @@ def model():
 
 def test_greedy_is_top_k_one_and_temperature_zero(model):
     prompt = torch.randint(0, 61, (10,))
-    greedy = model.generate(prompt, 20, top_k=1)
+    greedy = generate(model, prompt, GREEDY, 20)
     assert greedy.shape == (30,) and torch.equal(greedy[:10], prompt)
-    assert torch.equal(greedy, model.generate(prompt, 20, temperature=0))
+    assert torch.equal(greedy, generate(model, prompt, SamplingOptions(temperature=0), 20))
     seq = prompt[None]
     for _ in range(20):  # greedy by hand with the plain forward
         seq = torch.cat([seq, model(seq)[0][:, -1].argmax(-1, keepdim=True)], dim=1)
     assert torch.equal(greedy, seq[0])
 
 
-def test_a_generator_makes_sampling_reproducible(model):
+def test_an_rng_or_a_seed_makes_sampling_reproducible(model):
     prompt = torch.randint(0, 61, (2, 5))
-    runs = [model.generate(prompt, 30, generator=torch.Generator().manual_seed(s)) for s in (7, 7, 8)]
+    runs = [generate(model, prompt, SamplingOptions(), 30, rng=torch.Generator().manual_seed(s)) for s in (7, 7, 8)]
     assert torch.equal(runs[0], runs[1])
     assert not torch.equal(runs[0], runs[2])
+    seeded = [generate(model, prompt, SamplingOptions(seed=s), 30) for s in (7, 7, 8)]
+    assert torch.equal(seeded[0], seeded[1]) and not torch.equal(seeded[0], seeded[2])
+    # row k of a seeded batch is row 0 of a batch seeded seed + k
+    assert torch.equal(generate(model, prompt[1:], SamplingOptions(seed=8), 30)[0], seeded[0][1])
 
 
 def test_top_k_and_top_p_keep_only_their_support():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(2000, 1)
-    gen = torch.Generator().manual_seed(0)
-    assert set(sample_from_logits(logits, top_k=2, generator=gen).tolist()) == {0, 1}
+    rng = torch.Generator().manual_seed(0)
+    assert set(sample_from_logits(logits, SamplingOptions(top_k=2), rng=rng).tolist()) == {0, 1}
     # nucleus 0.6: 0.5 alone is not enough, 0.5 + 0.3 is: tokens {0, 1}
-    assert set(sample_from_logits(logits, top_p=0.6, generator=gen).tolist()) == {0, 1}
-    assert set(sample_from_logits(logits, top_p=0.4, generator=gen).tolist()) == {0}
-    counts = torch.bincount(sample_from_logits(logits, generator=gen), minlength=4) / 2000
+    assert set(sample_from_logits(logits, SamplingOptions(top_p=0.6), rng=rng).tolist()) == {0, 1}
+    assert set(sample_from_logits(logits, SamplingOptions(top_p=0.4), rng=rng).tolist()) == {0}
+    counts = torch.bincount(sample_from_logits(logits, rng=rng), minlength=4) / 2000
     assert (counts - torch.tensor([0.5, 0.3, 0.15, 0.05])).abs().max() < 0.04
 
 
@@ -51,9 +58,8 @@ def test_allowed_mask_is_respected_and_callback_streams_every_token(model):
         mask[torch.arange(seq.shape[0]), seq[:, -1]] = False
         return mask
 
-    out = model.generate(torch.tensor([[1, 2, 3]]), 25, allowed=allowed,
-                         callback=lambda step, tok: seen.append((step, tok.clone())),
-                         generator=torch.Generator().manual_seed(1))
+    out = generate(model, torch.tensor([[1, 2, 3]]), SamplingOptions(seed=1), 25, allowed=allowed,
+                   callback=lambda step, tok: seen.append((step, tok.clone())))
     new = out[0, 3:]
     assert (new % 2 == 0).all() and (new[1:] != new[:-1]).all()
     assert [s for s, _ in seen] == list(range(25))
@@ -68,29 +74,29 @@ def test_generation_stops_when_every_row_emitted_eos(model):
             mask[:, 0] = True
         return mask
 
-    out = model.generate(torch.tensor([[5, 6, 7], [8, 9, 10]]), 50, allowed=eos_after_three, eos_token_id=0)
+    out = generate(model, torch.tensor([[5, 6, 7], [8, 9, 10]]), SamplingOptions(), 50, allowed=eos_after_three,
+                   eos_token_id=0)
     assert out.shape == (2, 7) and (out[:, 6] == 0).all()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(temperature=-1.0), "temperature"), (dict(top_k=0), "top_k"), (dict(top_p=1.5), "top_p"),
-])
-def test_bad_sampling_arguments_are_refused(model, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        model.generate(torch.tensor([1, 2]), 3, **kwargs)
+def test_bad_sampling_arguments_are_refused(model):
     with pytest.raises(ValueError, match="non-empty"):
-        model.generate(torch.zeros(1, 0, dtype=torch.long), 3)
+        generate(model, torch.zeros(1, 0, dtype=torch.long), SamplingOptions(), 3)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate(model, torch.tensor([1, 2]), SamplingOptions(), -1)
+    with pytest.raises(TypeError, match="SamplingOptions"):
+        generate(model, torch.tensor([1, 2]), {"temperature": 1.0}, 3)  # type: ignore[arg-type]
 
 
-class _ElsewhereGenerator:
-    """Stands for a generator on another device than the logits (a CPU one with a CUDA model), which a
+class _ElsewhereRng:
+    """Stands for a torch.Generator on another device than the logits (a CPU one with a CUDA model), which a
     CPU-only machine cannot create: it reports the meta device, where a tensor can be moved but not read."""
 
     device = torch.device("meta")
 
 
-def test_sampling_draws_on_the_generators_device(monkeypatch):
-    """What the CPU can show: the draw is routed through the generator's device and comes back on the
+def test_sampling_draws_on_the_rngs_device(monkeypatch):
+    """What the CPU can show: the draw is routed through the rng's device and comes back on the
     logits' device. `torch.multinomial` is replaced by a stand-in that refuses mismatched devices, as the
     CUDA kernel does; the real cross-device draw is the CUDA test below."""
     calls = []
@@ -102,16 +108,16 @@ def test_sampling_draws_on_the_generators_device(monkeypatch):
         return torch.zeros(probs.shape[0], n, dtype=torch.long)  # what the generator's device returns
 
     monkeypatch.setattr(torch, "multinomial", multinomial)
-    tokens = sample_from_logits(torch.randn(3, 61), generator=_ElsewhereGenerator())  # type: ignore[arg-type]
+    tokens = sample_from_logits(torch.randn(3, 61), rng=_ElsewhereRng())  # type: ignore[arg-type]
     assert calls == [torch.device("meta")] and tokens.device == torch.device("cpu") and tokens.shape == (3,)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_a_cpu_generator_samples_a_cuda_model_as_on_the_cpu():
+def test_a_cpu_rng_samples_a_cuda_model_as_on_the_cpu():
     logits = torch.randn(4, 61)
-    on_cpu = sample_from_logits(logits, generator=torch.Generator().manual_seed(3))
-    on_cuda = sample_from_logits(logits.cuda(), generator=torch.Generator().manual_seed(3))
+    on_cpu = sample_from_logits(logits, rng=torch.Generator().manual_seed(3))
+    on_cuda = sample_from_logits(logits.cuda(), rng=torch.Generator().manual_seed(3))
     assert on_cuda.is_cuda and torch.equal(on_cuda.cpu(), on_cpu)
     model = MusicTransformer(tiny_config()).eval().cuda()
-    out = model.generate(torch.tensor([1, 2, 3]), 20, generator=torch.Generator().manual_seed(3))
+    out = generate(model, torch.tensor([1, 2, 3]), SamplingOptions(), 20, rng=torch.Generator().manual_seed(3))
     assert out.is_cuda and out.shape == (23,)

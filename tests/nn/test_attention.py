@@ -149,5 +149,5 @@ def test_relative_embeddings_learn_only_the_distances_they_see():
     """Distances beyond the input length get no gradient; the clipped last distance collects the far ones."""
     mha = MultiHeadAttention(16, 2, position="relative", max_relative_distance=10)
     mha(torch.randn(1, 6, 16)).sum().backward()
-    grad_per_distance = mha.relative_embeddings.grad.abs().sum(dim=(0, 2))
+    grad_per_distance = mha.scheme.relative_embeddings.grad.abs().sum(dim=(0, 2))
     assert (grad_per_distance[:6] > 0).all() and (grad_per_distance[6:] == 0).all()

@@ -75,7 +75,7 @@ def test_compiled_flex_does_not_recompile_for_every_shape(monkeypatch):
             x = torch.randn(batch, length, 24)
             with torch.no_grad():
                 q, k, v = (mha._split_heads(proj(x)) for proj in (mha.q_proj, mha.k_proj, mha.v_proj))
-                out = relative_kernel.flex_causal_relative_attention(q, k, v, mha.relative_embeddings,
+                out = relative_kernel.flex_causal_relative_attention(q, k, v, mha.scheme.relative_embeddings,
                                                                      scale=mha.head_dim**-0.5, compiled=True)
                 out = mha.out_proj(out.transpose(1, 2).reshape(batch, length, 24))
                 assert (out - naive_attention(mha, x)).abs().max() < 1e-4

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from conftest import POSITIONS, tiny_config
 
 from musicmha import MusicTransformer
-from musicmha.generation.sampling import decode_one, prefill
+from musicmha.generation.options import SamplingOptions
+from musicmha.generation.sampling import decode_one, generate, prefill
 
 
 @pytest.mark.parametrize("position", POSITIONS)
@@ -40,8 +41,8 @@ def test_cached_greedy_decoding_equals_full_forward(position):
             next_token = logits.argmax(-1)
             seq = torch.cat([seq, next_token[:, None]], dim=1)
             logits = decode_one(model, next_token, seq.shape[1] - 1, cache)
-    cached = model.generate(prompt, 64, top_k=1)
-    recomputed = model.generate(prompt, 64, top_k=1, use_cache=False)
+    cached = generate(model, prompt, SamplingOptions(top_k=1), 64)
+    recomputed = generate(model, prompt, SamplingOptions(top_k=1), 64, use_cache=False)
     assert torch.equal(cached, seq) and torch.equal(recomputed, seq)
 
 
@@ -49,9 +50,9 @@ def test_cached_greedy_decoding_equals_full_forward(position):
 def test_generation_runs_past_the_context_window(position):
     model = MusicTransformer(tiny_config(position, max_seq_len=32)).eval()
     prompt = torch.randint(0, 61, (1, 40))  # already longer than the context
-    out = model.generate(prompt, 70, top_k=1)
+    out = generate(model, prompt, SamplingOptions(top_k=1), 70)
     assert out.shape == (1, 110) and torch.equal(out[:, :40], prompt)
-    assert torch.equal(out, model.generate(prompt, 70, top_k=1, use_cache=False))
+    assert torch.equal(out, generate(model, prompt, SamplingOptions(top_k=1), 70, use_cache=False))
 
 
 def test_loss_is_the_mean_cross_entropy_with_ignored_targets():

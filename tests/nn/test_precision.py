@@ -45,13 +45,14 @@ def test_position_constants_stay_float32_in_a_bf16_model(position, tmp_path):
         attn = model.blocks[0].attn
         assert attn.q_proj.weight.dtype != torch.float32  # the conversion did happen
         if position == "rope":
-            assert attn.rotary.inv_freq.dtype == torch.float32
-            assert torch.equal(attn.rotary.inv_freq, reference.rotary.inv_freq)
-            for ours, theirs in zip(attn.rotary.tables(CONTEXT, q32.device),
-                                    reference.rotary.tables(CONTEXT, q32.device)):
+            assert attn.scheme.inv_freq.dtype == torch.float32
+            assert torch.equal(attn.scheme.inv_freq, reference.scheme.inv_freq)
+            for ours, theirs in zip(attn.scheme.tables(CONTEXT, q32.device),
+                                    reference.scheme.tables(CONTEXT, q32.device)):
                 assert torch.equal(ours[:CONTEXT], theirs[:CONTEXT])
         else:
-            assert torch.equal(attn.alibi_slopes, reference.alibi_slopes)
+            assert attn.scheme.slopes.dtype == torch.float32
+            assert torch.equal(attn.scheme.slopes, reference.scheme.slopes)
             q = q32.to(attn.q_proj.weight.dtype)
             # the bias the bf16 model adds is the fp32 one rounded once, up to distance 2,047
             expected = reference._logit_bias(q32, CONTEXT, 0, None).to(q.dtype)
@@ -161,10 +162,10 @@ def test_bf16_gradients_of_the_blocked_kernel_are_as_accurate_as_sdpa():
     weight = torch.randn(batch, heads, length, dim, dtype=torch.float64)
     mha = MultiHeadAttention(heads * dim, heads, position="relative", max_relative_distance=length - 1,
                              backend="sdpa")
-    del mha.relative_embeddings  # the table becomes an input, as for the kernel
+    del mha.scheme.relative_embeddings  # the table becomes an input, as for the kernel
 
     def sdpa(q, k, v, rel_emb):
-        mha.__dict__["relative_embeddings"] = rel_emb
+        mha.scheme.__dict__["relative_embeddings"] = rel_emb
         return mha.attend(q, k, v)
 
     def blocked(q, k, v, rel_emb):
