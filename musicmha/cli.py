@@ -8,6 +8,7 @@ as one line with exit code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -98,19 +99,32 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One --option per dataclass field, defaulting to None so that presets and config files fill gaps."""
-    import dataclasses
-
+    """One --option per dataclass field, documented from the field's metadata (help, choices, and what a
+    default of None or "" stands for). Every flag defaults to None so that presets and config files fill
+    the gaps; the help shows the dataclass default instead."""
     types = {"int": int, "float": float, "str": str}
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         base = str(f.type).split("|")[0].strip()
+        help_text = f"{f.metadata['help']} (default: {shown_default(f)})".replace("%", "%%")
         if base == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=types[base], default=None, metavar=base.upper())
+            choices = f.metadata.get("choices")
+            parser.add_argument(flag, type=types[base], default=None, choices=choices, help=help_text,
+                                metavar=None if choices else f.metadata.get("metavar") or base.upper())
+
+
+def shown_default(f) -> str:
+    """A dataclass field's default as `--help` shows it: the value itself, or for None (filled in later) and
+    "" (required) what the field's metadata says that stands for."""
+    if f.default in (None, "") or f.default is dataclasses.MISSING:
+        return f.metadata["shown"]
+    if isinstance(f.default, bool):
+        return "true" if f.default else "false"
+    return str(f.default)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -119,14 +133,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on a prepared token folder (accelerate: CPU, GPUs, nodes)",
                        description="Options: preset < --config file (YAML/JSON) < flags. "
                                    "Multi-GPU: accelerate launch -m musicmha train ...")
-    p.add_argument("--config", help="YAML or JSON file of training options")
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML or JSON file of training options, below the flags and above the preset")
     _add_dataclass_options(p, TrainConfig)
     p.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from musicmha.training.train import train
     from musicmha.training.config import TrainConfig
 
@@ -204,8 +217,8 @@ def _add_render(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    from musicmha.render.wav import check_audio_path
-    from musicmha.render.audio import render_audio, write_audio
+    from musicmha.render.audio import render_audio
+    from musicmha.render.wav import check_audio_path, write_audio
 
     check_audio_path(args.output)  # refuse an unusable output before spending time on rendering
     audio, rate = render_audio(args.input, sample_rate=args.sample_rate, soundfont=args.soundfont,
@@ -340,7 +353,8 @@ def _write_results(args: argparse.Namespace, results: list) -> None:
         write_atomic(midi, lambda tmp, score=result.score: tmp.write_bytes(score.dumps_midi()))
         written = [str(midi)]
         if args.wav:
-            from musicmha.render.audio import render_audio, write_audio
+            from musicmha.render.audio import render_audio
+            from musicmha.render.wav import write_audio
 
             audio, rate = render_audio(result.score)
             written.append(str(write_audio(_numbered(args.wav, index, len(results)), audio, rate)))

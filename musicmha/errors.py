@@ -17,3 +17,7 @@ class CheckpointError(MusicmhaError):
 
 class MidiError(MusicmhaError):
     """A MIDI file (or bytes) cannot be used: unreadable, truncated, empty, too large or without notes."""
+
+
+class TrainingError(MusicmhaError):
+    """Training cannot go on: non-finite loss, out of memory, a full disk, an unusable run folder."""

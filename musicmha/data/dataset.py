@@ -134,21 +134,3 @@ def _windows(split: TokenSplit, starts: np.ndarray, length: int) -> np.ndarray:
         return np.stack([np.asarray(split.tokens[s:s + length], dtype=np.int64) for s in starts])
     positions = (starts[:, None] + np.arange(length)[None, :]) % n
     return np.asarray(split.tokens[positions.ravel()], dtype=np.int64).reshape(len(starts), length)
-
-
-def iter_windows(split: TokenSplit, *, seq_len: int, batch_size: int) -> Iterator[np.ndarray]:
-    """Fixed consecutive windows for evaluation: window k covers tokens [k*seq_len, k*seq_len + seq_len], so
-    every token after the first is predicted exactly once. The last window is right-padded with `pad_id`:
-    ignore targets equal to pad_id in the loss. Yields (<= batch_size, seq_len + 1) int64 arrays."""
-    if seq_len < 1 or batch_size < 1:
-        raise MusicmhaError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
-    n = split.num_tokens
-    starts = list(range(0, max(n - 1, 0), seq_len))
-    for b in range(0, len(starts), batch_size):
-        rows = []
-        for s in starts[b:b + batch_size]:
-            window = np.full(seq_len + 1, split.pad_id, dtype=np.int64)
-            chunk = split.tokens[s:s + seq_len + 1]
-            window[:len(chunk)] = chunk
-            rows.append(window)
-        yield np.stack(rows)

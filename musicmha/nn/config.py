@@ -21,19 +21,28 @@ ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "sdpa", "blocked", "flex")
 class ModelConfig:
     """Everything needed to build a MusicTransformer; the model is a pure function of this."""
 
-    vocab_size: int
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 0  # 0 means 4 * d_model
-    dropout: float = 0.1
-    max_seq_len: int = 1024
-    position: str = "relative"
-    max_relative_distance: int = 0  # 0 means max_seq_len - 1: every distance in the context its own embedding
-    rope_base: float = 10000.0
-    bias: bool = False
-    attention_backend: str = "auto"  # a speed choice only: weights are interchangeable between backends
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes (never read by the model)
+    # Each field's metadata "help" (and "choices") is its documentation, shown by `musicmha train --help`.
+    vocab_size: int = field(metadata={"help": "token ids the model reads and predicts (the tokenizer's vocabulary)"})
+    d_model: int = field(default=256, metadata={"help": "width of the residual stream (the embedding size)"})
+    n_layers: int = field(default=4, metadata={"help": "transformer blocks"})
+    n_heads: int = field(default=4, metadata={"help": "attention heads per block; must divide d_model"})
+    d_ff: int = field(default=0, metadata={"help": "hidden width of each feed-forward layer; 0 means 4 x d_model"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout probability while training, in [0, 1)"})
+    max_seq_len: int = field(default=1024, metadata={"help": "context length in tokens (the training window)"})
+    position: str = field(default="relative", metadata={"help": "how attention sees token positions",
+                                                        "choices": POSITION_MODES})
+    # 0 means max_seq_len - 1: every distance in the context its own embedding
+    max_relative_distance: int = field(default=0, metadata={
+        "help": "relative positions: longer distances share the last embedding; 0 means max_seq_len - 1"})
+    rope_base: float = field(default=10000.0, metadata={"help": "rope positions: base of the rotation "
+                                                                "frequencies (> 1)"})
+    bias: bool = field(default=False, metadata={"help": "bias terms in the attention and feed-forward layers"})
+    # a speed choice only: weights are interchangeable between backends
+    attention_backend: str = field(default="auto", metadata={
+        "help": "how attention is computed; a speed choice only: every backend computes the same function",
+        "choices": ATTENTION_BACKENDS})
+    extra: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "free-form notes (never read by the model)"})
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_seq_len",

@@ -22,7 +22,6 @@ from typing import Literal
 import numpy as np
 import symusic
 
-from musicmha.render.wav import write_audio  # noqa: F401  (re-exported: render_audio + write_audio is the usual pair)
 from musicmha.errors import ConfigError, MusicmhaError
 from musicmha.data.midi_io import load_midi
 from musicmha.render.synth import synthesize

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,54 +41,90 @@ MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "max_seq_le
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
+_FROM_PRESET = "the preset's, or the checkpoint's with --init-from"
+
+
+def option(default: Any, help: str, *, choices: Sequence[str] | None = None, shown: str | None = None,
+           metavar: str | None = None) -> Any:
+    """A TrainConfig field with its documentation, the one place `musicmha train --help` reads it from: a
+    line of help, the fixed choices if any, and for a default of None (filled in later from the preset or
+    the checkpoint) or "" (required) what the flag means when it is not given."""
+    metadata = {"help": help, "choices": tuple(choices) if choices is not None else None,
+                "shown": shown, "metavar": metavar}
+    return field(default=default, metadata=metadata)
+
+
+def model_option(name: str, shown: str = _FROM_PRESET) -> Any:
+    """A ModelConfig field exposed as a training option: None by default (the preset or the checkpoint fills
+    it in); its help and choices are ModelConfig's own (musicmha/nn/config.py)."""
+    doc = ModelConfig.__dataclass_fields__[name].metadata
+    return option(None, doc["help"], choices=doc.get("choices"), shown=shown)
+
+
 @dataclass
 class TrainConfig:
-    data: str = ""
-    out: str = ""
-    preset: str | None = None  # None: "finetune" with init_from, else "tiny"
-    init_from: str | None = None  # an exported model folder to start from (its shape and tokenizer)
-    lora_rank: int = 0  # > 0: train low-rank adapters of this rank, the base frozen (needs init_from)
-    lora_alpha: float = 0.0  # adapter scale alpha/rank; 0 means 2 x rank
-    lora_targets: str = "q_proj,k_proj,v_proj,out_proj,up,down"
+    data: str = option("", "prepared token folder (from `musicmha prepare`)", shown="required", metavar="FOLDER")
+    out: str = option("", "run folder: checkpoints in state/, the exported model in model/", shown="required",
+                      metavar="FOLDER")
+    preset: str | None = option(None, "a complete recipe of model size and optimisation; options override it",
+                                choices=PRESETS, shown="tiny, or finetune with --init-from")
+    init_from: str | None = option(None, "an exported model folder to start from (fine-tuning): its shape, "
+                                   "weights and tokenizer", shown="none: a new model", metavar="FOLDER")
+    lora_rank: int = option(0, "> 0: train low-rank adapters of this rank, the base frozen (needs --init-from); "
+                            "0: train every weight")
+    lora_alpha: float = option(0.0, "adapter scale alpha/rank; 0 means 2 x rank")
+    lora_targets: str = option("q_proj,k_proj,v_proj,out_proj,up,down",
+                               "comma-separated linear layers that get adapters", metavar="NAMES")
     # model (defaults come from the preset)
-    d_model: int | None = None
-    n_layers: int | None = None
-    n_heads: int | None = None
-    d_ff: int | None = None
-    dropout: float | None = None
-    max_seq_len: int | None = None
-    position: str | None = None  # None: "relative", or the checkpoint's with init_from
-    max_relative_distance: int | None = None
-    rope_base: float | None = None
-    bias: bool | None = None
+    d_model: int | None = model_option("d_model")
+    n_layers: int | None = model_option("n_layers")
+    n_heads: int | None = model_option("n_heads")
+    d_ff: int | None = model_option("d_ff", "4 x d_model, or the checkpoint's with --init-from")
+    dropout: float | None = model_option("dropout")
+    max_seq_len: int | None = model_option("max_seq_len")
+    position: str | None = model_option("position", "relative, or the checkpoint's with --init-from")
+    max_relative_distance: int | None = model_option("max_relative_distance",
+                                                     "max_seq_len - 1, or the checkpoint's with --init-from")
+    rope_base: float | None = model_option("rope_base", "10000, or the checkpoint's with --init-from")
+    bias: bool | None = model_option("bias", "false, or the checkpoint's with --init-from")
     # how attention is computed (auto, sdpa, blocked, flex): speed only, the weights are the same function;
     # None means "auto". Not a shape field: a run may switch it on --resume, and exports record "auto".
-    attention_backend: str | None = None
+    attention_backend: str | None = model_option("attention_backend", "auto")
     # optimisation
-    batch_size: int | None = None  # per process and per micro-step
-    grad_accum: int = 1
-    learning_rate: float | None = None
-    min_lr_ratio: float = 0.1
-    warmup_steps: int | None = None
-    max_steps: int | None = None
-    decay_steps: int | None = None  # length of the cosine schedule; None: max_steps
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    mixed_precision: str | None = None  # None: whatever `accelerate launch` / accelerate config says
-    compile: bool = False
-    fim_rate: float = 0.0  # fraction of training windows rearranged for fill-in-the-middle (musicmha/data/fim.py)
+    batch_size: int | None = option(None, "sequences per process and per micro-step", shown="the preset's")
+    grad_accum: int = option(1, "micro-steps accumulated into each optimizer step")
+    learning_rate: float | None = option(None, "peak learning rate, reached at the end of the warmup",
+                                         shown=f"the preset's; {LORA_LEARNING_RATE:g} with --lora-rank")
+    min_lr_ratio: float = option(0.1, "the cosine decay ends at this fraction of the peak learning rate")
+    warmup_steps: int | None = option(None, "steps of linear warmup to the peak learning rate",
+                                      shown="the preset's")
+    max_steps: int | None = option(None, "optimizer steps of the whole run (--resume continues up to it)",
+                                   shown="the preset's")
+    decay_steps: int | None = option(None, "length of the cosine schedule in steps (plans a run in several "
+                                     "parts)", shown="max_steps")
+    weight_decay: float = option(0.1, "AdamW weight decay of the weight matrices (not norms, biases or "
+                                 "position tables)")
+    beta1: float = option(0.9, "AdamW beta1 (first moment decay)")
+    beta2: float = option(0.95, "AdamW beta2 (second moment decay)")
+    grad_clip: float = option(1.0, "clip the gradient norm to this; 0: no clipping")
+    mixed_precision: str | None = option(None, "autocast precision of the forward pass", choices=MIXED_PRECISION,
+                                         shown="what `accelerate launch` / accelerate config says")
+    compile: bool = option(False, "torch.compile the model (faster steps on a GPU after a slow first one)")
+    fim_rate: float = option(0.0, "fraction of training windows rearranged for fill-in-the-middle "
+                             "(musicmha/data/fim.py)")
     # bookkeeping
-    seed: int = 0
-    save_every: int = 100
-    keep_last: int = 3
-    eval_every: int | None = None  # None: the preset's, else 100
-    early_stop: int | None = None  # stop after this many evaluations without a better validation NLL; 0: never
-    eval_batches: int = 8
-    log_every: int = 10
-    tensorboard: bool = False
-    resume: bool = False
+    seed: int = option(0, "seed of the initial weights, the batches and dropout")
+    save_every: int = option(100, "write a checkpoint (state/step-N) every this many steps; without "
+                             "--early-stop, export model/ too")
+    keep_last: int = option(3, "checkpoints kept in state/, the newest")
+    eval_every: int | None = option(None, "compute the validation NLL every this many steps",
+                                    shown="the preset's, else 100")
+    early_stop: int | None = option(None, "stop after this many evaluations without a better validation NLL "
+                                    "(model/ then holds the best); 0: never", shown="the preset's, else 0")
+    eval_batches: int = option(8, "validation batches per evaluation")
+    log_every: int = option(10, "log the loss, learning rate and speed every this many steps")
+    tensorboard: bool = option(False, "log to TensorBoard in the run folder")
+    resume: bool = option(False, "continue the run in --out from its newest checkpoint")
 
     def __post_init__(self) -> None:
         if self.preset is None:

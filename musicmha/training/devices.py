@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from musicmha.errors import ConfigError
+from musicmha.errors import ConfigError, TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def checked_step_loss(accelerator, losses: list[torch.Tensor], norm: torch.Tensor | None,
-                      step: int, grad_accum: int, error: type[Exception]) -> float:
+                      step: int, grad_accum: int) -> float:
     """The mean loss of one optimizer step, after checking (on every process) that its micro-step losses and
     the gradient norm are finite: one host transfer for all of it, before the optimizer touches a weight.
 
@@ -151,6 +151,6 @@ def checked_step_loss(accelerator, losses: list[torch.Tensor], norm: torch.Tenso
     bad_loss, bad_grad, *read = torch.cat([bad, values]).tolist()  # the one sync of the step
     for what, flag in (("loss", bad_loss), ("gradient", bad_grad)):  # a NaN loss makes a NaN norm too
         if flag > 0:
-            raise error(f"non-finite {what} at step {step + 1}: stopping without saving these weights "
+            raise TrainingError(f"non-finite {what} at step {step + 1}: stopping without saving these weights "
                         "(lower --learning-rate, or use bf16 rather than fp16)")
     return sum(value / grad_accum for value in read)

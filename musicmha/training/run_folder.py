@@ -18,16 +18,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from musicmha.checkpoint import TRAINING_FILE
-from musicmha.errors import MusicmhaError
+from musicmha.errors import TrainingError
 
 logger = logging.getLogger(__name__)
 
 STATE_DIR = "state"
 EXPORT_DIR = "model"
-
-
-class TrainingError(MusicmhaError):
-    """Training cannot go on: non-finite loss, out of memory, a full disk, an unusable run folder."""
 
 
 def state_folders(out: Path) -> list[Path]:

@@ -11,7 +11,7 @@ import pytest
 from datafiles import copy_prompts
 
 from musicmha.cli import main
-from musicmha.data.dataset import TokenSplit, batch_for_step, iter_windows, read_manifest
+from musicmha.data.dataset import TokenSplit, batch_for_step, read_manifest
 from musicmha.errors import MusicmhaError
 
 
@@ -82,11 +82,25 @@ def test_short_split_wraps_around(tokens):
         assert sorted(set(row.tolist())) == sorted(set(stream.tolist()))
 
 
+def _consecutive_windows(split: TokenSplit, *, seq_len: int, batch_size: int):
+    """Window k covers tokens [k*seq_len, k*seq_len + seq_len] of the split's stream, the last one right-padded
+    with `pad_id` (formerly dataset.iter_windows, which only this test used)."""
+    starts = list(range(0, max(split.num_tokens - 1, 0), seq_len))
+    for b in range(0, len(starts), batch_size):
+        rows = []
+        for s in starts[b:b + batch_size]:
+            window = np.full(seq_len + 1, split.pad_id, dtype=np.int64)
+            chunk = split.tokens[s:s + seq_len + 1]
+            window[:len(chunk)] = chunk
+            rows.append(window)
+        yield np.stack(rows)
+
+
 def test_eval_windows_cover_every_token_once(tokens):
     split = TokenSplit(tokens, "train")
     stream = _stream(tokens, "train")
     seq_len = 50
-    rows = np.concatenate(list(iter_windows(split, seq_len=seq_len, batch_size=4)))
+    rows = np.concatenate(list(_consecutive_windows(split, seq_len=seq_len, batch_size=4)))
     assert rows.shape[1] == seq_len + 1
     # inputs (row[:-1]) concatenated give the whole stream, then padding; targets are the stream shifted by one
     inputs = rows[:, :-1].reshape(-1)

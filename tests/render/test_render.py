@@ -13,7 +13,8 @@ import symusic
 from musicmha.render import audio as render, wav as audio_io
 from musicmha.cli import main
 from musicmha.errors import ConfigError, MidiError, MusicmhaError
-from musicmha.render.audio import RELEASE_TAIL, render_audio, write_audio
+from musicmha.render.audio import RELEASE_TAIL, render_audio
+from musicmha.render.wav import write_audio
 
 SR = 22050
 HAVE_FLUIDSYNTH = render.fluidsynth_command() is not None and render.find_soundfont() is not None

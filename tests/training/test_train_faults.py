@@ -18,7 +18,8 @@ import torch
 
 from musicmha import MusicTransformer
 from musicmha.data.tokenizer import MusicTokenizer
-from musicmha.training.train import TrainingError, train
+from musicmha.errors import TrainingError
+from musicmha.training.train import train
 from musicmha.training.config import TrainConfig
 
 DRIVER = Path(__file__).parents[1] / "fault_driver.py"

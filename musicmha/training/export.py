@@ -1,0 +1,37 @@
+"""The inference export of a training run: `model/` (config.json, model.safetensors, tokenizer.json,
+training.json), and for a LoRA run its adapter alone in `adapter/` beside it. Both are written under a
+temporary name and renamed when complete (atomic_files.atomic_directory)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from musicmha import checkpoint
+from musicmha.atomic_files import atomic_directory
+from musicmha.training.config import TrainConfig
+
+ADAPTER_DIR = "adapter"  # a LoRA run's adapter alone, beside the merged model in model/
+
+
+def export(model, tokenizer, folder: Path, *, cfg: TrainConfig, step: int, tokens_seen: int,
+           train_loss: float, validation_nll: float, num_processes: int = 1) -> None:
+    """The inference folder: config.json, model.safetensors, tokenizer.json, training.json, atomically."""
+    if cfg.lora_rank:  # the adapter alone beside the run's model folder, then the merged model as usual
+        from musicmha.nn.lora import merged_state, save_adapter
+
+        adapter = folder.parent / ADAPTER_DIR
+        with atomic_directory(adapter) as staging:
+            save_adapter(model, cfg.lora_config(), staging)
+            tokenizer.save(staging)
+        plain = type(model)(model.config)
+        plain.load_state_dict(merged_state(model), strict=True)
+        model = plain
+    # checkpoint.save writes the config with backend "auto": an exported model picks its own on the device
+    # that loads it (training.json keeps the run's choice)
+    info = {"data": str(Path(cfg.data).resolve()), "steps": step, "tokens_seen": tokens_seen,
+            "final_train_loss": train_loss, "final_validation_nll": validation_nll,
+            "preset": cfg.preset, "seed": cfg.seed, "num_processes": num_processes,
+            "init_from": str(Path(cfg.init_from).resolve()) if cfg.init_from else None,
+            "lora_rank": cfg.lora_rank,
+            "train_config": cfg.to_dict()}
+    checkpoint.save(folder, model, tokenizer, training=info)
