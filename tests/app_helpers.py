@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,3 +27,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def slow_down_generation(monkeypatch, seconds_per_token: float) -> None:
+    """Make each generated token take a while, so a test can stop a generation midway (an untrained model may
+    otherwise end before the test acts)."""
+    from musicmha.app.job import GenerationJob
+
+    record = GenerationJob._callback
+
+    def slow(self, step, tokens):
+        time.sleep(seconds_per_token)
+        return record(self, step, tokens)
+
+    monkeypatch.setattr(GenerationJob, "_callback", slow)

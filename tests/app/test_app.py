@@ -14,7 +14,7 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 
-from app_helpers import BACH, make_tiny_checkpoint  # noqa: E402
+from app_helpers import BACH, make_tiny_checkpoint, slow_down_generation  # noqa: E402
 
 from musicmha.app.about import about_markdown, about_summary  # noqa: E402
 from musicmha.app import history  # noqa: E402
@@ -175,15 +175,7 @@ def test_generation_streams_live_sketches_of_every_variation(handlers, monkeypat
 
 
 def test_stop_keeps_what_was_made(handlers, monkeypatch):
-    from musicmha.app.job import GenerationJob
-
-    record = GenerationJob._callback
-
-    def slow(self, step, tokens):  # an untrained model may end early: make each token take a while
-        time.sleep(0.01)
-        return record(self, step, tokens)
-
-    monkeypatch.setattr(GenerationJob, "_callback", slow)
+    slow_down_generation(monkeypatch, 0.01)
     *_, session = handlers.pick_example("bach_bwv66.6_chorale", new_session())
     run = handlers.generate(handlers.show(session)[0],
                             **{**SETTINGS, "unit": "bars", "length": 32, "variations": 2}, session=session)

@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("gradio")
 pytest.importorskip("gradio_client")
 
-from app_helpers import BACH, ROOT, free_port, make_tiny_checkpoint  # noqa: E402
+from app_helpers import BACH, ROOT, free_port, make_tiny_checkpoint, slow_down_generation  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
@@ -85,15 +85,7 @@ def test_two_concurrent_clients_are_both_served(server):
 
 
 def test_stop_ends_the_generation(server, monkeypatch):
-    from musicmha.app.job import GenerationJob
-
-    slow_down = GenerationJob._callback
-
-    def slow(self, step, tokens):  # an untrained model may end early: make each token take a while
-        time.sleep(0.02)
-        return slow_down(self, step, tokens)
-
-    monkeypatch.setattr(GenerationJob, "_callback", slow)
+    slow_down_generation(monkeypatch, 0.02)
     job = Client(server, verbose=False).submit(None, "tokens", 2048, 1.0, 0, 1.0, 3, False, api_name="/generate")
     deadline = time.monotonic() + 20
     while not any(t.name == "musicmha-generate" for t in threading.enumerate()):
