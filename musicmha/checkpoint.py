@@ -36,7 +36,7 @@ CARD_FILE = "README.md"
 ADAPTER_CONFIG = "adapter.json"
 ADAPTER_WEIGHTS = "adapter.safetensors"
 
-DEFAULT_MODEL = "musicmha-small"  # the shipped model the app and `generate` load when none is named
+DEFAULT_MODEL = "musicmha-1k"  # the shipped model the app and `generate` load when none is named
 ENV_VAR = "MUSICMHA_CHECKPOINT"  # overrides the default: a folder, or a shipped model's name
 CHECKPOINTS_DIR = assets.CHECKPOINTS_DIR  # read at call time, so tests can point it elsewhere
 RUNS_DIR = "runs"  # trained and fine-tuned models, beside the shipped checkpoints/ folder
