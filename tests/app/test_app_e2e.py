@@ -262,6 +262,9 @@ def test_browser_example_generate_listen_with_playhead_download_continue_undo_re
     assert display == "block" and 0 < first < second  # moves while it plays
     page.mouse.click(player["x"] + 18, player["y"] + player["height"] / 2)  # pause
     page.wait_for_function("document.querySelector('#result-audio-1 audio').paused", timeout=10_000)
+    # `paused` turns true at once, the pause event (the playhead's last move) follows: wait for that event
+    page.wait_for_function("document.querySelector('#result-roll-1 .mm-roll').dataset.playing === '0'",
+                           timeout=10_000)
     stopped, _ = _playhead(page, 1)
     time.sleep(0.6)
     assert _playhead(page, 1)[0] == stopped  # ... and stops with it
