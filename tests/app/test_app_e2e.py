@@ -354,10 +354,21 @@ def test_browser_a_corrupt_upload_keeps_the_previous_prompt(page, tmp_path):
 def test_browser_a_bad_setting_is_one_message_and_changes_nothing(page):
     _example(page)
     page.locator("#settings").get_by_text("More settings").click()
-    page.locator("#tempo input").fill("999")
+    # The accordion mounts its fields as it opens, and a field still mounting can reset a value typed into it:
+    # type until the page keeps it.
+    for _ in range(30):
+        page.locator("#tempo input").fill("999")
+        page.locator("#tempo input").press("Tab")
+        time.sleep(0.3)
+        if page.evaluate("document.querySelector('#tempo input').value") == "999":
+            break
     page.locator("#generate").click()
-    page.wait_for_function("""[...document.querySelectorAll('[data-testid="toast-body"]')]
-        .some(e => e.innerText.includes('tempo must be between'))""", timeout=30_000)
+    try:
+        page.wait_for_function("""[...document.querySelectorAll('[data-testid="toast-body"]')]
+            .some(e => e.innerText.includes('tempo must be between'))""", timeout=30_000)
+    except Exception:  # say what the page shows instead
+        shown = page.evaluate("""[...document.querySelectorAll('[data-testid="toast-body"]')].map(e => e.innerText)""")
+        pytest.fail(f"no tempo message; toasts: {shown}; status: {page.locator('#status').inner_text()!r}")
     time.sleep(1.0)
     assert _toasts(page, "tempo must be between") == 1
     assert page.locator("#status").inner_text().strip() == ""  # no run started
