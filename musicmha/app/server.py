@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def make_config(args: argparse.Namespace):
     from musicmha.app.handlers import AppConfig
-    from musicmha.app.service import ModelCache, initial_checkpoint, list_checkpoints, list_examples
+    from musicmha.app.service import ModelCache, initial_checkpoint, list_examples
+    from musicmha.checkpoint import list_checkpoints
 
     checkpoint = initial_checkpoint(args.checkpoint)
     if checkpoint is None:

@@ -21,7 +21,6 @@ import numpy as np
 import symusic
 
 from musicmha import assets, checkpoint
-from musicmha.checkpoint import list_checkpoints  # noqa: F401 (the app's model list)
 from musicmha.errors import MusicmhaError
 from musicmha.generation.music_generator import MusicGenerator
 from musicmha.render.audio import render_audio

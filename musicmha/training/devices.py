@@ -151,6 +151,20 @@ def checked_step_loss(accelerator, losses: list[torch.Tensor], norm: torch.Tenso
     bad_loss, bad_grad, *read = torch.cat([bad, values]).tolist()  # the one sync of the step
     for what, flag in (("loss", bad_loss), ("gradient", bad_grad)):  # a NaN loss makes a NaN norm too
         if flag > 0:
-            raise TrainingError(f"non-finite {what} at step {step + 1}: stopping without saving these weights "
-                        "(lower --learning-rate, or use bf16 rather than fp16)")
+            raise non_finite(what, step)
     return sum(value / grad_accum for value in read)
+
+
+def check_finite(accelerator, value: torch.Tensor, step: int, what: str) -> None:
+    """Stop, before the weights are touched (or written), when any process sees a non-finite value."""
+    bad = torch.tensor([0.0 if torch.isfinite(value.detach()).all() else 1.0], device=value.device)
+    if accelerator.num_processes > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    if bad.item() > 0:
+        raise non_finite(what, step)
+
+
+def non_finite(what: str, step: int) -> TrainingError:
+    """The one message for a run stopped by a NaN or an infinity (0-based `step`)."""
+    return TrainingError(f"non-finite {what} at step {step + 1}: stopping without saving these weights "
+                         "(lower --learning-rate, or use bf16 rather than fp16)")

@@ -29,7 +29,7 @@ from musicmha.data.dataset import batch_for_step
 from musicmha.errors import TrainingError
 from musicmha.nn.config import ModelConfig
 from musicmha.training.config import TrainConfig
-from musicmha.training.devices import checked_step_loss, export_on_every_rank, to_device
+from musicmha.training.devices import check_finite, checked_step_loss, export_on_every_rank, to_device
 from musicmha.training.export import export
 from musicmha.training.run_folder import EXPORT_DIR, STATE_DIR, exported_step, state_folders, writing
 
@@ -297,12 +297,3 @@ def _write_export(run: TrainRun, state: TrainState, plain: torch.nn.Module) -> N
                train_loss=state.train_loss, validation_nll=state.validation_nll,
                num_processes=run.accelerator.num_processes)
 
-
-def check_finite(accelerator, value: torch.Tensor, step: int, what: str) -> None:
-    """Stop, before the weights are touched (or written), when any process sees a non-finite value."""
-    bad = torch.tensor([0.0 if torch.isfinite(value.detach()).all() else 1.0], device=value.device)
-    if accelerator.num_processes > 1:
-        bad = accelerator.reduce(bad, reduction="sum")
-    if bad.item() > 0:
-        raise TrainingError(f"non-finite {what} at step {step + 1}: stopping without saving these weights "
-                            "(lower --learning-rate, or use bf16 rather than fp16)")

@@ -20,7 +20,8 @@ from musicmha.app.about import about_markdown, about_summary  # noqa: E402
 from musicmha.app import history  # noqa: E402
 from musicmha.app.handlers import AppConfig, Handlers, generation_kwargs, new_session  # noqa: E402
 from musicmha.app.settings import CHOOSE, NEW  # noqa: E402
-from musicmha.app.service import ModelCache, TempFiles, list_checkpoints, list_examples  # noqa: E402
+from musicmha.app.service import ModelCache, TempFiles, list_examples  # noqa: E402
+from musicmha.checkpoint import list_checkpoints  # noqa: E402
 from musicmha.data.midi_io import load_midi  # noqa: E402
 from musicmha.generation.options import SamplingOptions  # noqa: E402
 
