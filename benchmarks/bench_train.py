@@ -50,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small", choices=list(PRESETS))
     parser.add_argument("--max-seq-len", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--d-model", type=int, default=None, help="default: the preset's")
     parser.add_argument("--n-layers", type=int, default=None, help="default: the preset's")
     parser.add_argument("--dropout", type=float, default=None, help="default: the preset's")
     parser.add_argument("--variants", default=",".join(f"{p}:{b}" for p, b in VARIANTS),
@@ -68,7 +69,7 @@ def main() -> None:
     preset = PRESETS[args.preset]
     batch = args.batch_size or preset["batch_size"]
     shape = {name: preset[name] for name in ("d_model", "n_layers", "n_heads", "max_seq_len", "dropout")}
-    for name in ("max_seq_len", "n_layers", "dropout"):
+    for name in ("d_model", "max_seq_len", "n_layers", "dropout"):
         if getattr(args, name) is not None:
             shape[name] = getattr(args, name)
     precisions = ["bf16"] if args.bf16 else args.precisions.split(",")
