@@ -9,6 +9,11 @@ all t tokens before it; (short) each target t from its own window of the `--shor
 numbers come from the same pieces and the same targets, so their difference is the value of the context
 beyond `--short` tokens. NLL by position bucket alone cannot show this: late positions only exist in long
 pieces, a different mix of music. Pieces with FIM sentinels play no part (test pieces have none).
+
+The second table splits the targets by musicmha/evaluation/repeats.py's copy classes (--repeat-k tokens
+matched): "near" targets continue an exact repeat whose earlier copy lies inside the short tail, "far" ones
+one that only the full context holds, "none" the rest. A model that copies scores near and far targets far
+below the rest, and the gain lives in the far ones.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 
 from musicmha.data.dataset import TokenSplit
+from musicmha.evaluation.repeats import CLASSES, copy_classes
 from musicmha.nn.model import MusicTransformer
 
 
@@ -54,6 +60,7 @@ def main() -> None:
     parser.add_argument("--targets", default="768:1024", help="target positions a:b")
     parser.add_argument("--short", type=int, default=256, help="tokens of context in the short scoring")
     parser.add_argument("--max-pieces", type=int, default=None)
+    parser.add_argument("--repeat-k", type=int, default=32, help="tokens a copy must match (repeat classes)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None)
@@ -70,8 +77,9 @@ def main() -> None:
     if args.max_pieces:
         pieces = pieces[:args.max_pieces]
     started = time.perf_counter()
-    full, short = [], []
+    full, short, classes = [], [], []
     for piece in pieces:
+        classes += copy_classes(piece, start, end, short=args.short, k=args.repeat_k)
         full.append(full_context_nll(model, piece, start, end))
         # Window k holds the `short` tokens before target start + k.
         windows = np.lib.stride_tricks.sliding_window_view(piece[start - args.short:end - 1], args.short)
@@ -87,11 +95,21 @@ def main() -> None:
         "gain_standard_error": float(per_piece.std(ddof=1) / math.sqrt(len(per_piece))) if len(per_piece) > 1 else None,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    labels = np.array(classes)
+    result["by_repeat"] = {c: {"share": float((labels == c).mean()), "nll_full": float(full_all[labels == c].mean()),
+                               "nll_short": float(short_all[labels == c].mean())}
+                           for c in CLASSES if (labels == c).any()}
     print(f"| pieces | targets | NLL, full context | NLL, last {args.short} tokens | gain | pieces where full wins |")
     print("|---:|---:|---:|---:|---:|---:|")
     print(f"| {result['pieces']} | {result['targets']:,} | {result['nll_full']:.4f} | {result['nll_short']:.4f} | "
           f"{result['gain']:.4f} ± {result['gain_standard_error'] or 0:.4f} | "
           f"{result['pieces_where_full_is_better']} of {result['pieces']} |")
+    print(f"\nBy copy class ({args.repeat_k}-token exact repeats; near: the copy is inside the last {args.short} tokens):\n")
+    print(f"| class | share of targets | NLL, full context | NLL, last {args.short} tokens | gain |")
+    print("|---|---:|---:|---:|---:|")
+    for name, row in result["by_repeat"].items():
+        print(f"| {name} | {row['share']:.3f} | {row['nll_full']:.4f} | {row['nll_short']:.4f} | "
+              f"{row['nll_short'] - row['nll_full']:.4f} |")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=1)
