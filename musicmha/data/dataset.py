@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from musicmha.data import fim as fim_format
+from musicmha.data import reprise as reprise_format
 from musicmha.errors import MusicmhaError
 from musicmha.data.shards import DTYPE, MANIFEST, MANIFEST_KIND, bin_path, idx_path, pieces_path
 from musicmha.data.split import SPLITS
@@ -93,7 +94,7 @@ def _rng(seed: int, step: int) -> np.random.Generator:
 
 def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: int, step: int,
                    rank: int = 0, world_size: int = 1, fim: fim_format.FimTokens | None = None,
-                   fim_rate: float = 0.0) -> np.ndarray:
+                   fim_rate: float = 0.0, reprise_rate: float = 0.0, bar_id: int | None = None) -> np.ndarray:
     """Rows `rank*batch_size ... (rank+1)*batch_size - 1` of the global batch of step `step`:
     `world_size*batch_size` windows of `seq_len + 1` tokens (inputs and shifted targets) starting at
     uniformly random positions of the split's stream. The stream is read circularly, so a split shorter
@@ -101,7 +102,10 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
 
     With `fim_rate` > 0, that fraction of the rows becomes fill-in-the-middle examples (musicmha/data/fim.py),
     drawn from a random stream of their own: the windows themselves, and every row at rate 0, are the same
-    as without FIM."""
+    as without FIM.
+
+    With `reprise_rate` > 0 (needs the tokenizer's `bar_id`), that fraction of the rows first becomes A A B…
+    (musicmha/data/reprise.py), from a random stream of its own in the same way."""
     if seq_len < 1 or batch_size < 1:
         raise MusicmhaError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
     if not 0 <= rank < world_size:
@@ -112,9 +116,17 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
     if fim_rate and (fim is None or not 0.0 <= fim_rate <= 1.0 or seq_len + 1 <= fim_format.EXTRA_TOKENS):
         raise MusicmhaError(f"fill-in-the-middle needs the tokenizer's FIM tokens, a rate in [0, 1] (got "
                             f"{fim_rate}) and windows longer than {fim_format.EXTRA_TOKENS} tokens")
+    if reprise_rate and (bar_id is None or not 0.0 <= reprise_rate <= 1.0):
+        raise MusicmhaError(f"reprise rows need the tokenizer's bar id and a rate in [0, 1] (got {reprise_rate})")
     mine = slice(rank * batch_size, (rank + 1) * batch_size)
     starts = _rng(seed, step).integers(0, n, size=world_size * batch_size)[mine]
     batch = _windows(split, starts, seq_len + 1)
+    if reprise_rate:
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(step), _REPRISE_STREAM]))
+        chosen = rng.random(world_size * batch_size) < reprise_rate
+        row_seeds = rng.integers(0, 2**63 - 1, size=world_size * batch_size)
+        batch = reprise_format.apply_to_rows(batch, chosen[mine], row_seeds[mine], bar_id=bar_id,
+                                             bos_id=split.bos_id, eos_id=split.eos_id)
     if fim_rate:
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(step), _FIM_STREAM]))
         chosen = rng.random(world_size * batch_size) < fim_rate
@@ -124,6 +136,7 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
 
 
 _FIM_STREAM = 0xF1  # a third SeedSequence word keeps the FIM draws independent of the window starts
+_REPRISE_STREAM = 0xE9  # and the reprise draws independent of both
 
 
 def _windows(split: TokenSplit, starts: np.ndarray, length: int) -> np.ndarray:

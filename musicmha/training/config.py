@@ -112,6 +112,8 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the model (faster steps on a GPU after a slow first one)")
     fim_rate: float = option(0.0, "fraction of training windows rearranged for fill-in-the-middle "
                              "(musicmha/data/fim.py)")
+    reprise_rate: float = option(0.0, "fraction of training windows made into A A B…, their opening bars "
+                                 "repeated, to teach copying from far back (musicmha/data/reprise.py)")
     # bookkeeping
     seed: int = option(0, "seed of the initial weights, the batches and dropout")
     save_every: int = option(100, "write a checkpoint (state/step-N) every this many steps; without "
@@ -169,6 +171,8 @@ class TrainConfig:
             raise ConfigError("grad_clip and weight_decay must be >= 0")
         if not isinstance(self.fim_rate, (int, float)) or not 0.0 <= self.fim_rate <= 1.0:
             raise ConfigError(f"fim_rate must be in [0, 1], got {self.fim_rate!r}")
+        if not isinstance(self.reprise_rate, (int, float)) or not 0.0 <= self.reprise_rate <= 1.0:
+            raise ConfigError(f"reprise_rate must be in [0, 1], got {self.reprise_rate!r}")
         if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
             raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
                               f"got {self.mixed_precision!r}")

@@ -165,7 +165,8 @@ def _train_batch(run: TrainRun, index: int) -> torch.Tensor:
     cfg, accelerator = run.cfg, run.accelerator
     batch = batch_for_step(run.train_split, seq_len=run.model_config.max_seq_len, batch_size=cfg.batch_size,
                            seed=cfg.seed, step=index, rank=accelerator.process_index,
-                           world_size=accelerator.num_processes, fim=run.fim, fim_rate=cfg.fim_rate)
+                           world_size=accelerator.num_processes, fim=run.fim, fim_rate=cfg.fim_rate,
+                           reprise_rate=cfg.reprise_rate, bar_id=run.tokenizer.bar_id)
     return to_device(batch, accelerator.device)
 
 

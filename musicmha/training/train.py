@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +145,9 @@ def _check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
     if saved_config.is_file():
         before = json.loads(saved_config.read_text())
         now = cfg.to_dict()
-        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k])
+        # An option newer than the run's folder is missing from it: that run used its default.
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k, defaults.get(k)) != now[k])
         if changed:
             raise ConfigError(f"--resume with different settings than the run in {out}: {', '.join(changed)}")
         if before.get("decay_steps") is None and before.get("max_steps") != cfg.max_steps:

@@ -46,8 +46,8 @@ def test_loss_falls_and_the_export_loads(real_tokens, tmp_path):
 
 @pytest.mark.slow
 def test_resumed_run_ends_with_identical_weights(real_tokens, tmp_path):
-    # dropout: RNG state matters; fim_rate: the rearranged rows must come back the same after a resume
-    common = dict(decay_steps=30, save_every=10, dropout=0.1, grad_accum=2, fim_rate=0.3)
+    # dropout: RNG state matters; fim_rate, reprise_rate: the rearranged rows must come back the same after a resume
+    common = dict(decay_steps=30, save_every=10, dropout=0.1, grad_accum=2, fim_rate=0.3, reprise_rate=0.3)
     _train(real_tokens, tmp_path / "straight", max_steps=30, **common)
     _train(real_tokens, tmp_path / "parts", max_steps=20, **common)
     _train(real_tokens, tmp_path / "parts", max_steps=30, resume=True, **common)
@@ -58,6 +58,17 @@ def test_resumed_run_ends_with_identical_weights(real_tokens, tmp_path):
         _train(real_tokens, tmp_path / "parts", max_steps=40, **common)
     with pytest.raises(ConfigError, match="different settings.*learning_rate"):
         _train(real_tokens, tmp_path / "parts", max_steps=40, resume=True, learning_rate=0.1, **common)
+    # A run folder from before an option existed holds no value for it: it ran with the option's default.
+    saved = tmp_path / "parts" / "train_config.json"
+    settings = json.loads(saved.read_text())
+    del settings["reprise_rate"]
+    saved.write_text(json.dumps(settings))
+    with pytest.raises(ConfigError, match="different settings.*reprise_rate"):
+        _train(real_tokens, tmp_path / "parts", max_steps=40, resume=True, **common)
+    settings["fim_rate"] = 0.0  # changed, so that a missing reprise_rate alone cannot be what is refused
+    saved.write_text(json.dumps(settings))
+    with pytest.raises(ConfigError, match=r"different settings than the run in \S+: fim_rate$"):
+        _train(real_tokens, tmp_path / "parts", max_steps=40, resume=True, **{**common, "reprise_rate": 0.0})
 
 
 @pytest.mark.slow
@@ -125,6 +136,7 @@ def test_bad_data_folder_and_config_are_one_line_errors(tmp_path, capsys, real_t
     (dict(learning_rate=2.0), "learning_rate"),
     (dict(position="sinusoid"), "position must be one of"),
     (dict(fim_rate=1.5), "fim_rate must be in"),
+    (dict(reprise_rate=-0.1), "reprise_rate must be in"),
 ])
 def test_training_config_validation(overrides, message):
     with pytest.raises(ConfigError, match=message):
