@@ -10,7 +10,9 @@ it at 200) in fp32 with TF32 off and in bf16, with peak memory at 4,096; 50 trai
 fp32 and bf16 against CPU losses, eager and compiled (graph breaks counted); cached vs uncached greedy
 generation for every position mode, past a window slide; the shipped model's logits on the device vs the
 CPU. Tables: attention times, training tokens/s and MFU, decode tokens/s at batch 1 and 4 with host
-syncs counted (CUDA's sync debug mode). A check that raises is a failed check, and the rest still run.
+syncs counted (CUDA's sync debug mode; the design is 1 per token, the new tokens' copy to the host) for
+plain greedy `generate` and for the app's `continue_midi` path (grammar, seeds, bars, EOS, callback).
+A check that raises is a failed check, and the rest still run.
 """
 
 from __future__ import annotations
@@ -288,14 +290,23 @@ def shipped_model(s: Smoke, checkpoint: str | None) -> None:
         s.check(f"shipped model {s.device} {str(dtype)[6:]} logits vs CPU fp32", err < tol, max_abs_difference=err)
     torch.backends.cuda.matmul.allow_tf32 = True
     rows = s.tables.setdefault("decode", [])
-    model = MusicGenerator.from_pretrained(checkpoint, device=str(s.device)).model  # bf16 on CUDA
-    new = 32 if s.quick else 256
+    generator = MusicGenerator.from_pretrained(checkpoint, device=str(s.device))  # bf16 on CUDA
+    model = generator.model
+    new, bars = (32, 1) if s.quick else (256, 4)
     for batch in (1, 4):
         prompt = tokens[:, :64].repeat(batch, 1).to(s.device)
         generate(model, prompt, GREEDY, 8)  # warm-up
         syncs, seconds = _count_syncs(s, lambda: generate(model, prompt, GREEDY, new))
-        rows.append({"batch": batch, "tokens_per_s": round(batch * new / seconds),
+        rows.append({"path": "generate, greedy", "batch": batch, "tokens_per_s": round(batch * new / seconds),
                      "syncs_per_token": None if syncs is None else round(syncs / new, 2)})
+        # The app's path: grammar mask, per-row seeded streams, a bar count (`stop`), EOS and a streaming
+        # callback; its time includes turning the tokens into MIDI.
+        steps: list[int] = []
+        syncs, seconds = _count_syncs(s, lambda: generator.continue_midi(
+            None, bars=bars, seed=0, num_samples=batch, callback=lambda step, new_tokens: steps.append(step)))
+        rows.append({"path": f"continue_midi, {bars} bar(s)", "batch": batch,
+                     "tokens_per_s": round(batch * len(steps) / seconds),
+                     "syncs_per_token": None if syncs is None else round(syncs / max(len(steps), 1), 2)})
 
 
 def attention_times(s: Smoke) -> None:

@@ -200,8 +200,7 @@ class MusicGenerator:
         score, ids = self._read_prompt(prompt)
         rule = self._instrument_rule(score, ids, instruments, drums, allow_new_instruments)
         condition, offset_quarters = self._condition(ids, self.prompt_budget(length, prompt_tokens))
-        device = next(self.model.parameters()).device
-        start = torch.tensor([condition] * num_samples, device=device)
+        start = torch.tensor([condition] * num_samples)  # on the host: generate sends it, the grammar reads it
         # One grammar follows every row: it masks the next token (syntax when constrained, the controls
         # always) and keeps the time that ends bar/second requests, so each token is parsed once.
         timeline = None
@@ -217,8 +216,8 @@ class MusicGenerator:
         out = generate(self.model, start, sampling, length.token_limit, callback=callback,
                        allowed=timeline if restricts else None, eos_token_id=self.tokenizer.eos_id,
                        stop=_stopper(timeline) if timeline is not None and length.timed else None)
-        results = [self._result(score, condition, row.tolist(), offset_quarters, row_seed(sampling.seed, k))
-                   for k, row in enumerate(out)]
+        results = [self._result(score, condition, row, offset_quarters, row_seed(sampling.seed, k))
+                   for k, row in enumerate(out.tolist())]  # one copy to the host, not one per row
         if length.timed and not length.allow_early_end and timeline is not None:
             short = int((~timeline.reached()).sum())
             if short:
@@ -274,8 +273,7 @@ class MusicGenerator:
         timeline = TokenGrammar(self.spec, instruments=rule, length=LengthRule(bars=end_bar - start_bar + 1),
                                 hold_tempo=True, no_empty_bars=True)  # the piece's tempo map is kept: a tempo token would be ignored
         fill.prime_middle_rows(timeline, request, num_samples)
-        device = next(self.model.parameters()).device
-        out = generate(self.model, torch.tensor([request.scaffold] * num_samples, device=device), sampling,
+        out = generate(self.model, torch.tensor([request.scaffold] * num_samples), sampling,
                        request.new_token_limit, callback=callback, allowed=timeline,
                        eos_token_id=self.tokenizer.eos_id, stop=_stopper(timeline))
         if not bool(timeline.reached().all()):

@@ -7,6 +7,10 @@ same conditioning, which the tests use as the reference for the cached path.
 
 How tokens are drawn is one `SamplingOptions` (musicmha/generation/options.py), checked when it is made;
 a seed there gives every row its own random stream, so row k of a batch is made again alone by seed + k.
+
+On a GPU the decode loop waits for the device once per token, when the new tokens come to the host: the
+host keeps its own copy of the sequences for the grammar (`allowed`), `stop`, the callback and the rows
+that have ended, and masks go back without waiting (tests/generation/test_host_syncs.py counts the reads).
 """
 
 from __future__ import annotations
@@ -35,13 +39,28 @@ def row_rngs(seed: int, count: int, device: torch.device | str) -> list[torch.Ge
 def sample_from_logits(logits: torch.Tensor, options: SamplingOptions = SamplingOptions(), *,
                        rng: Rng | None = None, allowed_mask: torch.Tensor | None = None) -> torch.Tensor:
     """logits (B, V) -> next tokens (B,). Greedy options (top_k=1 or temperature=0) use no randomness.
-    options.seed is not read here: `generate` turns it into per-row streams once, passed as rng."""
+    options.seed is not read here: `generate` turns it into per-row streams once, passed as rng.
+
+    A mask that leaves a row no token is refused; checking it reads the mask on the host, a sync when it
+    lives on a GPU (`generate` checks its host-built masks before sending them, and never comes here)."""
+    if allowed_mask is not None:
+        allowed_mask = allowed_mask.to(device=logits.device, dtype=torch.bool)
+        _check_some_token_left(allowed_mask.expand_as(logits))
+    return _sample(logits, options, rng, allowed_mask).to(logits.device)
+
+
+def _check_some_token_left(mask: torch.Tensor) -> None:
+    if not mask.any(-1).all():
+        raise ValueError("the allowed-token mask leaves no token to sample")
+
+
+def _sample(logits: torch.Tensor, options: SamplingOptions, rng: Rng | None,
+            allowed_mask: torch.Tensor | None) -> torch.Tensor:
+    """`sample_from_logits` without the mask check, on the device that drew the tokens (a CPU rng's tokens
+    stay on the CPU: `generate` wants them there anyway, so moving them to the GPU and back would cost a sync)."""
     logits = logits.float()
     if allowed_mask is not None:
-        allowed_mask = allowed_mask.to(device=logits.device, dtype=torch.bool).expand_as(logits)
-        if not allowed_mask.any(-1).all():
-            raise ValueError("the allowed-token mask leaves no token to sample")
-        logits = logits.masked_fill(~allowed_mask, float("-inf"))
+        logits = logits.masked_fill(~allowed_mask.expand_as(logits), float("-inf"))
     if options.greedy:
         return logits.argmax(-1)
     top_k, top_p = options.top_k, options.top_p
@@ -59,7 +78,7 @@ def sample_from_logits(logits: torch.Tensor, options: SamplingOptions = Sampling
 
 
 def _draw(probs: torch.Tensor, rng: Rng | None) -> torch.Tensor:
-    """One token per row of probs (B, V), drawn on the rng's device and returned on probs' device.
+    """One token per row of probs (B, V), drawn and returned on the rng's device (probs' without one).
 
     A torch.Generator only draws on its own device (`torch.multinomial` refuses a CPU one for CUDA
     probabilities), and the README passes a CPU one whatever the model's device. Moving the (B, V)
@@ -71,11 +90,24 @@ def _draw(probs: torch.Tensor, rng: Rng | None) -> torch.Tensor:
     if isinstance(rng, (list, tuple)):
         if len(rng) != probs.shape[0]:
             raise ValueError(f"{len(rng)} random generators for {probs.shape[0]} rows")
-        return torch.cat([_draw(probs[i:i + 1], g) for i, g in enumerate(rng)])
+        rows = [_draw(probs[i:i + 1], g) for i, g in enumerate(rng)]
+        if len({row.device for row in rows}) > 1:  # rngs on several devices: meet on the probabilities'
+            rows = [row.to(probs.device) for row in rows]
+        return torch.cat(rows)
     if rng is None or rng.device == probs.device:
         return torch.multinomial(probs, 1, generator=rng).squeeze(-1)
-    drawn = torch.multinomial(probs.to(rng.device), 1, generator=rng)
-    return drawn.squeeze(-1).to(probs.device)
+    return torch.multinomial(probs.to(rng.device), 1, generator=rng).squeeze(-1)
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` on `device`; from the host to CUDA without waiting: a pinned copy sent non-blocking (a blocking
+    copy from pageable memory synchronizes the stream). The pinned buffer is fresh, so the host may change
+    `tensor` at once."""
+    if tensor.device == device:
+        return tensor
+    if tensor.device.type == "cpu" and device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def prefill(model: torch.nn.Module, tokens: torch.Tensor, cache: list[KVCache]) -> torch.Tensor:
@@ -89,6 +121,18 @@ def decode_one(model: torch.nn.Module, token: torch.Tensor, position: int,
     """Feed one token per row (B,) at `position` against the cache; logits (B, V) of the next token."""
     logits, _ = model(token[:, None], kv_cache=cache, start_pos=position)
     return logits[:, -1]
+
+
+def _device_mask(mask: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """An `allowed` mask on the model's device. One built on the host (the grammar's) is checked there, before
+    it is sent: checking it on a GPU would wait for the GPU. A mask already on the device is checked there."""
+    mask = mask.to(dtype=torch.bool)
+    if mask.device.type == "cpu":
+        _check_some_token_left(mask)
+        return _to_device(mask, device)
+    mask = mask.to(device)
+    _check_some_token_left(mask)  # the caller built it on the device: this read is its cost
+    return mask
 
 
 def _check_arguments(tokens: torch.Tensor, max_new_tokens: int, options: SamplingOptions) -> torch.Tensor:
@@ -120,6 +164,10 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
     allowed(sequences (B, t)) returns a bool mask (B, V) or (V,) of the tokens that may come next. Rows that
     emit eos_token_id keep emitting it; generation ends early when every row has. stop(sequences) -> bool (B,)
     ends rows the same way (the rows then continue with eos_token_id, which it requires).
+
+    Host syncs: one per token. The new tokens are copied to the host once per step, and the callback, `allowed`
+    and `stop` get CPU tensors (the host's copy of the sequences), whatever the model's device, so reading
+    them costs nothing more; a mask built on the CPU is checked there and sent without waiting.
     """
     if stop is not None and eos_token_id is None:
         raise ValueError("stop needs an eos_token_id to pad the rows it ends")
@@ -128,29 +176,34 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    seq = seq.to(device)
+    host = seq.cpu()  # what the grammar, `stop` and `finished` read: reading the device's copy would sync
+    seq = _to_device(seq, device)
     if rng is None and options.seed is not None and not options.greedy:
         rng = row_rngs(options.seed, seq.shape[0], device)
     context = model.config.max_seq_len
     slide = max(1, context // 4)
     window_start = max(0, seq.shape[1] - context)  # a prompt longer than the context keeps its end
     cache = model.new_kv_cache(seq.shape[0], context) if use_cache else None
-    finished = torch.zeros(seq.shape[0], dtype=torch.bool, device=device)
+    finished = torch.zeros(seq.shape[0], dtype=torch.bool)  # on the host
     logits = prefill(model, seq[:, window_start:], cache) if use_cache else None
     try:
         for step in range(max_new_tokens):
             if logits is None:  # no cache: recompute the current window
                 logits = model(seq[:, window_start:])[0][:, -1]
-            mask = allowed(seq) if allowed is not None else None
-            next_token = sample_from_logits(logits, options, rng=rng, allowed_mask=mask)
+            mask = _device_mask(allowed(host), device) if allowed is not None else None
+            drawn = _sample(logits, options, rng, mask)  # on the device, or on a CPU rng's
+            new = drawn.cpu()  # the step's one device -> host copy
             if eos_token_id is not None:
-                next_token = next_token.masked_fill(finished, eos_token_id)
-                finished |= next_token == eos_token_id
+                if finished.any():  # finished rows keep emitting EOS
+                    new = drawn = new.masked_fill(finished, eos_token_id)
+                finished |= new == eos_token_id
+            next_token = drawn if drawn.device == device else _to_device(new, device)
+            host = torch.cat([host, new[:, None]], dim=1)
             seq = torch.cat([seq, next_token[:, None]], dim=1)
-            if callback is not None and callback(step, next_token):
+            if callback is not None and callback(step, new):
                 break
             if stop is not None:
-                finished |= stop(seq).to(device)
+                finished |= stop(host).cpu()
             if bool(finished.all()) or step == max_new_tokens - 1:
                 break
             logits = None

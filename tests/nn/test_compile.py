@@ -1,10 +1,11 @@
-"""torch.compile on the CPU: the blocked relative kernel traces as one graph, `train --compile` follows
-eager's loss trajectory, and the compiled FlexAttention does not recompile per (batch, length)."""
+"""torch.compile on the CPU: the blocked relative kernel and the SDPA path of every position mode trace as one
+graph, `train --compile` follows eager's loss trajectory, and the compiled FlexAttention does not recompile
+per (batch, length)."""
 
 import pytest
 import torch
 import torch._dynamo
-from conftest import tiny_config
+from conftest import POSITIONS, tiny_config
 from reference import naive_attention
 
 from musicmha import MultiHeadAttention, MusicTransformer
@@ -25,6 +26,31 @@ def test_the_blocked_kernel_compiles_without_graph_breaks(dropout):
     # Before: 7 breaks in a 2-layer model (the skew's storage_offset(), the lru_cache'd mask, ctx lists).
     model = MusicTransformer(tiny_config(attention_backend="blocked", dropout=dropout)).train()
     assert _graph_breaks(model, torch.randint(0, 61, (2, 41))) == 0
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_the_sdpa_path_compiles_without_graph_breaks(position):
+    """Training (with attention dropout), prefill into a KV cache and decoding one token, on the "sdpa" backend
+    (the relative term materialized as a bias; decoding takes it for every backend). The relative mode broke
+    7 times in a 2-layer model here before cec9536, all at `y.storage_offset()` in relative_logits (a torch
+    call returning a non-tensor); the skew without it, now shared with the blocked kernel, fixed both."""
+    torch.manual_seed(0)
+    model = MusicTransformer(tiny_config(position, attention_backend="sdpa", dropout=0.1)).train()
+    tokens = torch.randint(0, 61, (2, 41))
+    breaks = {"training": _graph_breaks(model, tokens)}
+    model.eval()
+    cache = model.new_kv_cache(2, 96)
+
+    def explain(start_pos: int, length: int) -> int:
+        torch._dynamo.reset()
+        with torch.no_grad():
+            return torch._dynamo.explain(lambda t: model(t, kv_cache=cache, start_pos=start_pos)[0])(
+                tokens[:, start_pos:start_pos + length]).graph_break_count
+
+    breaks["prefill"] = explain(0, 30)
+    breaks["decode near"] = explain(20, 1)  # relative: the table's first rows, read backwards
+    breaks["decode far"] = explain(30, 1)  # past max_relative_distance=24: the clipped gather
+    assert breaks == dict.fromkeys(breaks, 0), breaks
 
 
 @pytest.mark.slow
