@@ -12,6 +12,7 @@ import gradio as gr
 from musicmha.app.about import about_summary, model_card
 from musicmha.app.handlers import AppConfig, Handlers
 from musicmha.app.history import new_session
+from musicmha.app.regenerate import Regenerate, button_labels
 from musicmha.app.settings import (CHOOSE, INSTRUMENT_MODES, KEEP, LABELS, LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, METERS,
                        MODEL_METER, PROGRAM_CHOICES)
 from musicmha.app.views import placeholder_html
@@ -50,11 +51,13 @@ def _label(key: str) -> dict:
 
 def build_app(config: AppConfig) -> gr.Blocks:
     handlers = Handlers(config)
+    fill = Regenerate(handlers)
     checkpoint_choices = [(p.name, str(p)) for p in config.checkpoints]
     with gr.Blocks(title=TITLE, delete_cache=DELETE_CACHE, analytics_enabled=False) as app:
         session, results = gr.State(new_session()), gr.State([])
-        gr.Markdown(f"## {TITLE}\nDrop a MIDI file or pick an example, listen, then let the model continue it. "
-                    "Continue from a result you like; undo and redo walk your history.")
+        gr.Markdown(f"## {TITLE}\nDrop a MIDI file or pick an example, listen, then let the model continue it "
+                    "or regenerate some of its bars. Continue from a result you like; undo and redo walk your "
+                    "history.")
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
                 prompt_file = gr.File(label="Drop a MIDI file (.mid / .midi)", file_types=[".mid", ".midi"],
@@ -76,6 +79,12 @@ def build_app(config: AppConfig) -> gr.Blocks:
                                         waveform_options=PLAIN_PLAYER)
                 prompt_roll = gr.HTML(placeholder_html("No prompt: the model starts from nothing."),
                                       elem_id="prompt-roll", padding=False)
+                # No minimum/maximum: gradio would check them against the first prompt's bars; the handlers
+                # check the range against the current prompt and the model instead.
+                with gr.Row(equal_height=True, elem_id="bar-range"):
+                    first_bar = gr.Number(None, precision=0, label="From bar", elem_id="first-bar", min_width=0)
+                    last_bar = gr.Number(None, precision=0, label="To bar", elem_id="last-bar", min_width=0)
+                    regenerate = gr.Button("Regenerate these bars", elem_id="regenerate", min_width=0, scale=2)
 
         with gr.Row(equal_height=True):
             unit = gr.Radio(list(LIMITS), value="bars", label="Length in", elem_id="unit")
@@ -86,7 +95,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
             stop = gr.Button("Stop (keeps what is made)", variant="stop", elem_id="stop")
         status = gr.Markdown("", elem_id="status")
         full_view = gr.Checkbox(False, label="Show the whole piece (default: the prompt's last 2 bars, then the "
-                                "continuation; the MIDI download is always the whole piece)", elem_id="full-view")
+                                "continuation, or 2 bars either side of regenerated bars; the MIDI download is "
+                                "always the whole piece)", elem_id="full-view")
 
         slots, audios, rolls, midis, continues = [], [], [], [], []
         with gr.Row(elem_id="results"):
@@ -169,6 +179,27 @@ def build_app(config: AppConfig) -> gr.Blocks:
                .success(handlers.generate, inputs=[current, *settings, full_view, session],
                         outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="generate",
                         concurrency_id="generate", show_progress="hidden"))
-        run.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
+        (run.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
+         .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private"))
+
+        # Regenerate these bars: the range follows the prompt, is drawn on its roll as it is typed, and runs
+        # like Generate (same check first, same slots, same Stop: one job per session).
+        current.change(fill.choose, inputs=[current, first_bar, last_bar],
+                       outputs=[first_bar, last_bar, prompt_roll], api_visibility="private",
+                       show_progress="hidden", concurrency_limit=None)
+        for field in (first_bar, last_bar):
+            field.input(fill.mark, inputs=[current, first_bar, last_bar], outputs=prompt_roll,
+                        api_visibility="private", show_progress="hidden", trigger_mode="always_last",
+                        concurrency_limit=None)
+        fill_inputs = [current, first_bar, last_bar, temperature, top_k, top_p, seed, random_seed, variations,
+                       checkpoint, instruments_mode, programs, drums]
+        refill = (regenerate.click(fill.check, inputs=fill_inputs, api_visibility="private", show_progress="hidden",
+                                   concurrency_limit=None)
+                  .success(_slots, inputs=variations, outputs=slots, queue=False, api_visibility="private")
+                  .success(fill.regenerate, inputs=[*fill_inputs, full_view, session],
+                           outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="regenerate",
+                           concurrency_id="generate", show_progress="hidden"))
+        (refill.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
+         .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private"))
         stop.click(handlers.stop, queue=False, api_visibility="private", show_progress="hidden")
     return app
