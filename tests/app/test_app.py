@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -394,9 +395,7 @@ def fill(handlers):
     return Regenerate(handlers)
 
 
-def _notes(score) -> "Counter":
-    from collections import Counter
-
+def _notes(score) -> Counter:
     return Counter((t.program, t.is_drum, n.time, n.duration, n.pitch, n.velocity)
                    for t in score.tracks for n in t.notes)
 
@@ -490,7 +489,7 @@ def test_regenerating_a_short_range_shows_it_with_two_bars_either_side(handlers,
     prompt, *_ = handlers.pick_example("beethoven_op18no1_quartet", new_session())  # 8 bars of 3/4
     *_, records = list(fill.regenerate(prompt, 4, 4, **{**FILL, "variations": 1}))[-1]
     short, whole = handlers.views(False, records), handlers.views(True, records)
-    (rate, audio), roll = short[0], short[4]
+    (_, audio), roll = short[0], short[4]
     assert re.findall(r'class="mm-bar"[^>]*>(\d+)<', roll) == ["2", "3", "4", "5", "6"]  # bars 2-6 of 8
     assert "bar 4" in roll and len(whole[0][1]) > len(audio)
     assert re.findall(r'class="mm-bar"[^>]*>(\d+)<', whole[4]) == [str(n) for n in range(1, 9)]
