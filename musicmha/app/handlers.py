@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,7 +249,7 @@ class Handlers:
         return rolls
 
     def finish(self, job: GenerationJob, base: str, steps: int, full: bool, size: RollSize,
-                edits: list[str] = (), bars: tuple[int, int] | None = None) -> tuple:
+                edits: Sequence[str] = (), bars: tuple[int, int] | None = None) -> tuple:
         """The final update: rendered results and one record per variation (what 'Continue this one' and
         the whole-piece toggle read). `bars`: the results regenerate these bars instead of continuing."""
         results = job.results

@@ -56,16 +56,17 @@ class Regenerate:
                          marks=bar_range.marks(score, first, last))
 
     def choose(self, prompt: str | None, first: float | None, last: float | None) -> tuple:
-        """A new prompt: keep the chosen range when the piece still has those bars, else its last two; the
-        fields say how many bars there are."""
+        """A new prompt: keep the chosen range when the piece still has those bars (the fields are left alone,
+        so a value typed meanwhile stays), else its last two; the roll's caption says how many bars there are."""
         score = self._prompt_score(prompt)
         if score is None:
-            return gr.skip(), gr.Number(label="To bar"), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip()
         count = bar_range.count_bars(score)
         first, last = bar_range.whole(first), bar_range.whole(last)
-        if not bar_range.fits(first, last, count):
-            first, last = bar_range.default_range(count)
-        return first, gr.Number(value=last, label=f"To bar (of {count})"), self.prompt_roll(score, first, last)
+        if bar_range.fits(first, last, count):
+            return gr.skip(), gr.skip(), self.prompt_roll(score, first, last)
+        first, last = bar_range.default_range(count)
+        return first, last, self.prompt_roll(score, first, last)
 
     def mark(self, prompt: str | None, first: float | None, last: float | None) -> Any:
         """The range typed in, drawn on the prompt's roll (a range that does not fit is simply not shaded)."""

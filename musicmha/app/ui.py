@@ -71,6 +71,13 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     redo = gr.Button("Redo", size="sm", elem_id="redo", interactive=False, min_width=0)
                 prompt_info = gr.Markdown("No prompt: the model starts from nothing.", elem_id="prompt-info")
                 history_md = gr.Markdown("", elem_id="history")
+                # The bar range sits beside the prompt's roll, in the room this column has under the prompt's
+                # name, so the results stay where they were. No minimum/maximum: gradio would check them
+                # against the first prompt's bars; the handlers check the current prompt and the model.
+                with gr.Row(equal_height=True, elem_id="bar-range"):
+                    first_bar = gr.Number(None, precision=0, label="From bar", elem_id="first-bar", min_width=0)
+                    last_bar = gr.Number(None, precision=0, label="To bar", elem_id="last-bar", min_width=0)
+                    regenerate = gr.Button("Regenerate these bars", elem_id="regenerate", min_width=0, scale=2)
                 # What Generate reads (and the API's prompt file); the name is shown in the info line.
                 current = gr.File(label="Current prompt", interactive=False, elem_id="current-prompt",
                                   elem_classes="mm-hidden")
@@ -79,12 +86,6 @@ def build_app(config: AppConfig) -> gr.Blocks:
                                         waveform_options=PLAIN_PLAYER)
                 prompt_roll = gr.HTML(placeholder_html("No prompt: the model starts from nothing."),
                                       elem_id="prompt-roll", padding=False)
-                # No minimum/maximum: gradio would check them against the first prompt's bars; the handlers
-                # check the range against the current prompt and the model instead.
-                with gr.Row(equal_height=True, elem_id="bar-range"):
-                    first_bar = gr.Number(None, precision=0, label="From bar", elem_id="first-bar", min_width=0)
-                    last_bar = gr.Number(None, precision=0, label="To bar", elem_id="last-bar", min_width=0)
-                    regenerate = gr.Button("Regenerate these bars", elem_id="regenerate", min_width=0, scale=2)
 
         with gr.Row(equal_height=True):
             unit = gr.Radio(list(LIMITS), value="bars", label="Length in", elem_id="unit")
@@ -145,21 +146,30 @@ def build_app(config: AppConfig) -> gr.Blocks:
             with gr.Accordion("Full model card, data and training your own", open=False):
                 card = gr.Markdown(model_card(config.checkpoint))
 
-        # Prompt: every change goes through the session history and shows the same outputs.
+        # Prompt: every change goes through the session history and shows the same outputs; then the bar
+        # range follows the new prompt (kept when the piece still has those bars) and is drawn on its roll.
         shown = [current, prompt_audio, prompt_roll, prompt_info, history_md, undo, redo, session]
-        prompt_file.upload(handlers.upload, inputs=[prompt_file, session], outputs=[prompt_file, *shown],
-                           api_name="preview", concurrency_limit=2, show_progress_on=prompt_audio)
-        example.input(handlers.pick_example, inputs=[example, session], outputs=shown, api_visibility="private",
-                      show_progress_on=prompt_audio)
-        empty.click(handlers.start_from_nothing, inputs=session, outputs=shown, api_visibility="private",
-                      show_progress_on=prompt_audio)
-        undo.click(handlers.undo, inputs=session, outputs=shown, api_visibility="private",
-                      show_progress_on=prompt_audio)
-        redo.click(handlers.redo, inputs=session, outputs=shown, api_visibility="private",
-                      show_progress_on=prompt_audio)
+        prompt_changes = [
+            prompt_file.upload(handlers.upload, inputs=[prompt_file, session], outputs=[prompt_file, *shown],
+                               api_name="preview", concurrency_limit=2, show_progress_on=prompt_audio),
+            example.input(handlers.pick_example, inputs=[example, session], outputs=shown, api_visibility="private",
+                          show_progress_on=prompt_audio),
+            empty.click(handlers.start_from_nothing, inputs=session, outputs=shown, api_visibility="private",
+                          show_progress_on=prompt_audio),
+            undo.click(handlers.undo, inputs=session, outputs=shown, api_visibility="private",
+                          show_progress_on=prompt_audio),
+            redo.click(handlers.redo, inputs=session, outputs=shown, api_visibility="private",
+                          show_progress_on=prompt_audio)]
         for index, button in enumerate(continues):
-            button.click(functools.partial(handlers.continue_from, index), inputs=[results, session],
-                         outputs=shown, api_visibility="private", show_progress_on=prompt_audio)
+            prompt_changes.append(button.click(functools.partial(handlers.continue_from, index),
+                                               inputs=[results, session], outputs=shown, api_visibility="private",
+                                               show_progress_on=prompt_audio))
+        # One lane, first come first served, for the range's drawings: a prompt's late redraw can then never
+        # land after (and undo) a range typed later. Each takes a fraction of a second.
+        for change in prompt_changes:
+            change.success(fill.choose, inputs=[current, first_bar, last_bar],
+                           outputs=[first_bar, last_bar, prompt_roll], api_visibility="private",
+                           show_progress="hidden", concurrency_id="bar-range", concurrency_limit=1)
         unit.change(_length_input, inputs=unit, outputs=length, queue=False, api_visibility="private")
         instruments_mode.change(lambda mode: [gr.Dropdown(visible=mode == CHOOSE), gr.Checkbox(visible=mode == CHOOSE)],
                                 inputs=instruments_mode, outputs=[programs, drums], queue=False,
@@ -182,15 +192,12 @@ def build_app(config: AppConfig) -> gr.Blocks:
         (run.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
          .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private"))
 
-        # Regenerate these bars: the range follows the prompt, is drawn on its roll as it is typed, and runs
-        # like Generate (same check first, same slots, same Stop: one job per session).
-        current.change(fill.choose, inputs=[current, first_bar, last_bar],
-                       outputs=[first_bar, last_bar, prompt_roll], api_visibility="private",
-                       show_progress="hidden", concurrency_limit=None)
+        # Regenerate these bars: the range is drawn on the prompt's roll as it is typed, and runs like Generate
+        # (same check first, same slots, same Stop: one job per session).
         for field in (first_bar, last_bar):
             field.input(fill.mark, inputs=[current, first_bar, last_bar], outputs=prompt_roll,
                         api_visibility="private", show_progress="hidden", trigger_mode="always_last",
-                        concurrency_limit=None)
+                        concurrency_id="bar-range", concurrency_limit=1)
         fill_inputs = [current, first_bar, last_bar, temperature, top_k, top_p, seed, random_seed, variations,
                        checkpoint, instruments_mode, programs, drums]
         refill = (regenerate.click(fill.check, inputs=fill_inputs, api_visibility="private", show_progress="hidden",

@@ -411,17 +411,11 @@ def test_browser_regenerate_these_bars_keep_one_and_undo(page, tmp_path):
     page.wait_for_function(f"{range_label} === 'bars 4-5'", timeout=30_000)  # the last two bars, shaded
     assert page.locator("#prompt-roll .mm-bar").count() == 5  # numbered
     before = page.locator("#prompt-roll .mm-range").bounding_box()
-    page.locator("#last-bar input").fill("9")  # past the piece's end: one message, nothing else changes
-    page.locator("#last-bar input").press("Tab")
-    page.locator("#regenerate").click()
-    page.wait_for_function("""[...document.querySelectorAll('[data-testid="toast-body"]')]
-        .some(e => e.innerText.includes('outside the piece: it has bars 1-5'))""", timeout=30_000)
-    assert page.locator("#status").inner_text().strip() == ""
     for field, value in (("#first-bar", "2"), ("#last-bar", "3")):
         page.locator(f"{field} input").fill(value)
         page.locator(f"{field} input").press("Tab")
-    page.wait_for_function(f"{range_label} === 'bars 2-3'", timeout=30_000)  # drawn as it is typed
-    assert page.locator("#prompt-roll .mm-range").bounding_box()["x"] < before["x"]
+    page.wait_for_function(f"{range_label} === 'bars 2-3' && document.querySelector('#prompt-roll .mm-range')"
+                           f".getBoundingClientRect().x < {before['x']} - 100", timeout=30_000)  # drawn as typed
     _set_slider(page, "variations", 2)
     started = time.monotonic()
     _watch_status(page)
@@ -441,7 +435,17 @@ def test_browser_regenerate_these_bars_keep_one_and_undo(page, tmp_path):
     page.wait_for_function(f"{range_label} === 'bars 2-3'", timeout=30_000)  # ... the range stays chosen
     page.locator("#undo").click()  # ... and undo brings the chorale back
     page.wait_for_function(f"{INFO}.includes('84 notes')", timeout=30_000)
-    assert page.locator("#undo").is_disabled() and page.external == []
+    page.wait_for_function(f"{range_label} === 'bars 2-3'", timeout=30_000)  # its roll redrawn with the range
+    assert page.locator("#undo").is_disabled()
+    status = page.locator("#status").inner_text()
+    page.locator("#last-bar input").fill("9")  # past the piece's end: one message, nothing else changes
+    page.locator("#last-bar input").press("Tab")
+    page.locator("#regenerate").click()
+    page.wait_for_function("""[...document.querySelectorAll('[data-testid="toast-body"]')]
+        .some(e => e.innerText.includes('outside the piece: it has bars 1-5'))""", timeout=30_000)
+    time.sleep(1.0)
+    assert page.locator("#status").inner_text() == status and "84 notes" in page.locator("#prompt-info").inner_text()
+    assert page.locator("#result-roll-2 .mm-range").count() == 1 and page.external == []
 
 
 @pytest.mark.slow
