@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +20,7 @@ from musicmha.errors import MusicmhaError
 from musicmha.data.midi_io import MAX_BYTES, load_midi
 from musicmha.render.audio import music_end_seconds
 from musicmha.app import history
+from musicmha.app.bars import edit_name
 from musicmha.app.history import new_session  # noqa: F401 (re-exported for the UI and tests)
 from musicmha.app.job import GenerationJob, describe
 from musicmha.app.service import ModelCache, TempFiles, View, render_view, write_midi
@@ -47,7 +48,7 @@ def _session_key(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "local"
 
 
-def _plural(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
@@ -85,8 +86,8 @@ class Handlers:
             view = render_view(score, "prompt-audio", title="prompt")
         except MusicmhaError as error:  # e.g. a missing SoundFont named in $MUSICMHA_SOUNDFONT
             raise gr.Error(f"cannot render the prompt: {error}") from None
-        info = (f"**{history.name_of(entry)}**: {_plural(score.note_num(), 'note')}, "
-                f"{_plural(len(score.tracks), 'track')}, {music_end_seconds(score):.1f} s.")
+        info = (f"**{history.name_of(entry)}**: {plural(score.note_num(), 'note')}, "
+                f"{plural(len(score.tracks), 'track')}, {music_end_seconds(score):.1f} s.")
         return str(path), view.audio, view.html, info, history.markdown(session), undo, redo, session
 
     def upload(self, path: str | None, session: dict) -> tuple:
@@ -128,7 +129,9 @@ class Handlers:
             raise gr.Error("no result to continue from yet")
         result = results[index]
         data = Path(result["midi"]).read_bytes()
-        return self.show(history.push(session, data, result["base"], result["steps"] + 1))
+        continued = 0 if result.get("bars") else 1  # a regenerated range is kept as an edit, not a continuation
+        return self.show(history.push(session, data, result["base"], result["steps"] + continued,
+                                      result.get("edits") or []))
 
     # --- generation ----------------------------------------------------------------------------------
     def checkpoint_folder(self, value: str | None) -> Path:
@@ -182,28 +185,41 @@ class Handlers:
                                                 instruments_mode, programs, drums, allow_early_end, tempo,
                                                 time_signature)
         count, full = kwargs["num_samples"], bool(full_view)
-        entry = history.current(session) if session else None
-        base = entry["base"] if entry and entry["data"] is not None else (Path(prompt).stem if prompt else "new piece")
-        steps = entry["steps"] if entry and entry["data"] is not None else 0
+        base, steps, edits = self.lineage(prompt, session)
         size = roll_size(count)
         job = GenerationJob(generator, score, kwargs, self.config.time_limit)
+        what = f"{plural(count, 'variation')} of {describe(kwargs)}"
+        waiting = [placeholder_html(f"Variation {i + 1}: waiting for its first notes...") if i < count else ""
+                   for i in range(MAX_VARIATIONS)]
+        progress = (lambda: f"bar {job.bars()}") if kwargs.get("bars") else (lambda: f"{job.steps} tokens")
+        yield from self.follow(job, request, f"Generating {what}", waiting, progress,
+                               lambda: self._sketches(job, score, full, size, count))
+        yield self.finish(job, base, steps, full, size, edits)
+
+    def lineage(self, prompt: str | None, session: dict | None) -> tuple[str, int, list[str]]:
+        """What the results are named after: the current prompt's piece, its continuations and edits."""
+        entry = history.current(session) if session else None
+        if entry and entry["data"] is not None:
+            return entry["base"], entry["steps"], list(entry.get("edits") or [])
+        return (Path(prompt).stem if prompt else "new piece"), 0, []
+
+    def follow(self, job: GenerationJob, request: gr.Request | None, doing: str, waiting: list[str],
+               progress, sketch=None) -> Iterator[tuple]:
+        """Stream a running job's updates (status, seed, 4 audios, 4 rolls, 4 MIDI files, results): the old
+        results cleared, then progress (and live sketches, when `sketch` draws them) until it ends; Stop and
+        the end of the page stop it. An error is one message; the caller then yields the results."""
         key = _session_key(request)
         with self._lock:
             self._jobs[key] = job
-        what = f"{_plural(count, 'variation')} of {describe(kwargs)}"
-        waiting = [placeholder_html(f"Variation {i + 1}: waiting for its first notes...") if i < count else ""
-                   for i in range(MAX_VARIATIONS)]
-        yield (f"Generating {what}...", gr.skip(), *[None] * MAX_VARIATIONS, *waiting, *[None] * MAX_VARIATIONS,
-               [])
-        last_stream = time.monotonic()
         try:
+            yield (f"{doing}...", gr.skip(), *[None] * MAX_VARIATIONS, *waiting, *[None] * MAX_VARIATIONS, [])
+            last_stream = time.monotonic()
             while not job.done.wait(POLL_EVERY):
                 rolls = [gr.skip()] * MAX_VARIATIONS
-                if time.monotonic() - last_stream >= STREAM_EVERY:
+                if sketch is not None and time.monotonic() - last_stream >= STREAM_EVERY:
                     last_stream = time.monotonic()
-                    rolls = self._sketches(job, score, full, size, count)
-                progress = f"bar {job.bars()}" if kwargs.get("bars") else f"{job.steps} tokens"
-                yield (f"Generating {what}: {progress} so far ({job.seconds():.0f} s). Stop keeps what is made.",
+                    rolls = sketch()
+                yield (f"{doing}: {progress()} so far ({job.seconds():.0f} s). Stop keeps what is made.",
                        gr.skip(), *[gr.skip()] * MAX_VARIATIONS, *rolls, *[gr.skip()] * MAX_VARIATIONS, gr.skip())
         finally:
             job.stop.set()  # the client went away (or cancelled): end the worker's sampling too
@@ -213,9 +229,8 @@ class Handlers:
         if job.error is not None:
             raise gr.Error(job.error)
         if job.stopped or job.timed_out:  # say so at once; rendering the partial results takes a moment
-            yield (f"{self._why(job)} after {_plural(job.bars(), 'bar')}: preparing what was made...", gr.skip(),
+            yield (f"{self._why(job)} after {plural(job.bars(), 'bar')}: preparing what was made...", gr.skip(),
                    *[gr.skip()] * (3 * MAX_VARIATIONS), gr.skip())
-        yield self._finish(job, base, steps, full, size)
 
     def _why(self, job: GenerationJob) -> str:
         return "Stopped" if job.stopped else f"Time limit ({self.config.time_limit:g} s) reached"
@@ -233,33 +248,42 @@ class Handlers:
                                          note="Live sketch: the final roll and audio come when it is done.")
         return rolls
 
-    def _finish(self, job: GenerationJob, base: str, steps: int, full: bool, size: RollSize) -> tuple:
+    def finish(self, job: GenerationJob, base: str, steps: int, full: bool, size: RollSize,
+                edits: Sequence[str] = (), bars: tuple[int, int] | None = None) -> tuple:
+        """The final update: rendered results and one record per variation (what 'Continue this one' and
+        the whole-piece toggle read). `bars`: the results regenerate these bars instead of continuing."""
         results = job.results
         seed = results[0].seed if results else None
-        records = [{"midi": str(write_midi(r.score, self.config.files, f"{base}-variation-{i + 1}.mid")),
+        named = f"{base}-bars-{bars[0]}-{bars[1]}" if bars else base
+        records = [{"midi": str(write_midi(r.score, self.config.files, f"{named}-variation-{i + 1}.mid")),
                     "boundary": int(r.boundary_tick), "seed": r.seed, "base": base, "steps": steps,
-                    "count": len(results), "notes": r.continuation.note_num()} for i, r in enumerate(results)]
+                    "count": len(results), "notes": r.continuation.note_num(),
+                    "edits": [*edits, *([edit_name(*bars)] if bars else [])],
+                    **({"bars": list(bars), "span": [int(t) for t in r.span]} if bars and r.span else {})}
+                   for i, r in enumerate(results)]
         views = self.views(full, records)
         seconds = job.seconds()
         if job.stopped or job.timed_out:
-            status = (f"{self._why(job)} after {_plural(job.bars(), 'bar')} ({seconds:.1f} s): "
-                      f"{_plural(len(results), 'partial variation')} kept, seed {seed}.")
+            status = (f"{self._why(job)} after {plural(job.bars(), 'bar')} ({seconds:.1f} s): "
+                      f"{plural(len(results), 'partial variation')} kept, seed {seed}.")
         else:
             notes = ", ".join(str(r["notes"]) for r in records)
-            status = (f"Done: {len(results)} variation(s) in {seconds:.1f} s, seed {seed}, "
+            of = f" of {edit_name(*bars, words=True)}" if bars else ""
+            status = (f"Done: {len(results)} variation(s){of} in {seconds:.1f} s, seed {seed}, "
                       f"new notes: {notes}.")
         midis = [r["midi"] for r in records] + [None] * (MAX_VARIATIONS - len(records))
         return (status, seed, *views[:MAX_VARIATIONS], *views[MAX_VARIATIONS:], *midis, records)
 
     def _view(self, i: int, record: dict, full: bool, size: RollSize) -> View:
         score = symusic.Score(record["midi"])  # ours: may be empty after an early Stop
-        note = (f"Variation {i + 1} of {record['count']}, seed {record['seed']}: generate with this seed to make "
-                f"it again (as variation 1).")
+        bars = tuple(record["bars"]) if record.get("bars") else None
+        note = (f"Variation {i + 1} of {record['count']}, seed {record['seed']}: "
+                f"{'regenerate' if bars else 'generate'} with this seed to make it again (as variation 1).")
         if not score.note_num():
             return View(None, placeholder_html(f"Variation {i + 1}: no notes yet."), 0)
         try:
             return render_view(score, f"result-audio-{i + 1}", boundary_tick=record["boundary"] or None,
-                               full=full, size=size, note=note)
+                               full=full, size=size, note=note, bars=bars)
         except MusicmhaError as error:
             raise gr.Error(f"cannot render variation {i + 1}: {error}") from None
 

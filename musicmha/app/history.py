@@ -4,6 +4,7 @@ it came from), a position in it, undo and redo. Plain dicts, so it lives in a gr
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 HISTORY_STEPS = 20  # prompts kept per session (small: MIDI bytes)
@@ -11,7 +12,8 @@ NOTHING = "nothing (the model starts from scratch)"
 
 
 def new_session() -> dict[str, Any]:
-    """No prompt yet. `entries[i]` = {"data": bytes | None, "base": piece name, "steps": continuations}."""
+    """No prompt yet. `entries[i]` = {"data": bytes | None, "base": piece name, "steps": continuations,
+    "edits": bar ranges regenerated, e.g. ["3-4"] (absent: none)}."""
     return {"entries": [{"data": None, "base": None, "steps": 0}], "index": 0}
 
 
@@ -20,11 +22,14 @@ def current(session: dict) -> dict:
 
 
 def name_of(entry: dict) -> str:
-    """'bach_bwv66.6_chorale', 'bach_bwv66.6_chorale + 2 continuations', or the 'nothing' text."""
+    """'bach_bwv66.6_chorale', 'bach_bwv66.6_chorale + 2 continuations', '... + 1 continuation, bars 3-4
+    regenerated', or the 'nothing' text."""
     if entry["data"] is None:
         return NOTHING
-    steps = entry["steps"]
-    return entry["base"] + (f" + {steps} continuation{'s' if steps > 1 else ''}" if steps else "")
+    steps, edits = entry["steps"], entry.get("edits") or []
+    return (entry["base"] + (f" + {steps} continuation{'s' if steps > 1 else ''}" if steps else "")
+            + (f", bar{'s' if len(edits) > 1 or '-' in edits[0] else ''} {', '.join(edits)} regenerated"
+               if edits else ""))
 
 
 def file_name(entry: dict) -> str:
@@ -33,13 +38,14 @@ def file_name(entry: dict) -> str:
     return f"{stem}{'+' + str(entry['steps']) if entry['steps'] else ''}.mid"
 
 
-def push(session: dict, data: bytes | None, base: str | None, steps: int = 0) -> dict:
+def push(session: dict, data: bytes | None, base: str | None, steps: int = 0, edits: Sequence[str] = ()) -> dict:
     """A new session with this prompt after the current one (redo steps beyond it are dropped, as in any
     editor); unchanged when it is the current prompt already."""
     now = current(session)
     if now["data"] == data and (data is None or now["base"] == base):
         return session
-    entries = [*session["entries"][:session["index"] + 1], {"data": data, "base": base, "steps": steps}]
+    entry = {"data": data, "base": base, "steps": steps, **({"edits": list(edits)} if edits else {})}
+    entries = [*session["entries"][:session["index"] + 1], entry]
     entries = entries[-HISTORY_STEPS:]
     return {"entries": entries, "index": len(entries) - 1}
 

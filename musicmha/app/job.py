@@ -1,5 +1,6 @@
 """One generation in a worker thread, without gradio: it counts tokens and bars for the status line, can be
 stopped (keeping what was made so far), and sketches every variation's notes so far for the live preview.
+The same job regenerates a range of bars (`MusicGenerator.infill`) when given `infill_bars`.
 
 Stopping returns True from the sampling callback, which ends `generate` there; `continue_midi` then decodes
 the partial rows like finished ones (the grammar keeps every prefix a valid piece).
@@ -22,8 +23,10 @@ logger = logging.getLogger(__name__)
 
 
 class GenerationJob:
-    def __init__(self, generator, prompt: symusic.Score | None, kwargs: dict, time_limit: float) -> None:
+    def __init__(self, generator, prompt: symusic.Score | None, kwargs: dict, time_limit: float,
+                 infill_bars: tuple[int, int] | None = None) -> None:
         self.generator, self.prompt, self.kwargs = generator, prompt, kwargs
+        self.infill_bars = infill_bars  # (first, last): regenerate these bars of the prompt instead of continuing
         self.steps = 0
         self.rows: list[list[int]] = []  # new token ids per variation, as sampled
         self.results: list = []
@@ -53,7 +56,11 @@ class GenerationJob:
 
     def _run(self) -> None:
         try:
-            self.results = self.generator.continue_midi(self.prompt, callback=self._callback, **self.kwargs)
+            if self.infill_bars is not None:
+                self.results = self.generator.infill(self.prompt, *self.infill_bars, callback=self._callback,
+                                                     **self.kwargs)
+            else:
+                self.results = self.generator.continue_midi(self.prompt, callback=self._callback, **self.kwargs)
         except MusicmhaError as error:
             self.error = str(error)
         except Exception:  # a bug: keep the traceback in the log, show one line in the page
@@ -63,7 +70,11 @@ class GenerationJob:
             self.done.set()
 
     def bars(self) -> int:
-        """Bars started so far by the slowest variation (the first new bar line opens bar 1)."""
+        """Bars started so far by the slowest variation (the first new bar line opens bar 1; regenerating,
+        the range's first bar line is given, so it is bar 1 from the start)."""
+        if self.infill_bars is not None:
+            first, last = self.infill_bars
+            return min(last - first + 1, 1 + (min(r.count(self._bar_id) for r in self.rows) if self.rows else 0))
         if not self.rows or self._bar_id is None:
             return 0
         return min(row.count(self._bar_id) for row in self.rows)

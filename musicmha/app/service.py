@@ -24,6 +24,7 @@ from musicmha import assets, checkpoint
 from musicmha.errors import MusicmhaError
 from musicmha.generation.music_generator import MusicGenerator
 from musicmha.render.audio import render_audio
+from musicmha.app import bars as bar_range
 from musicmha.app.views import RollSize, roll_html, window, window_start
 
 logger = logging.getLogger(__name__)
@@ -115,14 +116,22 @@ class View:
 
 
 def render_view(score: symusic.Score, audio_id: str, *, boundary_tick: int | None = None, full: bool = True,
-                size: RollSize = RollSize(1000, 340), title: str | None = None, note: str = "") -> View:
+                size: RollSize = RollSize(1000, 340), title: str | None = None, note: str = "",
+                bars: tuple[int, int] | None = None) -> View:
     """Audio and piano roll of `score`: the whole piece, or (full=False) the prompt's last bars and then the
-    continuation. Both start at the same tick, so the audio's second 0 is the roll's left edge."""
-    start = 0 if full or not boundary_tick else window_start(score, boundary_tick)
-    shown = window(score, start)
-    boundary = boundary_tick - start if boundary_tick else None
+    continuation. Both start at the same tick, so the audio's second 0 is the roll's left edge. `bars` (a
+    regenerated range first..last) shades the range under bar numbers instead of marking a boundary, and
+    (full=False) shows it with two bars either side."""
+    stop, marks = None, None
+    if bars is not None:
+        start, stop = (0, None) if full else bar_range.focus(score, *bars)
+        marks = bar_range.marks(score, *bars, start=start, stop=stop)
+    else:
+        start = 0 if full or not boundary_tick else window_start(score, boundary_tick)
+    shown = window(score, start, stop)
+    boundary = boundary_tick - start if boundary_tick and bars is None else None
     audio, rate = render_audio(shown, sample_rate=SAMPLE_RATE, max_seconds=MAX_AUDIO_SECONDS)
-    html = roll_html(shown, audio_id, boundary_tick=boundary, size=size, title=title, note=note)
+    html = roll_html(shown, audio_id, boundary_tick=boundary, size=size, title=title, note=note, marks=marks)
     return View((rate, audio), html, start)
 
 

@@ -12,6 +12,7 @@ import gradio as gr
 from musicmha.app.about import about_summary, model_card
 from musicmha.app.handlers import AppConfig, Handlers
 from musicmha.app.history import new_session
+from musicmha.app.regenerate import Regenerate, button_labels
 from musicmha.app.settings import (CHOOSE, INSTRUMENT_MODES, KEEP, LABELS, LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, METERS,
                        MODEL_METER, PROGRAM_CHOICES)
 from musicmha.app.views import placeholder_html
@@ -50,11 +51,13 @@ def _label(key: str) -> dict:
 
 def build_app(config: AppConfig) -> gr.Blocks:
     handlers = Handlers(config)
+    fill = Regenerate(handlers)
     checkpoint_choices = [(p.name, str(p)) for p in config.checkpoints]
     with gr.Blocks(title=TITLE, delete_cache=DELETE_CACHE, analytics_enabled=False) as app:
         session, results = gr.State(new_session()), gr.State([])
-        gr.Markdown(f"## {TITLE}\nDrop a MIDI file or pick an example, listen, then let the model continue it. "
-                    "Continue from a result you like; undo and redo walk your history.")
+        gr.Markdown(f"## {TITLE}\nDrop a MIDI file or pick an example, listen, then let the model continue it "
+                    "or regenerate some of its bars. Continue from a result you like; undo and redo walk your "
+                    "history.")
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
                 prompt_file = gr.File(label="Drop a MIDI file (.mid / .midi)", file_types=[".mid", ".midi"],
@@ -68,6 +71,13 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     redo = gr.Button("Redo", size="sm", elem_id="redo", interactive=False, min_width=0)
                 prompt_info = gr.Markdown("No prompt: the model starts from nothing.", elem_id="prompt-info")
                 history_md = gr.Markdown("", elem_id="history")
+                # The bar range sits beside the prompt's roll, in the room this column has under the prompt's
+                # name, so the results stay where they were. No minimum/maximum: gradio would check them
+                # against the first prompt's bars; the handlers check the current prompt and the model.
+                with gr.Row(equal_height=True, elem_id="bar-range"):
+                    first_bar = gr.Number(None, precision=0, label="From bar", elem_id="first-bar", min_width=0)
+                    last_bar = gr.Number(None, precision=0, label="To bar", elem_id="last-bar", min_width=0)
+                    regenerate = gr.Button("Regenerate these bars", elem_id="regenerate", min_width=0, scale=2)
                 # What Generate reads (and the API's prompt file); the name is shown in the info line.
                 current = gr.File(label="Current prompt", interactive=False, elem_id="current-prompt",
                                   elem_classes="mm-hidden")
@@ -86,7 +96,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
             stop = gr.Button("Stop (keeps what is made)", variant="stop", elem_id="stop")
         status = gr.Markdown("", elem_id="status")
         full_view = gr.Checkbox(False, label="Show the whole piece (default: the prompt's last 2 bars, then the "
-                                "continuation; the MIDI download is always the whole piece)", elem_id="full-view")
+                                "continuation, or 2 bars either side of regenerated bars; the MIDI download is "
+                                "always the whole piece)", elem_id="full-view")
 
         slots, audios, rolls, midis, continues = [], [], [], [], []
         with gr.Row(elem_id="results"):
@@ -135,21 +146,30 @@ def build_app(config: AppConfig) -> gr.Blocks:
             with gr.Accordion("Full model card, data and training your own", open=False):
                 card = gr.Markdown(model_card(config.checkpoint))
 
-        # Prompt: every change goes through the session history and shows the same outputs.
+        # Prompt: every change goes through the session history and shows the same outputs; then the bar
+        # range follows the new prompt (kept when the piece still has those bars) and is drawn on its roll.
         shown = [current, prompt_audio, prompt_roll, prompt_info, history_md, undo, redo, session]
-        prompt_file.upload(handlers.upload, inputs=[prompt_file, session], outputs=[prompt_file, *shown],
-                           api_name="preview", concurrency_limit=2, show_progress_on=prompt_audio)
-        example.input(handlers.pick_example, inputs=[example, session], outputs=shown, api_visibility="private",
-                      show_progress_on=prompt_audio)
-        empty.click(handlers.start_from_nothing, inputs=session, outputs=shown, api_visibility="private",
-                      show_progress_on=prompt_audio)
-        undo.click(handlers.undo, inputs=session, outputs=shown, api_visibility="private",
-                      show_progress_on=prompt_audio)
-        redo.click(handlers.redo, inputs=session, outputs=shown, api_visibility="private",
-                      show_progress_on=prompt_audio)
+        prompt_changes = [
+            prompt_file.upload(handlers.upload, inputs=[prompt_file, session], outputs=[prompt_file, *shown],
+                               api_name="preview", concurrency_limit=2, show_progress_on=prompt_audio),
+            example.input(handlers.pick_example, inputs=[example, session], outputs=shown, api_visibility="private",
+                          show_progress_on=prompt_audio),
+            empty.click(handlers.start_from_nothing, inputs=session, outputs=shown, api_visibility="private",
+                          show_progress_on=prompt_audio),
+            undo.click(handlers.undo, inputs=session, outputs=shown, api_visibility="private",
+                          show_progress_on=prompt_audio),
+            redo.click(handlers.redo, inputs=session, outputs=shown, api_visibility="private",
+                          show_progress_on=prompt_audio)]
         for index, button in enumerate(continues):
-            button.click(functools.partial(handlers.continue_from, index), inputs=[results, session],
-                         outputs=shown, api_visibility="private", show_progress_on=prompt_audio)
+            prompt_changes.append(button.click(functools.partial(handlers.continue_from, index),
+                                               inputs=[results, session], outputs=shown, api_visibility="private",
+                                               show_progress_on=prompt_audio))
+        # One lane, first come first served, for the range's drawings: a prompt's late redraw can then never
+        # land after (and undo) a range typed later. Each takes a fraction of a second.
+        for change in prompt_changes:
+            change.success(fill.choose, inputs=[current, first_bar, last_bar],
+                           outputs=[first_bar, last_bar, prompt_roll], api_visibility="private",
+                           show_progress="hidden", concurrency_id="bar-range", concurrency_limit=1)
         unit.change(_length_input, inputs=unit, outputs=length, queue=False, api_visibility="private")
         instruments_mode.change(lambda mode: [gr.Dropdown(visible=mode == CHOOSE), gr.Checkbox(visible=mode == CHOOSE)],
                                 inputs=instruments_mode, outputs=[programs, drums], queue=False,
@@ -169,6 +189,24 @@ def build_app(config: AppConfig) -> gr.Blocks:
                .success(handlers.generate, inputs=[current, *settings, full_view, session],
                         outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="generate",
                         concurrency_id="generate", show_progress="hidden"))
-        run.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
+        (run.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
+         .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private"))
+
+        # Regenerate these bars: the range is drawn on the prompt's roll as it is typed, and runs like Generate
+        # (same check first, same slots, same Stop: one job per session).
+        for field in (first_bar, last_bar):
+            field.input(fill.mark, inputs=[current, first_bar, last_bar], outputs=prompt_roll,
+                        api_visibility="private", show_progress="hidden", trigger_mode="always_last",
+                        concurrency_id="bar-range", concurrency_limit=1)
+        fill_inputs = [current, first_bar, last_bar, temperature, top_k, top_p, seed, random_seed, variations,
+                       checkpoint, instruments_mode, programs, drums]
+        refill = (regenerate.click(fill.check, inputs=fill_inputs, api_visibility="private", show_progress="hidden",
+                                   concurrency_limit=None)
+                  .success(_slots, inputs=variations, outputs=slots, queue=False, api_visibility="private")
+                  .success(fill.regenerate, inputs=[*fill_inputs, full_view, session],
+                           outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="regenerate",
+                           concurrency_id="generate", show_progress="hidden"))
+        (refill.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
+         .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private"))
         stop.click(handlers.stop, queue=False, api_visibility="private", show_progress="hidden")
     return app

@@ -1,5 +1,6 @@
 """What a variation looks like in the page, without gradio: the window it is heard and seen in (the prompt's
-last bars, then the continuation), its piano roll as HTML with a playhead, and the page's script and style.
+last bars, then the continuation; or the bars around a regenerated range), its piano roll as HTML with a
+playhead and optional bar marks, and the page's script and style.
 
 The audio and the roll of one view are made from the same windowed score, so second 0 of the audio is the
 roll's left edge and the script can place the playhead from the audio element's currentTime alone.
@@ -45,12 +46,34 @@ def window_start(score: symusic.Score, boundary_tick: int, bars: int = CONTEXT_B
     return starts[-bars] if len(starts) >= bars else 0
 
 
-def window(score: symusic.Score, start: int) -> symusic.Score:
-    """`score` from tick `start` on, moved so that `start` is 0; the tempo and meter in force at `start`
-    are kept (symusic's clip moves them there). Notes that began before `start` are left out."""
-    if start <= 0:
+def window(score: symusic.Score, start: int, stop: int | None = None) -> symusic.Score:
+    """`score` from tick `start` on (up to `stop`, when given), moved so that `start` is 0; the tempo and meter
+    in force at `start` are kept (symusic's clip moves them there). Notes that began before `start` or from
+    `stop` on are left out; the ones kept sound to their end."""
+    if start <= 0 and stop is None:
         return score
-    return score.clip(start, max(int(score.end()), start) + 1, clip_end=False).shift_time(-start)
+    end = max(int(score.end()), start) + 1 if stop is None else stop
+    return score.clip(max(start, 0), end, clip_end=False).shift_time(-max(start, 0))
+
+
+def seconds_at(score: symusic.Score, ticks: list[int]) -> list[float]:
+    """The times in seconds of `ticks` in `score`, through its tempo map (the piano roll's time axis)."""
+    if not ticks:
+        return []
+    marker = symusic.Score(score.ticks_per_quarter)
+    marker.tempos = score.tempos  # the same tempo map: the ticks convert exactly like the notes
+    order = sorted(set(int(t) for t in ticks))
+    marker.tracks.append(symusic.Track(notes=[symusic.Note(t, 1, 60, 1) for t in order]))
+    seconds = dict(zip(order, sorted(float(n.time) for n in marker.to("second").tracks[0].notes)))
+    return [seconds[int(t)] for t in ticks]
+
+
+@dataclass(frozen=True)
+class BarMarks:
+    """Bar numbers to write over a roll and the range of bars to shade, in the drawn score's ticks."""
+    bars: tuple[tuple[int, int], ...]  # (bar number as a musician counts it, tick where it starts)
+    span: tuple[int, int] | None = None  # [start, end) of the chosen bars
+    label: str = ""  # written in the shaded range, e.g. "bars 3-4"
 
 
 @dataclass(frozen=True)
@@ -67,20 +90,50 @@ def roll_size(variations: int) -> RollSize:
 
 
 def roll_html(score: symusic.Score, audio_id: str, *, boundary_tick: int | None = None,
-              size: RollSize = RollSize(1000, 340), title: str | None = None, note: str = "") -> str:
+              size: RollSize = RollSize(1000, 340), title: str | None = None, note: str = "",
+              marks: BarMarks | None = None) -> str:
     """The piano roll as an inline PNG with a playhead that follows the audio player `audio_id`. The data
     attributes give the plot's left/right edges (fractions of the width) and the time at the right edge,
-    which is all the page script needs."""
+    which is all the page script needs. `marks` adds bar numbers and a shaded range over the picture (HTML,
+    so they stay sharp and the page can find them)."""
     roll = piano_roll(score, boundary_tick=boundary_tick, width=size.width, height=size.height, title=title)
     left, top, right, bottom = roll.plot
     png = base64.b64encode(roll.png()).decode("ascii")
     w, h = size.width, size.height
     caption = f'<div class="mm-caption">{html.escape(note)}</div>' if note else ""
+    overlay = _marks_html(score, roll, marks, size) if marks is not None else ""
     return (f'<div class="mm-roll" data-audio="{html.escape(audio_id)}" data-x0="{left / w:.5f}" '
             f'data-x1="{right / w:.5f}" data-end="{roll.end:.4f}">'
             f'<img src="data:image/png;base64,{png}" alt="piano roll{": " + html.escape(title) if title else ""}">'
+            f'{overlay}'
             f'<div class="mm-playhead" style="top:{100 * top / h:.2f}%;height:{100 * (bottom - top) / h:.2f}%">'
             f'</div></div>{caption}')
+
+
+def _marks_html(score: symusic.Score, roll, marks: BarMarks, size: RollSize) -> str:
+    """Bar numbers along the plot's top (every k-th bar when they would crowd) and the shaded range, placed
+    in percent of the picture so they follow it when the page scales it."""
+    left, top, right, bottom = roll.plot
+    ticks = [tick for _, tick in marks.bars] + (list(marks.span) if marks.span else [])
+    times = seconds_at(score, ticks)
+    xs = [min(max(roll.x_of(t), left), right) for t in times]
+    bar_xs = xs[:len(marks.bars)]
+    spacing = (bar_xs[-1] - bar_xs[0]) / (len(bar_xs) - 1) if len(bar_xs) > 1 else right - left
+    every = next(k for k in (1, 2, 4, 5, 10, 20, 50, 100, 10**9) if k * spacing >= 22)
+
+    def pct(x: float) -> float:
+        return 100 * x / size.width
+
+    y0, y1 = 100 * top / size.height, 100 * (bottom - top) / size.height
+    parts = []
+    if marks.span:
+        a, b = xs[len(marks.bars):]
+        parts.append(f'<div class="mm-range" style="left:{pct(a):.2f}%;width:{pct(max(b - a, 1)):.2f}%;'
+                     f'top:{y0:.2f}%;height:{y1:.2f}%"><span>{html.escape(marks.label)}</span></div>')
+    for (number, _), x in zip(marks.bars, bar_xs):
+        if (number - 1) % every == 0 and x < right:
+            parts.append(f'<span class="mm-bar" style="left:{pct(x):.2f}%;top:{y0:.2f}%">{number}</span>')
+    return "".join(parts)
 
 
 def placeholder_html(text: str) -> str:
@@ -129,6 +182,13 @@ CSS = """
   border: 1px dashed var(--border-color-primary); text-align: center; }
 .mm-playhead { position: absolute; left: 0; width: 2px; margin-left: -1px; background: #0a0; display: none;
   pointer-events: none; }
+.mm-range { position: absolute; background: rgba(255, 160, 0, 0.16); border-left: 2px solid #e08a00;
+  border-right: 2px solid #e08a00; box-sizing: border-box; pointer-events: none; }
+.mm-range span { position: absolute; bottom: 2px; left: 3px; font-size: 11px; line-height: 1.2; color: #a55f00;
+  background: rgba(255, 255, 255, 0.8); padding: 0 2px; white-space: nowrap; }
+.mm-bar { position: absolute; font-size: 10px; line-height: 1.2; color: #555; border-left: 1px solid #999;
+  padding-left: 2px; pointer-events: none; }
+#bar-range { align-items: end; }
 .mm-caption { font-size: 0.85em; color: var(--body-text-color-subdued); line-height: 1.3; margin-top: 2px; }
 .mm-hidden { display: none !important; }
 #results { display: grid !important; gap: 12px; grid-template-columns: 1fr; }

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -346,7 +347,7 @@ def test_build_app_exposes_generate(handlers):
     app = build_app(handlers.config)
     assert isinstance(app, gr.Blocks)
     names = {d.api_name for d in app.fns.values() if d.api_visibility == "public"}
-    assert {"generate", "preview"} <= names
+    assert {"generate", "preview", "regenerate"} <= names
 
 
 def test_launch_options(checkpoint, monkeypatch):
@@ -381,3 +382,188 @@ def test_fine_tuned_models_are_listed(checkpoint, tmp_path):
     assert found[0] == (root / "shipped").resolve()
     assert set(found[1:]) == {(tmp_path / "runs" / "mine" / "model").resolve(), (tmp_path / "elsewhere" / "tuned").resolve()}
     assert len(found) == 3
+
+
+# --- Regenerate these bars --------------------------------------------------------------------------------
+FILL = dict(temperature=1.0, top_k=0, top_p=1.0, seed=7, random_seed=False, variations=2, checkpoint=None)
+
+
+@pytest.fixture
+def fill(handlers):
+    from musicmha.app.regenerate import Regenerate
+
+    return Regenerate(handlers)
+
+
+def _notes(score) -> Counter:
+    return Counter((t.program, t.is_drum, n.time, n.duration, n.pitch, n.velocity)
+                   for t in score.tracks for n in t.notes)
+
+
+def _range_left(roll: str) -> float:
+    return float(re.search(r'class="mm-range" style="left:([0-9.]+)%', roll).group(1))
+
+
+def test_bar_lines_ranges_and_the_window_around_a_range():
+    import symusic
+
+    from musicmha.app import bars
+
+    score = symusic.Score(100)
+    score.time_signatures.append(symusic.TimeSignature(0, 3, 4))
+    score.time_signatures.append(symusic.TimeSignature(600, 2, 4))  # 3/4 for two bars, then 2/4
+    track = symusic.Track(notes=[symusic.Note(t, 50, 60, 80) for t in (0, 300, 650, 1250)])
+    score.tracks.append(track)
+    assert bars.bar_lines(score) == [0, 300, 600, 800, 1000, 1200, 1400]  # 6 bars: the last holds tick 1250
+    assert bars.count_bars(score) == 6 and bars.span(score, 2, 3) == (300, 800)
+    assert bars.default_range(6) == (5, 6) and bars.default_range(2) == (2, 2) and bars.default_range(1) == (1, 1)
+    assert bars.focus(score, 3, 3) == (0, 1200) and bars.focus(score, 4, 4) == (300, None)  # None: to the end
+    marks = bars.marks(score, 3, 4, start=300, stop=1400)
+    assert marks.bars == ((2, 0), (3, 300), (4, 500), (5, 700), (6, 900)) and marks.span == (300, 700)
+    assert marks.label == "bars 3-4" and bars.marks(score, 3, 3).label == "bar 3"
+    assert bars.marks(score, 4, 7).span is None and bars.marks(score, 3, 2).span is None  # nothing shaded
+    assert [bars.whole(v) for v in (3, 3.0, 2.5, None, float("nan"), "x", True)] == [3, 3, None, None, None,
+                                                                                       None, None]
+
+
+def test_the_bar_range_is_chosen_beside_the_prompt_and_drawn_on_its_roll(handlers, fill):
+    prompt, *_, session = handlers.pick_example("bach_bwv66.6_chorale", new_session())
+    first, last, roll = fill.choose(prompt, None, None)  # a new prompt: its last two bars (of 5)
+    assert (first, last) == (4, 5)
+    assert 'data-audio="prompt-audio"' in roll and "bars 4-5" in roll and "Bars 4-5 of 5 chosen" in roll
+    assert re.findall(r'class="mm-bar"[^>]*>(\d+)<', roll) == ["1", "2", "3", "4", "5"]  # bar numbers
+    # The shading starts where bar 4 starts: 12 quarters in (4/4), at the chorale's constant tempo.
+    score = load_midi(prompt)
+    x0, x1, end = (float(v) for v in re.search(r'data-x0="([0-9.]+)" data-x1="([0-9.]+)" data-end="([0-9.]+)"',
+                                                roll).groups())
+    seconds = 12 * 60 / score.tempos[0].qpm
+    assert _range_left(roll) == pytest.approx(100 * (x0 + (x1 - x0) * seconds / end), abs=0.15)
+    moved = fill.mark(prompt, 2, 3)  # typed in: drawn at once, further left
+    assert "bars 2-3" in moved and _range_left(moved) < _range_left(roll)
+    assert "mm-range" not in fill.mark(prompt, 4, 9) and "Choose bars from 1 to 5" in fill.mark(prompt, 4, 9)
+    assert "mm-range" not in fill.mark(prompt, None, 3)
+    kept = fill.choose(prompt, 2, 3)  # a range that fits the new prompt is kept (the fields left as they are)
+    assert kept[:2] == (gr.skip(), gr.skip()) and "bars 2-3" in kept[2]
+    folk, *_ = handlers.pick_example("essen_folksong_han1_1", session)
+    assert fill.choose(folk, 6, 8)[0] == 4  # ... one that does not becomes the new prompt's last two bars
+    assert all(v == gr.skip() for v in (*fill.choose(None, 2, 3), fill.mark(None, 2, 3)))  # no prompt: as it is
+
+
+def test_regenerate_keeps_every_note_outside_the_range_and_keeps_history(handlers, fill):
+    from musicmha.app.regenerate import button_labels
+
+    prompt, *_, session = handlers.pick_example("bach_bwv66.6_chorale", new_session())
+    outputs = list(fill.regenerate(prompt, 2, 3, **FILL, session=session))
+    assert outputs[0][0].startswith("Regenerating bars 2-3 (2 variations)")
+    assert "regenerating bars 2-3" in outputs[0][6]  # the cards wait for their notes, old results cleared
+    status, seed, *rest = outputs[-1]
+    audios, rolls, midis, records = rest[0:4], rest[4:8], rest[8:12], rest[12]
+    assert status.startswith("Done: 2 variation(s) of bars 2-3") and seed == 7
+    assert [a is not None for a in audios] == [True, True, False, False]
+    original = load_midi(BACH)
+    start, end = 4 * original.ticks_per_quarter, 12 * original.ticks_per_quarter  # bars 2-3 of 4/4
+    outside = {k: v for k, v in _notes(original).items() if not start <= k[2] < end}
+    for index, record in enumerate(records):
+        assert record["bars"] == [2, 3] and record["span"] == [start, end] and record["edits"] == ["2-3"]
+        assert "bars 2-3" in rolls[index] and "regenerate with this seed" in rolls[index]
+        stored = _notes(load_midi(midis[index]))  # the whole piece, as downloaded and as kept
+        assert {k: v for k, v in stored.items() if not start <= k[2] < end} == outside
+        assert all(time + duration <= end for _, _, time, duration, *_ in stored - _notes(original))
+    assert [b.value for b in button_labels(records)][:2] == ["Keep this one"] * 2
+
+    file, *_, info, history_md, undo, redo, session = handlers.continue_from(1, records, session)
+    assert "bach_bwv66.6_chorale, bars 2-3 regenerated" in info and undo.interactive and not redo.interactive
+    assert Path(file).read_bytes() == Path(midis[1]).read_bytes()
+    assert "2. bach_bwv66.6_chorale, bars 2-3 regenerated" in history_md
+    more = final(handlers, file, length=8, session=session)[-1]  # continuing it keeps the edit in its name
+    assert more[0]["edits"] == ["2-3"] and [b.value for b in button_labels(more)][0] == "Continue this one"
+    *_, info, _, _, _, session = handlers.continue_from(0, more, session)
+    assert "bach_bwv66.6_chorale + 1 continuation, bars 2-3 regenerated" in info
+    *_, session = handlers.undo(session)
+    *_, info, _, undo, redo, session = handlers.undo(session)
+    assert history.current(session)["data"] == BACH.read_bytes() and redo.interactive and not undo.interactive
+    *_, info, _, _, _, session = handlers.redo(session)
+    assert "bars 2-3 regenerated" in info and "continuation" not in info
+
+
+def test_regenerating_a_short_range_shows_it_with_two_bars_either_side(handlers, fill):
+    prompt, *_ = handlers.pick_example("beethoven_op18no1_quartet", new_session())  # 8 bars of 3/4
+    *_, records = list(fill.regenerate(prompt, 4, 4, **{**FILL, "variations": 1}))[-1]
+    short, whole = handlers.views(False, records), handlers.views(True, records)
+    (_, audio), roll = short[0], short[4]
+    assert re.findall(r'class="mm-bar"[^>]*>(\d+)<', roll) == ["2", "3", "4", "5", "6"]  # bars 2-6 of 8
+    assert "bar 4" in roll and len(whole[0][1]) > len(audio)
+    assert re.findall(r'class="mm-bar"[^>]*>(\d+)<', whole[4]) == [str(n) for n in range(1, 9)]
+
+
+def test_regenerate_stops_like_generate(handlers, fill, monkeypatch):
+    slow_down_generation(monkeypatch, 0.05)
+    prompt, *_, session = handlers.pick_example("bach_bwv66.6_chorale", new_session())
+    run = fill.regenerate(prompt, 2, 2, **FILL, session=session)
+    assert next(run)[0].startswith("Regenerating bar 2")
+    time.sleep(0.5)
+    handlers.stop(None)
+    status, seed, *rest = list(run)[-1]
+    assert status.startswith("Stopped after 1 bar") and "2 partial variations kept" in status
+    original = load_midi(BACH)
+    bar = 4 * original.ticks_per_quarter
+    kept = _notes(load_midi(rest[8]))
+    assert {k: v for k, v in kept.items() if not bar <= k[2] < 2 * bar} == \
+        {k: v for k, v in _notes(original).items() if not bar <= k[2] < 2 * bar}
+
+
+@pytest.mark.parametrize("first, last, message", [
+    (4, 9, "bars 4-9 are outside the piece: it has bars 1-5"),
+    (0, 2, "outside the piece"),
+    (3, 2, "the range is reversed"),
+    (None, 2, "bars must be whole numbers"),
+    (2.5, 3, "bars must be whole numbers"),
+    (1, 5, "there is no music around bars 1-5"),
+    (1, 4, "more than this model's context"),  # the tiny model's context is 256 tokens
+], ids=["outside", "zero", "reversed", "empty", "fraction", "no-music-around", "too-long"])
+def test_a_bad_range_is_one_message_and_changes_nothing(handlers, fill, first, last, message):
+    prompt, session = str(BACH), history.push(new_session(), BACH.read_bytes(), "bach_bwv66.6_chorale")
+    before = json.dumps(history.markdown(session)), [dict(e) for e in session["entries"]], session["index"]
+    with pytest.raises(gr.Error, match=message) as caught:
+        fill.check(prompt, first, last, *FILL.values())
+    assert "\n" not in caught.value.message
+    with pytest.raises(gr.Error, match=message):  # an API caller is told before the first update
+        next(fill.regenerate(prompt, first, last, **FILL, session=session))
+    assert (json.dumps(history.markdown(session)), session["entries"], session["index"]) == before
+    assert handlers._jobs == {}  # no job started
+
+
+def test_regenerate_needs_a_prompt_and_good_settings(handlers, fill):
+    with pytest.raises(gr.Error, match="needs a prompt"):
+        fill.check(None, 1, 2, *FILL.values())
+    prompt = handlers.pick_example("bach_bwv66.6_chorale", new_session())[0]
+    with pytest.raises(gr.Error, match="temperature"):
+        fill.check(prompt, 2, 3, *{**FILL, "temperature": -1}.values())
+    with pytest.raises(gr.Error, match="variations"):
+        fill.check(prompt, 2, 3, *{**FILL, "variations": 9}.values())
+
+
+def test_a_model_without_fill_in_the_middle_says_so(tmp_path):
+    from musicmha.app.regenerate import Regenerate
+
+    small = (Path(__file__).resolve().parents[2] / "checkpoints" / "musicmha-small").resolve()
+    fill = Regenerate(Handlers(AppConfig(checkpoints=[small], checkpoint=small, examples={},
+                                         files=TempFiles(tmp_path), cache=_CACHE)))
+    with pytest.raises(gr.Error, match="this model cannot regenerate bars"):
+        fill.check(str(BACH), 2, 3, *FILL.values())
+
+
+def test_regenerate_follows_the_instrument_rules(handlers, fill):
+    prompt = handlers.pick_example("bach_bwv66.6_chorale", new_session())[0]
+    *_, records = list(fill.regenerate(prompt, 2, 3, **{**FILL, "variations": 1, "instruments_mode": CHOOSE,
+                                                         "programs": [33], "drums": False}))[-1]
+    new = _notes(load_midi(records[0]["midi"])) - _notes(load_midi(BACH))
+    assert {(program, drum) for program, drum, *_ in new} <= {(33, False)}
+
+
+def test_history_names_regenerated_bars():
+    session = history.push(new_session(), b"a", "song")
+    session = history.push(session, b"b", "song", 0, ["3"])
+    assert history.name_of(history.current(session)) == "song, bar 3 regenerated"
+    session = history.push(session, b"c", "song", 2, ["3", "5-6"])
+    assert history.name_of(history.current(session)) == "song + 2 continuations, bars 3, 5-6 regenerated"

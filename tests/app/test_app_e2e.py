@@ -57,6 +57,16 @@ def test_generate_from_an_example_returns_audio_image_and_midi(server):
     assert rest[1] is None and rest[5] == "" and rest[9] is None  # one variation asked for
 
 
+def test_regenerate_endpoint_keeps_the_rest_and_refuses_a_bad_range(server):
+    client = Client(server, verbose=False)
+    status, seed, *rest = client.predict(handle_file(str(BACH)), 2, 3, 1.0, 0, 1.0, 5, False,
+                                         api_name="/regenerate")
+    assert status.startswith("Done: 1 variation(s) of bars 2-3") and seed == 5
+    assert 'class="mm-range"' in rest[4] and Path(rest[8]).read_bytes()[:4] == b"MThd"
+    with pytest.raises(AppError, match="bars 3-2: the range is reversed"):
+        client.predict(handle_file(str(BACH)), 3, 2, api_name="/regenerate")
+
+
 def test_preview_endpoint(server):
     box, current, audio, roll, info, _ = Client(server, verbose=False).predict(handle_file(str(BACH)),
                                                                              api_name="/preview")
@@ -392,6 +402,50 @@ def test_browser_each_variation_shows_a_seed_that_reproduces_it(page):
     page.wait_for_function(f"document.querySelector('#result-roll-1 .mm-caption').innerText.includes('seed {seed}')")
     again = page.request.get(page.locator("#result-midi-1 a[data-testid='download-link']").get_attribute("href")).body()
     assert again == first and again[:4] == b"MThd"
+
+
+@pytest.mark.slow
+def test_browser_regenerate_these_bars_keep_one_and_undo(page, tmp_path):
+    _example(page)
+    range_label = "document.querySelector('#prompt-roll .mm-range')?.innerText || ''"
+    page.wait_for_function(f"{range_label} === 'bars 4-5'", timeout=30_000)  # the last two bars, shaded
+    assert page.locator("#prompt-roll .mm-bar").count() == 5  # numbered
+    before = page.locator("#prompt-roll .mm-range").bounding_box()
+    for field, value in (("#first-bar", "2"), ("#last-bar", "3")):
+        page.locator(f"{field} input").fill(value)
+        page.locator(f"{field} input").press("Tab")
+    page.wait_for_function(f"{range_label} === 'bars 2-3' && document.querySelector('#prompt-roll .mm-range')"
+                           f".getBoundingClientRect().x < {before['x']} - 100", timeout=30_000)  # drawn as typed
+    _set_slider(page, "variations", 2)
+    started = time.monotonic()
+    _watch_status(page)
+    page.locator("#regenerate").click()
+    page.wait_for_function("window.statuses.some(s => s.startsWith('Regenerating bars 2-3')) && "
+                           f"{STATUS}.startsWith('Done: 2 variation(s) of bars 2-3')", timeout=60_000)
+    for slot in (1, 2):
+        page.wait_for_selector(f"#result-audio-{slot} audio[src]", state="attached", timeout=30_000)
+        assert page.locator(f"#result-roll-{slot} .mm-range").inner_text() == "bars 2-3"
+        page.locator(f"#result-midi-{slot} a[data-testid='download-link']").wait_for(timeout=30_000)
+    TIMINGS["regenerate 2 x (to 'Done')"] = time.monotonic() - started
+    page.wait_for_function("document.querySelector('#continue-2').innerText.includes('Keep this one')",
+                           timeout=10_000)
+    page.screenshot(path=tmp_path / "regenerate.png", full_page=True)
+    page.locator("#continue-2").click()  # keep it: the history names the edit ...
+    page.wait_for_function(f"{INFO}.includes('bach_bwv66.6_chorale, bars 2-3 regenerated')", timeout=30_000)
+    page.wait_for_function(f"{range_label} === 'bars 2-3'", timeout=30_000)  # ... the range stays chosen
+    page.locator("#undo").click()  # ... and undo brings the chorale back
+    page.wait_for_function(f"{INFO}.includes('84 notes')", timeout=30_000)
+    page.wait_for_function(f"{range_label} === 'bars 2-3'", timeout=30_000)  # its roll redrawn with the range
+    assert page.locator("#undo").is_disabled()
+    status = page.locator("#status").inner_text()
+    page.locator("#last-bar input").fill("9")  # past the piece's end: one message, nothing else changes
+    page.locator("#last-bar input").press("Tab")
+    page.locator("#regenerate").click()
+    page.wait_for_function("""[...document.querySelectorAll('[data-testid="toast-body"]')]
+        .some(e => e.innerText.includes('outside the piece: it has bars 1-5'))""", timeout=30_000)
+    time.sleep(1.0)
+    assert page.locator("#status").inner_text() == status and "84 notes" in page.locator("#prompt-info").inner_text()
+    assert page.locator("#result-roll-2 .mm-range").count() == 1 and page.external == []
 
 
 @pytest.mark.slow

@@ -1,0 +1,133 @@
+"""'Regenerate these bars': the bar range beside the prompt's piano roll (shaded on it) and the handlers that
+run `MusicGenerator.infill` as Generate runs `continue_midi`: the same settings, variations, seed, instrument
+rules, background job, Stop and result cards; 'Keep this one' puts a result in the history like 'Continue
+this one' does. Bad requests are one message before anything on the page changes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+import symusic
+
+from musicmha.app import bars as bar_range
+from musicmha.app.handlers import Handlers, plural
+from musicmha.app.job import GenerationJob
+from musicmha.app.settings import MAX_VARIATIONS
+from musicmha.app.views import placeholder_html, roll_html, roll_size
+from musicmha.errors import MusicmhaError
+from musicmha.generation import infill as fill
+from musicmha.generation.grammar import TokenGrammar
+
+logger = logging.getLogger(__name__)
+
+NO_PROMPT = "regenerating bars needs a prompt: drop a MIDI file or pick an example first"
+KEEP_LABEL, CONTINUE_LABEL = "Keep this one", "Continue this one"
+
+
+def button_labels(records: list[dict] | None) -> list[gr.Button]:
+    """'Keep this one' under regenerated bars, 'Continue this one' under continuations."""
+    records = records or []
+    return [gr.Button(value=KEEP_LABEL if i < len(records) and records[i].get("bars") else CONTINUE_LABEL)
+            for i in range(MAX_VARIATIONS)]
+
+
+class Regenerate:
+    """The bar-range handlers, sharing the app's handlers (config, jobs per session, Stop, result views)."""
+
+    def __init__(self, handlers: Handlers) -> None:
+        self.handlers = handlers
+
+    # --- the range on the prompt's roll ----------------------------------------------------------------
+    def _prompt_score(self, prompt: str | None) -> symusic.Score | None:
+        return self.handlers.read_prompt(prompt)[1]
+
+    def prompt_roll(self, score: symusic.Score, first: int | None, last: int | None) -> str:
+        """The prompt's roll as show() draws it, with bar numbers, the range shaded and one line about it."""
+        count = bar_range.count_bars(score)
+        if bar_range.fits(first, last, count):
+            note = (f"{bar_range.edit_name(first, last, words=True).capitalize()} of {count} chosen (shaded): "
+                    "'Regenerate these bars' rewrites them and keeps everything else.")
+        else:
+            note = f"Choose bars from 1 to {count} (from bar, then to bar) to regenerate."
+        return roll_html(score, "prompt-audio", title="prompt", note=note,
+                         marks=bar_range.marks(score, first, last))
+
+    def choose(self, prompt: str | None, first: float | None, last: float | None) -> tuple:
+        """A new prompt: keep the chosen range when the piece still has those bars (the fields are left alone,
+        so a value typed meanwhile stays), else its last two; the roll's caption says how many bars there are."""
+        score = self._prompt_score(prompt)
+        if score is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        count = bar_range.count_bars(score)
+        first, last = bar_range.whole(first), bar_range.whole(last)
+        if bar_range.fits(first, last, count):
+            return gr.skip(), gr.skip(), self.prompt_roll(score, first, last)
+        first, last = bar_range.default_range(count)
+        return first, last, self.prompt_roll(score, first, last)
+
+    def mark(self, prompt: str | None, first: float | None, last: float | None) -> Any:
+        """The range typed in, drawn on the prompt's roll (a range that does not fit is simply not shaded)."""
+        score = self._prompt_score(prompt)
+        if score is None:
+            return gr.skip()
+        return self.prompt_roll(score, bar_range.whole(first), bar_range.whole(last))
+
+    # --- regenerating --------------------------------------------------------------------------------
+    def prepare(self, prompt: str | None, first: float | None, last: float | None, temperature: float,
+                top_k: float, top_p: float, seed: float, random_seed: bool, variations: float,
+                checkpoint: str | None, instruments_mode: str | None = None, programs: Any = None,
+                drums: bool | None = True) -> tuple[Any, symusic.Score, dict, tuple[int, int]]:
+        """Every check before anything changes: the settings Generate checks too (length, prompt memory,
+        early end, tempo and meter do not apply: the range is the length and the piece keeps its own), the
+        prompt, and the range against the piece and the model, by the library's own planner."""
+        generator, score, kwargs = self.handlers.prepare(prompt, "bars", 1, temperature, top_k, top_p, seed,
+                                                         random_seed, variations, 0, checkpoint,
+                                                         instruments_mode, programs, drums, False, 0, None)
+        for key in ("bars", "prompt_tokens"):
+            kwargs.pop(key, None)
+        if score is None:
+            raise gr.Error(NO_PROMPT)
+        start, end = bar_range.whole(first), bar_range.whole(last)
+        if start is None or end is None:
+            raise gr.Error(f"bars must be whole numbers (from bar, to bar), not {first!r} to {last!r}")
+        fim = generator.tokenizer.fim_tokens
+        if fim is None or generator.spec is None:
+            raise gr.Error("this model cannot regenerate bars: it was trained without fill-in-the-middle "
+                           "tokens (choose another checkpoint)")
+        try:  # the checks MusicGenerator.infill makes first: range, meter, music around it, context
+            fill.plan(TokenGrammar(generator.spec), generator.tokenizer.encode(score), start, end,
+                      context=generator.model.config.max_seq_len, fim=fim, bos_id=generator.tokenizer.bos_id,
+                      eos_id=generator.tokenizer.eos_id)
+        except MusicmhaError as error:
+            raise gr.Error(str(error)) from None
+        return generator, score, kwargs, (start, end)
+
+    def check(self, prompt: str | None, first: float | None, last: float | None, *settings: Any) -> None:
+        """The page runs this first: a bad value gives one message and nothing else changes."""
+        self.prepare(prompt, first, last, *settings)
+
+    def regenerate(self, prompt: str | None, first: float | None, last: float | None, temperature: float,
+                   top_k: float, top_p: float, seed: float, random_seed: bool, variations: float,
+                   checkpoint: str | None, instruments_mode: str | None = None, programs: Any = None,
+                   drums: bool | None = True, full_view: bool | None = False, session: dict | None = None,
+                   request: gr.Request = None) -> Iterator[tuple]:
+        """Stream the same updates as Generate (status, seed, 4 audios, 4 rolls, 4 MIDI files, results) for
+        new versions of bars first..last; each result is the whole piece, shown around the range."""
+        generator, score, kwargs, bars = self.prepare(prompt, first, last, temperature, top_k, top_p, seed,
+                                                      random_seed, variations, checkpoint, instruments_mode,
+                                                      programs, drums)
+        count, full = kwargs["num_samples"], bool(full_view)
+        base, steps, edits = self.handlers.lineage(prompt, session)
+        job = GenerationJob(generator, score, kwargs, self.handlers.config.time_limit, infill_bars=bars)
+        what = bar_range.edit_name(*bars, words=True)
+        waiting = [placeholder_html(f"Variation {i + 1}: regenerating {what}...") if i < count else ""
+                   for i in range(MAX_VARIATIONS)]
+        length = bars[1] - bars[0] + 1
+        # No live sketch: a few bars come quickly, and the notes so far would be drawn without the range's
+        # music after them; the status line counts the bars instead.
+        yield from self.handlers.follow(job, request, f"Regenerating {what} ({plural(count, 'variation')})",
+                                        waiting, lambda: f"bar {job.bars()} of {length}")
+        yield self.handlers.finish(job, base, steps, full, roll_size(count), edits, bars)
