@@ -6,10 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datafiles import copy_prompts
 
 from musicmha.data import fim as fim_format
-from musicmha.cli import main
 from musicmha.data.dataset import TokenSplit, batch_for_step
 from musicmha.errors import MusicmhaError
 from musicmha.data.tokenizer import MusicTokenizer
@@ -73,12 +71,9 @@ def test_no_bars_means_no_example():
     assert fim_format.rearrange(np.array([20, 21, 22]), FIM, np.random.default_rng(0)) is None
 
 
-@pytest.fixture(scope="module")
-def tokens(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("fim")
-    copy_prompts(root / "in")
-    assert main(["prepare", str(root / "in"), "--out", str(root / "out"), "--workers", "2"]) == 0
-    return root / "out"
+@pytest.fixture
+def tokens(prompt_tokens) -> Path:
+    return prompt_tokens
 
 
 def test_tokenizer_has_sentinels_and_decode_drops_them(tokens):

@@ -5,12 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from musicmha.cli import main
 from musicmha.data import reprise
 from musicmha.data.dataset import TokenSplit, batch_for_step
 from musicmha.data.tokenizer import MusicTokenizer
 from musicmha.errors import MusicmhaError
-from datafiles import copy_prompts
 
 BAR, BOS, EOS = 5, 1, 2
 
@@ -46,12 +44,9 @@ def test_no_reprise_across_a_piece_boundary_or_without_bars():
     assert reprise.reprise(np.full(300, 42), BAR, BOS, EOS, rng) is None
 
 
-@pytest.fixture(scope="module")
-def tokens(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("reprise")
-    copy_prompts(root / "in")
-    assert main(["prepare", str(root / "in"), "--out", str(root / "out"), "--workers", "2"]) == 0
-    return root / "out"
+@pytest.fixture
+def tokens(prompt_tokens) -> Path:
+    return prompt_tokens
 
 
 def test_batches_with_reprise_rows_are_real_windows_repeated(tokens):
