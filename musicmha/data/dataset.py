@@ -122,17 +122,21 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
     starts = _rng(seed, step).integers(0, n, size=world_size * batch_size)[mine]
     batch = _windows(split, starts, seq_len + 1)
     if reprise_rate:
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(step), _REPRISE_STREAM]))
-        chosen = rng.random(world_size * batch_size) < reprise_rate
-        row_seeds = rng.integers(0, 2**63 - 1, size=world_size * batch_size)
+        chosen, row_seeds = _rows_to_rearrange(seed, step, _REPRISE_STREAM, reprise_rate, world_size * batch_size)
         batch = reprise_format.apply_to_rows(batch, chosen[mine], row_seeds[mine], bar_id=bar_id,
                                              bos_id=split.bos_id, eos_id=split.eos_id)
     if fim_rate:
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(step), _FIM_STREAM]))
-        chosen = rng.random(world_size * batch_size) < fim_rate
-        row_seeds = rng.integers(0, 2**63 - 1, size=world_size * batch_size)
+        chosen, row_seeds = _rows_to_rearrange(seed, step, _FIM_STREAM, fim_rate, world_size * batch_size)
         batch = fim_format.apply_to_rows(batch, fim, chosen[mine], row_seeds[mine])
     return batch
+
+
+def _rows_to_rearrange(seed: int, step: int, stream: int, rate: float, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows of the global batch of `step` a rearrangement takes (each with probability `rate`) and a
+    seed for each row, from a random stream of its own (a third SeedSequence word), so that every kind of
+    rearrangement draws independently of the window starts and of the others."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(step), stream]))
+    return rng.random(rows) < rate, rng.integers(0, 2**63 - 1, size=rows)
 
 
 _FIM_STREAM = 0xF1  # a third SeedSequence word keeps the FIM draws independent of the window starts
