@@ -34,3 +34,20 @@ def real_tokens(tmp_path_factory):
                  "--workers", "2"]) == 0
     assert main(["prepare", str(root / "corpus"), "--out", str(root / "tokens"), "--workers", "2"]) == 0
     return root / "tokens"
+
+
+@pytest.fixture(scope="session")
+def prompt_tokens(tmp_path_factory) -> Path:
+    """The bundled prompts (data/prompts) prepared by `musicmha prepare` with the default tokenizer.
+
+    It lives here, not in tests/data/conftest.py: a second conftest.py would take the module name
+    `conftest` that test modules import `tiny_config` and `POSITIONS` from.
+    """
+    from datafiles import copy_prompts
+
+    from musicmha.cli import main
+
+    root = tmp_path_factory.mktemp("prompt_tokens")
+    copy_prompts(root / "in")
+    assert main(["prepare", str(root / "in"), "--out", str(root / "out"), "--workers", "2"]) == 0
+    return root / "out"

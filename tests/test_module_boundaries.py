@@ -38,3 +38,10 @@ def test_the_walk_sees_imports_inside_functions(tmp_path):
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from miditok.constants import X\n    import miditok\n")
     assert {"miditok", "miditok.constants", "miditok.constants.X"} <= _imports(source)
+
+
+def test_the_tests_have_one_conftest():
+    # Test modules `from conftest import tiny_config`; pytest imports every conftest.py under the same
+    # module name, so a second one (tests/data/conftest.py once did this) breaks collection in CI.
+    tests = Path(__file__).resolve().parent
+    assert [str(path.relative_to(tests)) for path in tests.rglob("conftest.py")] == ["conftest.py"]
