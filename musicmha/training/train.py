@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import dataclasses
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,11 @@ __all__ = ["ADAPTER_DIR", "EXPORT_DIR", "STATE_DIR", "TrainResult", "TrainingErr
 # attention_backend: every backend computes the same function, so a run may move to a faster one (a GPU).
 RESUMABLE_CHANGES = {"resume", "max_steps", "save_every", "eval_every", "eval_batches", "log_every",
                      "tensorboard", "keep_last", "compile", "data", "out", "early_stop", "attention_backend"}
+# Options that may change when resuming although they change the batches from there on: a curriculum, such as
+# reprise rows switched on for the last part of a long run. Model, optimizer and schedule stay exact; the change
+# is logged and appended to the run folder's RESUME_LOG, so that a model card can name it.
+CURRICULUM_CHANGES = {"fim_rate", "reprise_rate"}
+RESUME_LOG = "resumes.jsonl"
 
 
 @dataclass
@@ -50,7 +56,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Train (or resume) a MusicTransformer on a prepared token folder; returns the final numbers."""
     run, resume_from = _start(cfg)
     state = _restore(run, resume_from)
-    _open_run_folder(run)
+    _open_run_folder(run, state)
     fit(run, state)
     maybe_export(run, state)
     run.accelerator.end_training()
@@ -108,17 +114,39 @@ def _restore(run: TrainRun, resume_from: Path | None) -> TrainState:
     return state
 
 
-def _open_run_folder(run: TrainRun) -> None:
-    """Create the run folder, sweep what a killed run left half-written, save the resolved configuration."""
+def _open_run_folder(run: TrainRun, state: TrainState) -> None:
+    """Create the run folder, sweep what a killed run left half-written, note a resume in RESUME_LOG, save the
+    resolved configuration."""
     cfg, out = run.cfg, run.out
     if run.accelerator.is_main_process:
         with writing(out):  # a read-only or full run folder fails here, before any work
             out.mkdir(parents=True, exist_ok=True)
             remove_stale(out)
-            write_text_atomic(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+            saved = out / "train_config.json"
+            if state.step and saved.is_file():
+                _log_resume(out, state.step, json.loads(saved.read_text()), cfg.to_dict())
+            write_text_atomic(saved, json.dumps(cfg.to_dict(), indent=2) + "\n")
     if cfg.tensorboard:
         run.accelerator.init_trackers("musicmha", config={k: v for k, v in cfg.to_dict().items()
                                                           if isinstance(v, (int, float, str, bool))})
+
+
+def _as_run(saved: dict) -> dict:
+    """A run folder's saved settings; an option newer than the folder is missing there: it ran with the default."""
+    return {**{f.name: f.default for f in dataclasses.fields(TrainConfig)}, **saved}
+
+
+def _log_resume(out: Path, step: int, before: dict, now: dict) -> None:
+    """Append {step, time, changed: {option: [before, now]}} to RESUME_LOG; warn of a curriculum change."""
+    before = _as_run(before)
+    changed = {k: [before.get(k), v] for k, v in now.items() if k != "resume" and before.get(k) != v}
+    curriculum = sorted(changed.keys() & CURRICULUM_CHANGES)
+    if curriculum:
+        logger.warning("resuming at step %d with a new %s: the batches change from here on", step,
+                       ", ".join(f"{k} ({changed[k][0]} -> {changed[k][1]})" for k in curriculum))
+    record = {"step": step, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "changed": changed}
+    with open(out / RESUME_LOG, "a", encoding="utf-8") as log:
+        log.write(json.dumps(record) + "\n")
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig, *, reference: torch.nn.Module | None = None,
@@ -143,11 +171,10 @@ def _check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
         logger.warning("--resume: no checkpoint in %s yet, starting from scratch", out)
         return None
     if saved_config.is_file():
-        before = json.loads(saved_config.read_text())
+        before = _as_run(json.loads(saved_config.read_text()))
         now = cfg.to_dict()
-        # An option newer than the run's folder is missing from it: that run used its default.
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k, defaults.get(k)) != now[k])
+        may_change = RESUMABLE_CHANGES | CURRICULUM_CHANGES
+        changed = sorted(k for k in now if k not in may_change and before.get(k) != now[k])
         if changed:
             raise ConfigError(f"--resume with different settings than the run in {out}: {', '.join(changed)}")
         if before.get("decay_steps") is None and before.get("max_steps") != cfg.max_steps:

@@ -61,14 +61,35 @@ def test_resumed_run_ends_with_identical_weights(real_tokens, tmp_path):
     # A run folder from before an option existed holds no value for it: it ran with the option's default.
     saved = tmp_path / "parts" / "train_config.json"
     settings = json.loads(saved.read_text())
-    del settings["reprise_rate"]
+    del settings["dropout"]
     saved.write_text(json.dumps(settings))
-    with pytest.raises(ConfigError, match="different settings.*reprise_rate"):
+    with pytest.raises(ConfigError, match=r"different settings than the run in \S+: dropout$"):
         _train(real_tokens, tmp_path / "parts", max_steps=40, resume=True, **common)
-    settings["fim_rate"] = 0.0  # changed, so that a missing reprise_rate alone cannot be what is refused
-    saved.write_text(json.dumps(settings))
-    with pytest.raises(ConfigError, match=r"different settings than the run in \S+: fim_rate$"):
-        _train(real_tokens, tmp_path / "parts", max_steps=40, resume=True, **{**common, "reprise_rate": 0.0})
+
+
+@pytest.mark.slow
+def test_a_resume_may_change_the_curriculum_and_the_run_folder_logs_it(real_tokens, tmp_path):
+    # Reprise and FIM rates change the batches, not the model or optimizer: a long run may switch them on for
+    # its last part. Each resume is one line of resumes.jsonl, with what changed (a missing option: its default).
+    common = dict(decay_steps=30, save_every=10, dropout=0.1, max_seq_len=128)  # 64 tokens hold no FIM middle
+    _train(real_tokens, tmp_path / "run", max_steps=10, **common)
+    saved = tmp_path / "run" / "train_config.json"
+    saved.write_text(json.dumps({k: v for k, v in json.loads(saved.read_text()).items() if k != "reprise_rate"}))
+    _train(real_tokens, tmp_path / "run", max_steps=20, resume=True, reprise_rate=0.5, **common)
+    _train(real_tokens, tmp_path / "run", max_steps=30, resume=True, reprise_rate=0.5, fim_rate=0.2, **common)
+    _train(real_tokens, tmp_path / "same", max_steps=20, **common)
+    _train(real_tokens, tmp_path / "same", max_steps=30, resume=True, **common)
+    log = [json.loads(line) for line in (tmp_path / "run" / "resumes.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["changed"]) for r in log] == [
+        (10, {"reprise_rate": [0.0, 0.5], "max_steps": [10, 20]}),
+        (20, {"fim_rate": [0.0, 0.2], "max_steps": [20, 30]})]
+    assert json.loads(saved.read_text())["fim_rate"] == 0.2
+    changed = MusicTransformer.from_pretrained(tmp_path / "run" / "model").state_dict()
+    plain = MusicTransformer.from_pretrained(tmp_path / "same" / "model").state_dict()
+    assert not all(torch.equal(changed[k], plain[k]) for k in changed)  # the new rates did reach the batches
+    with pytest.raises(ConfigError, match=r"different settings than the run in \S+: learning_rate$"):
+        _train(real_tokens, tmp_path / "run", max_steps=40, resume=True, learning_rate=0.5, reprise_rate=0.5,
+               fim_rate=0.2, **common)
 
 
 @pytest.mark.slow
