@@ -90,6 +90,11 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0, help="which pieces are drawn")
     parser.add_argument("--out", type=Path, default=Path("/tmp/sample_stats"))
+    parser.add_argument("--temperature", type=float, default=None, help="default: the product's (SamplingOptions)")
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--modes", default="constrained,unconstrained",
+                        help="which decodings to run: constrained, unconstrained or both")
     parser.add_argument("--examples", type=Path, default=None,
                         help="also write 3 example continuations (MIDI + piano roll) here")
     args = parser.parse_args()
@@ -102,15 +107,18 @@ def main() -> None:
     chosen, skipped = pick_prompts(split, bar_id, args.prompt_bars, args.bars, args.samples, args.seed, tok)
     print(f"{len(chosen)} prompts from {len(split)} test pieces; skipped on the way: {skipped}", flush=True)
 
+    modes = [(mode, mode == "constrained") for mode in ("constrained", "unconstrained")
+             if mode in args.modes.split(",")]
     rows = []
     started = time.perf_counter()
     for k, item in enumerate(chosen):
         row = {"index": item["index"], "source": item["source"],
                "truth": passage_stats(tok, item["prompt"], item["truth"], args.prompt_bars, args.bars),
                "truth_error_ratio": tok.token_error_ratio(item["truth"])}
-        for mode, constrained in (("constrained", True), ("unconstrained", False)):
+        for mode, constrained in modes:
             result = generator.continue_midi(item["prompt_score"], bars=args.bars, seed=k if constrained else 1000 + k,
-                                             constrained=constrained)[0]
+                                             constrained=constrained, temperature=args.temperature,
+                                             top_k=args.top_k, top_p=args.top_p)[0]
             new = result.new_token_ids
             row[mode] = passage_stats(tok, item["prompt"], new, args.prompt_bars, args.bars)
             row[mode]["tokens"] = len(new)
@@ -121,17 +129,17 @@ def main() -> None:
                 item["result"] = result
         rows.append(row)
         item["row"] = row
-        print(f"{k + 1}/{len(chosen)} {item['source']}: {row['constrained']['tokens']} + "
-              f"{row['unconstrained']['tokens']} tokens ({time.perf_counter() - started:.0f} s)", flush=True)
+        new_tokens = " + ".join(str(row[mode]["tokens"]) for mode, _ in modes)
+        print(f"{k + 1}/{len(chosen)} {item['source']}: {new_tokens} tokens "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
     with open(args.out / "samples.jsonl", "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
 
     # reference: each truth against the truth of the next sampled piece (an unrelated real continuation)
     others = [rows[(i + 1) % len(rows)]["truth"] for i in range(len(rows))]
-    columns = {"model, constrained": [r["constrained"] for r in rows],
-               "model, unconstrained": [r["unconstrained"] for r in rows],
-               "another piece's truth": others}
+    names = [mode for mode, _ in modes]
+    columns = {**{f"model, {mode}": [r[mode] for r in rows] for mode in names}, "another piece's truth": others}
     truths = [r["truth"] for r in rows]
     print()
     print(f"{len(rows)} test-split prompts of {args.prompt_bars} bars, continuations of {args.bars} bars "
@@ -165,17 +173,18 @@ def main() -> None:
          lambda c: [abs(s["polyphony"] - t["polyphony"]) for s, t in zip(c, truths)])
     line("fraction of repeated bars", [t["repeated_bars"] for t in truths],
          lambda c: [s["repeated_bars"] for s in c])
-    print(f"| token error ratio | {_mean(r['truth_error_ratio'] for r in rows):.4f} | "
-          f"{_mean(r['constrained']['error_ratio'] for r in rows):.4f} | "
-          f"{_mean(r['unconstrained']['error_ratio'] for r in rows):.4f} | — |")
-    print(f"| samples with >= 1 token error | {sum(r['truth_error_ratio'] > 0 for r in rows)} | "
-          f"{sum(r['constrained']['error_ratio'] > 0 for r in rows)} | "
-          f"{sum(r['unconstrained']['error_ratio'] > 0 for r in rows)} | — |")
-    print(f"| ended early (EOS before {args.bars} bars) | — | {sum(r['constrained']['eos'] for r in rows)} | "
-          f"{sum(r['unconstrained']['eos'] for r in rows)} | — |")
-    print(f"| mean new tokens | {_mean(len(i['truth']) for i in chosen):.0f} | "
-          f"{_mean(r['constrained']['tokens'] for r in rows):.0f} | "
-          f"{_mean(r['unconstrained']['tokens'] for r in rows):.0f} | — |")
+    def counts(name: str, of_truth: str, of_mode) -> None:
+        print(f"| {name} | {of_truth} | " + " | ".join(of_mode(mode) for mode in names) + " | — |")
+
+    counts("token error ratio", f"{_mean(r['truth_error_ratio'] for r in rows):.4f}",
+           lambda m: f"{_mean(r[m]['error_ratio'] for r in rows):.4f}")
+    counts("samples with >= 1 token error", f"{sum(r['truth_error_ratio'] > 0 for r in rows)}",
+           lambda m: f"{sum(r[m]['error_ratio'] > 0 for r in rows)}")
+    counts(f"ended early (EOS before {args.bars} bars)", "—", lambda m: f"{sum(r[m]['eos'] for r in rows)}")
+    counts("mean new tokens", f"{_mean(len(i['truth']) for i in chosen):.0f}",
+           lambda m: f"{_mean(r[m]['tokens'] for r in rows):.0f}")
+    sampling = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p") if getattr(args, k) is not None}
+    print(f"\nsampling: {sampling or 'the product defaults'}")
 
     if args.examples is not None:
         write_examples(args.examples, chosen, tok, args)
