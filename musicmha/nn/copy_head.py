@@ -1,0 +1,176 @@
+"""The copy head: the transformer's next-token distribution mixed with a copy of what followed an earlier match.
+
+Music repeats: in the corpus's long test pieces 77% of the tokens after position 768 continue an exact
+32-token repeat. A model with an induction mechanism (find where what it just read occurred before, predict
+what followed) would get those tokens almost free, but that mechanism forms late in training, after far more
+tokens than a CPU run sees; the 1,024-token model scores copyable tokens barely better than new material
+(docs/results.md section 9). The copy head supplies it without training, as a cache language model does
+(Kuhn & De Mori 1990; Grave et al. 2017, "Improving Neural Language Models with a Continuous Cache"):
+
+    p(x | context) = (1 - w[m]) * p_model(x | context) + w[m] * q(x)
+
+where m is the length of the longest suffix of the context that occurred earlier in it (capped at
+`max_match`), q is the distribution of the tokens that followed those earlier occurrences of length m, and
+w[m] is one weight per bucket of match lengths, fitted on validation data by EM (`fit_weights`) and saved
+beside the checkpoint (COPY_HEAD_FILE). Without a match of at least `bucket_starts[0]` tokens, w = 0.
+
+`mix_log_probs` scores whole windows (evaluation); `CopyState` follows a growing sequence one token at a
+time (generation), over everything generated so far, prompt included.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musicmha.atomic_files import write_text_atomic
+from musicmha.errors import ConfigError
+
+COPY_HEAD_FILE = "copy_head.json"
+MAX_WEIGHT = 0.99  # the model keeps 1% at least: a copy that goes wrong costs log(100), never infinity
+
+
+@dataclass(frozen=True)
+class CopyHead:
+    bucket_starts: tuple[int, ...] = (4, 8, 16, 32, 64)  # bucket i: match lengths in [start_i, start_i+1)
+    weights: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)  # w of each bucket
+    fitted_on: dict = field(default_factory=dict)  # provenance: data, targets, validation NLL before/after
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bucket_starts", tuple(self.bucket_starts))
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        starts = self.bucket_starts
+        if not starts or any(not isinstance(s, int) or s < 1 for s in starts) or list(starts) != sorted(set(starts)):
+            raise ConfigError(f"copy head bucket_starts must be increasing whole numbers >= 1, got {starts}")
+        if len(self.weights) != len(starts):
+            raise ConfigError(f"copy head needs one weight per bucket: {len(starts)} buckets, "
+                              f"{len(self.weights)} weights")
+        if any(not (0.0 <= w <= MAX_WEIGHT) for w in self.weights):  # also refuses NaN
+            raise ConfigError(f"copy head weights must be in [0, {MAX_WEIGHT}], got {self.weights}")
+
+    @property
+    def max_match(self) -> int:
+        return self.bucket_starts[-1]
+
+    def weight_of(self, lengths: torch.Tensor) -> torch.Tensor:
+        """w for each match length (any shape); 0 below the first bucket."""
+        starts = torch.tensor(self.bucket_starts, device=lengths.device)
+        table = torch.tensor((0.0, *self.weights), dtype=torch.float32, device=lengths.device)
+        return table[torch.bucketize(lengths.contiguous(), starts, right=True)]
+
+    def save(self, folder: str | Path) -> None:
+        write_text_atomic(Path(folder) / COPY_HEAD_FILE, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> CopyHead | None:
+        """The head saved in a checkpoint folder; None when it has none."""
+        path = Path(folder) / COPY_HEAD_FILE
+        if not path.is_file():
+            return None
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**values)
+        except (ValueError, TypeError) as error:  # bad JSON, unknown or missing fields
+            raise ConfigError(f"{path} is not a valid copy head: {error}") from None
+
+    def mix_log_probs(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """logits (B, T, V) of a window and its tokens (B, T): log p of the mixture at every position.
+        Position i predicts token i + 1 from tokens[:i + 1], as the logits do."""
+        q, lengths = copy_distribution(tokens, logits.shape[-1], self.max_match)
+        return mix(logits, q, self.weight_of(lengths))
+
+
+def mix(logits: torch.Tensor, q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """log((1 - w) softmax(logits) + w q), with w broadcast over the last (vocabulary) dimension."""
+    weight = weight.to(logits.device, torch.float32)[..., None]
+    # in log space: a token the model gives ~0 keeps a finite log p, and a masked (-inf) logit stays -inf
+    model_part = torch.log1p(-weight) + torch.log_softmax(logits.float(), dim=-1)
+    copy_part = torch.log(weight) + torch.log(q.to(logits.device))
+    return torch.logaddexp(model_part, copy_part)
+
+
+def match_runs(tokens: torch.Tensor, max_match: int) -> torch.Tensor:
+    """runs (B, T, T): runs[b, a, c] for c < a is the number of k >= 0 with tokens[a - k] == tokens[c - k] for
+    all k below it (the exact match ending at a and at c), capped at max_match; 0 for c >= a."""
+    batch, length = tokens.shape
+    equal = (tokens[:, :, None] == tokens[:, None, :]) & torch.ones(length, length, dtype=torch.bool,
+                                                                     device=tokens.device).tril(-1)
+    runs = equal.to(torch.int16)
+    still = equal
+    for k in range(1, min(max_match, length)):
+        shifted = torch.zeros_like(equal)
+        shifted[:, k:, k:] = equal[:, :-k, :-k]  # (a, c) -> (a - k, c - k)
+        still = still & shifted
+        if not still.any():
+            break
+        runs += still
+    return runs
+
+
+def copy_distribution(tokens: torch.Tensor, vocab_size: int, max_match: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(q (B, T, V), lengths (B, T)): at position i, `lengths` is the longest match m of a suffix of
+    tokens[:i + 1] with an earlier stretch ending at c < i, and q the distribution of tokens[c + 1] over the
+    c with that longest match (zeros where there is none)."""
+    runs = match_runs(tokens, max_match)  # (B, T, T)
+    lengths = runs.amax(dim=-1)
+    best = (runs == lengths[..., None]) & (lengths[..., None] > 0)
+    following = torch.zeros(tokens.shape[0], tokens.shape[1], vocab_size, device=tokens.device)
+    following[:, :-1].scatter_(-1, tokens[:, 1:, None], 1.0)  # row c: one-hot of tokens[c + 1]
+    counts = best.float() @ following  # (B, T, V)
+    q = counts / counts.sum(-1, keepdim=True).clamp_min(1.0)
+    return q, lengths.long()
+
+
+class CopyState:
+    """The copy distribution of a growing batch of sequences, one new token per row at a time (generation).
+    Equal to `copy_distribution` over the whole sequence, at O(length) per token."""
+
+    def __init__(self, head: CopyHead, tokens: torch.Tensor, vocab_size: int) -> None:
+        self.head, self.vocab_size = head, vocab_size
+        self.tokens = tokens[:, :1].cpu().clone()
+        self.runs = torch.zeros(tokens.shape[0], 1, dtype=torch.int32)  # match ending at the last token, per c
+        for column in tokens[:, 1:].cpu().T:
+            self.push(column)
+
+    def push(self, new: torch.Tensor) -> None:
+        """Append one token per row (B,)."""
+        new = new.cpu()
+        equal = self.tokens == new[:, None]  # c = 0 .. n-1 against the new position n
+        previous = torch.cat([torch.zeros(len(new), 1, dtype=torch.int32), self.runs], dim=1)[:, :-1]
+        self.runs = torch.cat([torch.where(equal, (previous + 1).clamp_max(self.head.max_match), 0),
+                               torch.zeros(len(new), 1, dtype=torch.int32)], dim=1)
+        self.tokens = torch.cat([self.tokens, new[:, None]], dim=1)
+
+    def distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(q (B, V), lengths (B,)) for the next token."""
+        lengths = self.runs.amax(dim=1)
+        best = (self.runs == lengths[:, None]) & (lengths[:, None] > 0)
+        counts = torch.zeros(len(lengths), self.vocab_size)
+        counts.scatter_add_(1, self.tokens[:, 1:], best[:, :-1].float())  # c votes for tokens[c + 1]
+        return counts / counts.sum(-1, keepdim=True).clamp_min(1.0), lengths.long()
+
+    def mix(self, logits: torch.Tensor) -> torch.Tensor:
+        """The mixture's log p (B, V) for the next token, from the model's logits (B, V)."""
+        q, lengths = self.distribution()
+        return mix(logits, q, self.head.weight_of(lengths))
+
+
+def fit_weights(model_prob: np.ndarray, copy_prob: np.ndarray, lengths: np.ndarray,
+                bucket_starts: tuple[int, ...], iterations: int = 200) -> tuple[float, ...]:
+    """Maximum-likelihood bucket weights by EM, from per-target values: the model's probability of the true
+    token, q's probability of it, and the match length. Capped at MAX_WEIGHT."""
+    buckets = np.searchsorted(np.asarray(bucket_starts), lengths, side="right") - 1
+    weights = []
+    for b in range(len(bucket_starts)):
+        pm, pc = model_prob[buckets == b], copy_prob[buckets == b]
+        w = 0.5 if len(pm) else 0.0
+        for _ in range(iterations if len(pm) else 0):
+            posterior = w * pc / np.maximum(w * pc + (1 - w) * pm, 1e-30)
+            w = min(float(posterior.mean()), MAX_WEIGHT)
+        weights.append(0.0 if math.isnan(w) else round(w, 4))
+    return tuple(weights)

@@ -1,0 +1,142 @@
+"""The copy head against naive references: match lengths and copy distributions from plain Python loops,
+the incremental state against the whole-window computation, EM against a grid search."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from musicmha.errors import ConfigError
+from musicmha.nn.copy_head import (COPY_HEAD_FILE, MAX_WEIGHT, CopyHead, CopyState, copy_distribution, fit_weights,
+                                   match_runs, mix)
+
+
+def naive_copy(seq: list[int], vocab: int, max_match: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each position i: the longest m (<= max_match) such that seq[i-m+1..i] == seq[c-m+1..c] for some
+    c < i, and the normalized counts of seq[c+1] over those c."""
+    q, lengths = np.zeros((len(seq), vocab)), np.zeros(len(seq), dtype=int)
+    for i in range(len(seq)):
+        runs = {}
+        for c in range(i):
+            m = 0
+            while m < max_match and c - m >= 0 and seq[i - m] == seq[c - m]:
+                m += 1
+            runs[c] = m
+        best = max(runs.values(), default=0)
+        lengths[i] = best
+        if best > 0:
+            for c, m in runs.items():
+                if m == best:
+                    q[i, seq[c + 1]] += 1
+            q[i] /= q[i].sum()
+    return q, lengths
+
+
+def _sequences(seed: int, batch: int = 3, length: int = 40, vocab: int = 5) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(batch):
+        phrase = rng.integers(0, vocab, size=9).tolist()  # a phrase that comes back, plus noise
+        row = (phrase + rng.integers(0, vocab, size=6).tolist() + phrase + phrase)[:length]
+        rows.append(row + rng.integers(0, vocab, size=length - len(row)).tolist())
+    return torch.tensor(rows)
+
+
+@pytest.mark.parametrize("max_match", [3, 8, 64])
+def test_copy_distribution_matches_the_naive_search(max_match):
+    tokens = _sequences(0)
+    q, lengths = copy_distribution(tokens, 5, max_match)
+    for row in range(tokens.shape[0]):
+        want_q, want_lengths = naive_copy(tokens[row].tolist(), 5, max_match)
+        assert lengths[row].tolist() == want_lengths.tolist()
+        torch.testing.assert_close(q[row], torch.from_numpy(want_q).float())
+    assert lengths.max() >= min(max_match, 9)  # the 9-token phrase comes back
+
+
+def test_match_runs_are_zero_on_and_above_the_diagonal():
+    runs = match_runs(torch.zeros(1, 6, dtype=torch.long), 64)  # all equal: runs grow along each diagonal
+    expected = torch.tensor([[c + 1 if c < a else 0 for c in range(6)] for a in range(6)])  # from the start
+    assert torch.equal(runs[0].long(), expected)
+
+
+def test_the_incremental_state_equals_the_whole_window():
+    tokens = _sequences(1)
+    head = CopyHead(bucket_starts=(2, 4, 8), weights=(0.1, 0.5, 0.9))
+    q, lengths = copy_distribution(tokens, 5, head.max_match)
+    state = CopyState(head, tokens[:, :5], vocab_size=5)
+    for i in range(4, tokens.shape[1]):
+        if i >= 5:
+            state.push(tokens[:, i])
+        step_q, step_lengths = state.distribution()
+        assert torch.equal(step_lengths, lengths[:, i]), i
+        torch.testing.assert_close(step_q, q[:, i])
+    logits = torch.randn(3, 5)
+    torch.testing.assert_close(state.mix(logits), mix(logits, q[:, -1], head.weight_of(lengths[:, -1])))
+
+
+def test_the_mixture_is_a_distribution_and_the_model_alone_without_a_match():
+    logits = torch.randn(2, 7, 11)
+    q = torch.softmax(torch.randn(2, 7, 11), dim=-1)
+    weight = torch.tensor([[0.0, 0.2, 0.5, 0.99, 0.0, 0.3, 0.7]] * 2)
+    logp = mix(logits, q, weight)
+    torch.testing.assert_close(logp.exp().sum(-1), torch.ones(2, 7))
+    torch.testing.assert_close(logp[:, 0], torch.log_softmax(logits[:, 0], -1))
+    expected = torch.log(0.8 * torch.softmax(logits[:, 1], -1) + 0.2 * q[:, 1])
+    torch.testing.assert_close(logp[:, 1], expected)
+    masked = logits.clone()
+    masked[..., 3] = float("-inf")
+    zero_q = q.clone()
+    zero_q[..., 3] = 0.0
+    assert torch.isneginf(mix(masked, zero_q, weight)[..., 3]).all()  # a masked token stays masked, no NaN
+
+
+def test_weight_of_reads_the_buckets():
+    head = CopyHead(bucket_starts=(4, 8, 16), weights=(0.1, 0.5, 0.9))
+    lengths = torch.tensor([0, 3, 4, 7, 8, 15, 16, 64])
+    assert head.weight_of(lengths).tolist() == pytest.approx([0, 0, 0.1, 0.1, 0.5, 0.5, 0.9, 0.9])
+
+
+def test_fit_weights_finds_the_likelihood_maximum():
+    rng = np.random.default_rng(0)
+    n = 4000
+    lengths = rng.choice([2, 5, 20], size=n)
+    model_prob = rng.uniform(0.05, 0.9, size=n)
+    copy_right = rng.random(n) < np.where(lengths == 20, 0.9, 0.4)  # long matches copy right more often
+    copy_prob = np.where(copy_right, 1.0, 0.0)
+    weights = fit_weights(model_prob, copy_prob, lengths, (4, 16))
+    grid = np.linspace(0, MAX_WEIGHT, 991)
+    for bucket, length in enumerate((5, 20)):
+        pm, pc = model_prob[lengths == length], copy_prob[lengths == length]
+        loglik = [np.log((1 - w) * pm + w * pc).sum() for w in grid]
+        assert weights[bucket] == pytest.approx(grid[int(np.argmax(loglik))], abs=2e-3)
+    assert weights[1] > weights[0]
+
+
+def test_a_copy_head_lowers_the_nll_of_a_repeat():
+    phrase = [0, 3, 1, 4, 1, 2, 2, 0, 4]
+    tokens = torch.tensor([phrase * 4])
+    logits = torch.zeros(1, 36, 5)  # a model that knows nothing: uniform
+    head = CopyHead(bucket_starts=(4,), weights=(0.9,))
+    nll = -head.mix_log_probs(logits, tokens)[0, :-1].gather(-1, tokens[0, 1:, None])[:, 0]
+    torch.testing.assert_close(nll[:3], torch.full((3,), math.log(5)))  # no earlier match yet
+    # from the second phrase's 4th token on, every token continues a match that copies it right
+    torch.testing.assert_close(nll[12:], torch.full((23,), -math.log(0.9 + 0.1 / 5)))
+
+
+def test_save_load_and_bad_files(tmp_path):
+    head = CopyHead(bucket_starts=(4, 8), weights=(0.25, 0.75), fitted_on={"data": "x"})
+    head.save(tmp_path)
+    assert CopyHead.load(tmp_path) == head
+    assert CopyHead.load(tmp_path / "missing") is None
+    (tmp_path / COPY_HEAD_FILE).write_text("{not json")
+    with pytest.raises(ConfigError, match="not a valid copy head"):
+        CopyHead.load(tmp_path)
+    (tmp_path / COPY_HEAD_FILE).write_text(json.dumps({"bucket_starts": [4], "weights": [1.5]}))
+    with pytest.raises(ConfigError, match="weights must be in"):
+        CopyHead.load(tmp_path)
+    with pytest.raises(ConfigError, match="one weight per bucket"):
+        CopyHead(bucket_starts=(4, 8), weights=(0.5,))
+    with pytest.raises(ConfigError, match="increasing"):
+        CopyHead(bucket_starts=(8, 4), weights=(0.5, 0.5))
