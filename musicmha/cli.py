@@ -179,27 +179,58 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--device", default="auto",
                    help="cpu, cuda or cuda:N (default auto: the GPU when there is one); fp32 weights either way")
+    p.add_argument("--no-copy-head", action="store_true",
+                   help="score the model alone, without the checkpoint's copy head")
     p.set_defaults(run=_run_eval)
+
+    p = sub.add_parser("fit-copy-head", help="fit a checkpoint's copy head on a token split and save it beside it")
+    p.add_argument("--checkpoint", required=True, help="exported model folder")
+    p.add_argument("--data", required=True, help="prepared token folder (never its test split)")
+    p.add_argument("--split", default="validation", choices=["train", "validation"])
+    p.add_argument("--max-pieces", type=int, default=None)
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default auto)")
+    p.set_defaults(run=_run_fit_copy_head)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
     import json
 
     from musicmha.evaluation.evaluate import eval_device, evaluate
+    from musicmha.nn.copy_head import CopyHead
     from musicmha.nn.model import MusicTransformer
     from musicmha.data.tokenizer import MusicTokenizer
 
     device = eval_device(args.device)  # checked before the model is read
     model = MusicTransformer.from_pretrained(args.checkpoint, device=device)
     tokenizer = MusicTokenizer.load(args.checkpoint)
+    head = None if args.no_copy_head else CopyHead.load(args.checkpoint)
     result = evaluate(model, tokenizer, args.data, split=args.split, mode=args.mode, window=args.window,
-                      batch_size=args.batch_size, max_pieces=args.max_pieces)
+                      batch_size=args.batch_size, max_pieces=args.max_pieces, copy_head=head)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({**result.to_dict(), "copy_head": head is not None}, indent=2))
     else:
         print(f"{result.split}: {result.pieces} pieces, {result.tokens:,} tokens, {result.notes:,} notes; "
               f"NLL {result.nll:.4f} nats/token, perplexity {result.perplexity:.2f}, "
-              f"{result.bits_per_note:.3f} bits/note")
+              f"{result.bits_per_note:.3f} bits/note ({'with' if head else 'without'} a copy head)")
+    return 0
+
+
+def _run_fit_copy_head(args: argparse.Namespace) -> int:
+    from musicmha.evaluation.copy_fit import fit_copy_head
+    from musicmha.evaluation.evaluate import eval_device
+    from musicmha.nn.copy_head import COPY_HEAD_FILE
+    from musicmha.nn.model import MusicTransformer
+    from musicmha.data.tokenizer import MusicTokenizer
+
+    device = eval_device(args.device)
+    model = MusicTransformer.from_pretrained(args.checkpoint, device=device)
+    head = fit_copy_head(model, MusicTokenizer.load(args.checkpoint), args.data, split=args.split,
+                         max_pieces=args.max_pieces)
+    head.save(args.checkpoint)
+    fit = head.fitted_on
+    print(f"copy head written to {Path(args.checkpoint) / COPY_HEAD_FILE}: weights {list(head.weights)} for match "
+          f"lengths from {list(head.bucket_starts)}; {args.split} NLL {fit['nll_model']:.4f} -> "
+          f"{fit['nll_with_head']:.4f} nats/token over {fit['targets']:,} tokens")
     return 0
 
 
@@ -248,6 +279,8 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wav", default=None, help="also render audio (.wav, or .flac/.mp3 with ffmpeg)")
     p.add_argument("--png", default=None, help="also draw a piano roll")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--no-copy-head", action="store_true",
+                   help="sample from the model alone, without the checkpoint's copy head")
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
@@ -306,7 +339,7 @@ def _run_generate(args: argparse.Namespace) -> int:
     time_signature = parse_time_signature(args.time_signature) if args.time_signature is not None else None
     LengthRule(args.max_new_tokens, args.bars, args.seconds, args.allow_early_end)
     Opening(args.tempo, time_signature)
-    generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device)
+    generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device, copy_head=not args.no_copy_head)
     results = generator.continue_midi(
         args.prompt, max_new_tokens=args.max_new_tokens, bars=args.bars, seconds=args.seconds,
         sampling=sampling, num_samples=args.num_samples, prompt_tokens=args.prompt_tokens,
@@ -337,7 +370,7 @@ def _run_infill(args: argparse.Namespace) -> int:
         raise ConfigError(f"--bars takes a range of bars like 9-12, got {args.bars!r}") from None
     sampling = _sampling(args)
     instruments = _checked_instruments(args)
-    generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device)
+    generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device, copy_head=not args.no_copy_head)
     results = generator.infill(args.prompt, first, last, sampling=sampling, num_samples=args.num_samples,
                                instruments=instruments, drums=args.drums,
                                allow_new_instruments=args.allow_new_instruments)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import torch
 
 
@@ -80,3 +82,24 @@ def naive_attention(mha, x: torch.Tensor, kv: torch.Tensor | None = None,
             head_outputs.append(weights @ v)
         outputs.append(torch.cat(head_outputs, dim=-1))
     return mha.out_proj(torch.stack(outputs))
+
+
+def naive_copy(seq: list[int], vocab: int, max_match: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each position i: the longest m (<= max_match) such that seq[i-m+1..i] == seq[c-m+1..c] for some
+    c < i, and the normalized counts of seq[c+1] over those c."""
+    q, lengths = np.zeros((len(seq), vocab)), np.zeros(len(seq), dtype=int)
+    for i in range(len(seq)):
+        runs = {}
+        for c in range(i):
+            m = 0
+            while m < max_match and c - m >= 0 and seq[i - m] == seq[c - m]:
+                m += 1
+            runs[c] = m
+        best = max(runs.values(), default=0)
+        lengths[i] = best
+        if best > 0:
+            for c, m in runs.items():
+                if m == best:
+                    q[i, seq[c + 1]] += 1
+            q[i] /= q[i].sum()
+    return q, lengths

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from musicmha.errors import ConfigError
+from musicmha.nn.copy_head import CopyHead
 from musicmha.nn.positions import position_scheme_type
 
 logger = logging.getLogger(__name__)
@@ -66,13 +68,56 @@ def eval_device(name: str) -> torch.device:
     return device
 
 
+def window_batches(data, n_pieces: int, mode: str, window: int, batch_size: int, pad_id: int,
+                   on_piece: Callable[[np.ndarray], None] | None = None,
+                   progress: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(inputs, targets) rectangles (B, T) of the first n_pieces pieces of a TokenSplit cut by `_chunks`,
+    padded at the end (pad_id inputs, -100 targets); on_piece sees each piece first."""
+    from tqdm.auto import tqdm
+
+    pending: list[np.ndarray] = []
+
+    def rectangle() -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(c) for c in pending)
+        inputs = torch.full((len(pending), width - 1), pad_id, dtype=torch.long)
+        targets = torch.full((len(pending), width - 1), -100, dtype=torch.long)
+        for row, chunk in enumerate(pending):
+            chunk_t = torch.from_numpy(chunk.astype(np.int64))
+            inputs[row, :len(chunk) - 1] = chunk_t[:-1]
+            targets[row, :len(chunk) - 1] = chunk_t[1:]
+        pending.clear()
+        return inputs, targets
+
+    for index in tqdm(range(n_pieces), desc=f"eval {data.split}", unit="piece", disable=not progress):
+        piece = data.piece(index)
+        if on_piece is not None:
+            on_piece(piece)
+        for chunk in _chunks(piece, mode, window):
+            if len(chunk) >= 2:
+                pending.append(chunk)
+            if len(pending) == batch_size:
+                yield rectangle()
+    if pending:
+        yield rectangle()
+
+
+def log_probs(model, inputs: torch.Tensor, copy_head: CopyHead | None = None) -> torch.Tensor:
+    """log p (B, T, V) of the model, or of the model mixed with its copy head, on the model's device."""
+    device = next(model.parameters()).device
+    cuda = device.type == "cuda"  # pinned memory: the copy does not block the host
+    inputs = (inputs.pin_memory() if cuda else inputs).to(device, non_blocking=cuda)
+    logits, _ = model(inputs)
+    if copy_head is None:
+        return torch.log_softmax(logits.float(), dim=-1)
+    return copy_head.mix_log_probs(logits, inputs)
+
+
 @torch.no_grad()
 def evaluate(model, tokenizer, data_dir: str | Path, *, split: str = "test", mode: str = "windows",
              window: int | None = None, batch_size: int = 8, max_pieces: int | None = None,
-             progress: bool = True) -> EvalResult:
-    """Exact sums over the split (no sampling of windows); notes counted by decoding each piece."""
-    from tqdm.auto import tqdm
-
+             progress: bool = True, copy_head: CopyHead | None = None) -> EvalResult:
+    """Exact sums over the split (no sampling of windows); notes counted by decoding each piece. With a
+    copy head, the mixture is scored (musicmha/nn/copy_head.py)."""
     from musicmha.data.dataset import TokenSplit
     from musicmha.data.midi_io import count_notes
 
@@ -87,46 +132,26 @@ def evaluate(model, tokenizer, data_dir: str | Path, *, split: str = "test", mod
         raise ConfigError(f"window {window} is longer than max_seq_len={model.config.max_seq_len}")
     data = TokenSplit(data_dir, split)
     n_pieces = len(data) if max_pieces is None else min(max_pieces, len(data))
-    device = next(model.parameters()).device
     model.eval()
     total_nll, total_tokens, total_notes = 0.0, 0, 0
     by_position = torch.zeros(window if mode == "windows" else 0, dtype=torch.float64)
     count_by_position = torch.zeros_like(by_position)
-    pending: list[np.ndarray] = []
 
-    def flush() -> None:
-        nonlocal total_nll, total_tokens
-        # pad to a rectangle; -100 targets are ignored (padding never enters the sums)
-        width = max(len(c) for c in pending)
-        inputs = torch.full((len(pending), width - 1), tokenizer.pad_id, dtype=torch.long)
-        targets = torch.full((len(pending), width - 1), -100, dtype=torch.long)
-        for row, chunk in enumerate(pending):
-            chunk_t = torch.from_numpy(chunk.astype(np.int64))
-            inputs[row, :len(chunk) - 1] = chunk_t[:-1]
-            targets[row, :len(chunk) - 1] = chunk_t[1:]
-        cuda = device.type == "cuda"  # pinned memory: the copy does not block the host
-        inputs, targets_dev = ((t.pin_memory() if cuda else t).to(device, non_blocking=cuda) for t in (inputs, targets))
-        logits, _ = model(inputs)
-        nll = F.cross_entropy(logits.float().transpose(1, 2), targets_dev, ignore_index=-100,
-                              reduction="none").double().cpu()  # (B, T)
+    def count(piece: np.ndarray) -> None:
+        nonlocal total_notes
+        total_notes += count_notes(tokenizer.decode(piece.tolist()))
+
+    for inputs, targets in window_batches(data, n_pieces, mode, window, batch_size, tokenizer.pad_id, count,
+                                          progress):
+        logp = log_probs(model, inputs, copy_head)
+        nll = F.nll_loss(logp.transpose(1, 2), targets.to(logp.device), ignore_index=-100,
+                         reduction="none").double().cpu()  # (B, T); padding never enters the sums
         valid = targets != -100
         total_nll += nll[valid].sum().item()
         total_tokens += int(valid.sum())
         if mode == "windows":
             by_position[: nll.shape[1]] += (nll * valid).sum(0)
             count_by_position[: nll.shape[1]] += valid.sum(0)
-        pending.clear()
-
-    for index in tqdm(range(n_pieces), desc=f"eval {split}", unit="piece", disable=not progress):
-        piece = data.piece(index)
-        total_notes += count_notes(tokenizer.decode(piece.tolist()))
-        for chunk in _chunks(piece, mode, window):
-            if len(chunk) >= 2:
-                pending.append(chunk)
-            if len(pending) == batch_size:
-                flush()
-    if pending:
-        flush()
     if total_tokens == 0:
         raise ConfigError(f"the {split} split of {data_dir} has no tokens to evaluate")
     nll = total_nll / total_tokens

@@ -26,6 +26,7 @@ from musicmha.generation.grammar import TokenGrammar
 from musicmha.generation.options import SamplingOptions
 from musicmha.generation.sampling import generate, row_seed
 from musicmha.data.midi_io import add_notes, load_midi
+from musicmha.nn.copy_head import CopyHead
 
 logger = logging.getLogger(__name__)
 
@@ -120,24 +121,26 @@ def _stopper(timeline: TokenGrammar) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 class MusicGenerator:
-    def __init__(self, model, tokenizer) -> None:
+    def __init__(self, model, tokenizer, copy_head: CopyHead | None = None) -> None:
         if model.config.vocab_size != tokenizer.vocab_size:
             raise MusicmhaError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model expects "
                                 f"{model.config.vocab_size}: they come from different checkpoints")
         self.model, self.tokenizer = model.eval(), tokenizer
+        self.copy_head = copy_head  # mixed into every decoded token (None: the model alone)
         self.spec = None if tokenizer.is_bpe else tokenizer.grammar_spec()
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, *, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> MusicGenerator:
+                        dtype: torch.dtype | None = None, copy_head: bool = True) -> MusicGenerator:
         """Model + tokenizer of a checkpoint: a folder, a shipped model's name ("musicmha-small") or None for
-        the default (musicmha.checkpoint.resolve); GPU in bf16 when there is one, else CPU in fp32."""
+        the default (musicmha.checkpoint.resolve); GPU in bf16 when there is one, else CPU in fp32. With
+        copy_head, the checkpoint's copy head when it has one (musicmha/nn/copy_head.py)."""
         from musicmha import checkpoint
 
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         model, tokenizer = checkpoint.load(folder, device=device, dtype=dtype)  # checks they belong together
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, CopyHead.load(checkpoint.resolve(folder)) if copy_head else None)
 
     def prompt_budget(self, length: LengthRule, prompt_tokens: int | None = None) -> int:
         """How many prompt tokens condition the model. The sampler's KV cache slides by a quarter of the
@@ -215,7 +218,8 @@ class MusicGenerator:
                                               or timeline.opening)
         out = generate(self.model, start, sampling, length.token_limit, callback=callback,
                        allowed=timeline if restricts else None, eos_token_id=self.tokenizer.eos_id,
-                       stop=_stopper(timeline) if timeline is not None and length.timed else None)
+                       stop=_stopper(timeline) if timeline is not None and length.timed else None,
+                       copy_head=self.copy_head)
         results = [self._result(score, condition, row, offset_quarters, row_seed(sampling.seed, k))
                    for k, row in enumerate(out.tolist())]  # one copy to the host, not one per row
         if length.timed and not length.allow_early_end and timeline is not None:
@@ -275,7 +279,7 @@ class MusicGenerator:
         fill.prime_middle_rows(timeline, request, num_samples)
         out = generate(self.model, torch.tensor([request.scaffold] * num_samples), sampling,
                        request.new_token_limit, callback=callback, allowed=timeline,
-                       eos_token_id=self.tokenizer.eos_id, stop=_stopper(timeline))
+                       eos_token_id=self.tokenizer.eos_id, stop=_stopper(timeline), copy_head=self.copy_head)
         if not bool(timeline.reached().all()):
             logger.warning("%d of %d samples ran out of context before the range's last bar; it stays emptier",
                            int((~timeline.reached()).sum()), num_samples)

@@ -21,6 +21,7 @@ import torch
 
 from musicmha.generation.options import SEED_LIMIT, SamplingOptions
 from musicmha.nn.attention import KVCache
+from musicmha.nn.copy_head import CopyHead, CopyState
 
 AllowedFn = Callable[[torch.Tensor], torch.Tensor]
 Rng = torch.Generator | Sequence[torch.Generator]
@@ -153,7 +154,7 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
              callback: Callable[[int, torch.Tensor], bool | None] | None = None,
              allowed: AllowedFn | None = None, eos_token_id: int | None = None,
              stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             use_cache: bool = True) -> torch.Tensor:
+             use_cache: bool = True, copy_head: CopyHead | None = None) -> torch.Tensor:
     """Return the prompt followed by the new tokens, (B, T + n) (or (T + n,) for a 1-D prompt).
 
     Randomness: `rng` (one torch.Generator, or one per row) when given, else per-row streams seeded from
@@ -168,6 +169,9 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
     Host syncs: one per token. The new tokens are copied to the host once per step, and the callback, `allowed`
     and `stop` get CPU tensors (the host's copy of the sequences), whatever the model's device, so reading
     them costs nothing more; a mask built on the CPU is checked there and sent without waiting.
+
+    copy_head: the model's distribution is mixed with a copy of what followed the longest earlier match in
+    everything generated so far, prompt included (musicmha/nn/copy_head.py), before sampling; followed on the host.
     """
     if stop is not None and eos_token_id is None:
         raise ValueError("stop needs an eos_token_id to pad the rows it ends")
@@ -186,10 +190,13 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
     cache = model.new_kv_cache(seq.shape[0], context) if use_cache else None
     finished = torch.zeros(seq.shape[0], dtype=torch.bool)  # on the host
     logits = prefill(model, seq[:, window_start:], cache) if use_cache else None
+    copy = CopyState(copy_head, host, model.config.vocab_size) if copy_head is not None else None
     try:
         for step in range(max_new_tokens):
             if logits is None:  # no cache: recompute the current window
                 logits = model(seq[:, window_start:])[0][:, -1]
+            if copy is not None:
+                logits = copy.mix(logits)  # log p of the mixture: sampling reads it as logits
             mask = _device_mask(allowed(host), device) if allowed is not None else None
             drawn = _sample(logits, options, rng, mask)  # on the device, or on a CPU rng's
             new = drawn.cpu()  # the step's one device -> host copy
@@ -199,6 +206,8 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
                 finished |= new == eos_token_id
             next_token = drawn if drawn.device == device else _to_device(new, device)
             host = torch.cat([host, new[:, None]], dim=1)
+            if copy is not None:
+                copy.push(new)
             seq = torch.cat([seq, next_token[:, None]], dim=1)
             if callback is not None and callback(step, new):
                 break

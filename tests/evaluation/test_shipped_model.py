@@ -6,9 +6,10 @@ corpus with our own corpus code (`corpus.convert_file`, as `musicmha corpus` doe
 checkpoint's tokenizer (BOS + REMI ids + EOS, as `musicmha prepare` does):
 - the first 8 chorales that the deterministic split (sha256 of the piece id) puts in the TEST split: the
   model never trained on them;
-- the first 50 TRAIN-split chorales, to fit the baselines. A Kneser-Ney 4-gram fitted on in-domain chorales
-  is a harder bar on chorales than the full-corpus 4-gram of docs/benchmarks.md (mostly folk tunes): on the
-  17 test chorales 1.35 vs 1.75 nats/token (docs/results.md).
+- every TRAIN-split chorale (376), to fit the baselines: Kneser-Ney 4- and 6-grams fitted on in-domain
+  chorales, a harder bar on chorales than the full-corpus 4-gram of docs/benchmarks.md (mostly folk tunes).
+The default model must score at most 0.85x the 6-gram (issue 13's target, docs/results.md section 9); the first
+small model, kept for history, only beats the 4-gram.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import torch.nn.functional as F
 
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 SHIPPED = ["musicmha-1k", "musicmha-small"]
-N_TEST, N_TRAIN = 8, 50
+N_TEST = 8
+# checkpoint -> (n-gram order, largest model NLL / n-gram NLL it must stay under)
+BARS = {"musicmha-1k": (6, 0.85), "musicmha-small": (4, 0.93)}
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +49,8 @@ def chorale_midi(tmp_path_factory) -> dict[str, list[str]]:
 
     chorales = available_collections()["bach"]  # sorted piece ids, e.g. "bach/bwv1.6.mxl"
     chosen = {"test": [r for r in chorales if split_of(r) == "test"][:N_TEST],
-              "train": [r for r in chorales if split_of(r) == "train"][:N_TRAIN]}
-    assert len(chosen["test"]) == N_TEST and len(chosen["train"]) == N_TRAIN
+              "train": [r for r in chorales if split_of(r) == "train"]}
+    assert len(chosen["test"]) == N_TEST and len(chosen["train"]) > 300
     out = str(tmp_path_factory.mktemp("chorales"))
     jobs = [(rel, out) for rels in chosen.values() for rel in rels]
     with multiprocessing.get_context("spawn").Pool(2) as pool:
@@ -93,14 +96,13 @@ def test_shipped_model_beats_ngram_baselines_on_test_split_chorales(checkpoint_a
     assert sum(len(p) for p in test) > 5_000  # real pieces, ~1,300 tokens each
 
     nll, n = _model_nll(model, test)
-    kn_nll, kn_n = KneserNey(train, order=4, vocab_size=vocab, bos_id=bos).nll(test)
+    order, largest_ratio = BARS[folder.name]
+    ngram_nll, ngram_n = KneserNey(train, order=order, vocab_size=vocab, bos_id=bos).nll(test)
     uni_nll, uni_n = unigram_nll(train, test, vocab)
-    assert n == kn_n == uni_n  # the same predicted tokens: every token after each piece's BOS
-    model_nll, kn4, unigram = nll / n, kn_nll / n, uni_nll / n
-    print(f"\n{folder.name}: {len(test)} test chorales, {n} tokens: model {model_nll:.3f}, KN 4-gram {kn4:.3f}, "
-          f"unigram {unigram:.3f} nats/token")
+    assert n == ngram_n == uni_n  # the same predicted tokens: every token after each piece's BOS
+    model_nll, ngram, unigram = nll / n, ngram_nll / n, uni_nll / n
+    print(f"\n{folder.name}: {len(test)} test chorales, {n} tokens: model {model_nll:.3f}, KN {order}-gram "
+          f"{ngram:.3f} (ratio {model_nll / ngram:.3f}), unigram {unigram:.3f} nats/token")
     assert math.isfinite(model_nll)
-    assert unigram > kn4 > model_nll
-    # measured on these 8: musicmha-small 1.094, musicmha-1k 0.833 (step 1,550; 0.906 at 1,000),
-    # KN 4-gram 1.378, unigram 2.901; a clear margin, not a tie
-    assert model_nll < kn4 - 0.1
+    assert unigram > ngram > model_nll
+    assert model_nll / ngram <= largest_ratio

@@ -9,29 +9,9 @@ import pytest
 import torch
 
 from musicmha.errors import ConfigError
+from reference import naive_copy
 from musicmha.nn.copy_head import (COPY_HEAD_FILE, MAX_WEIGHT, CopyHead, CopyState, copy_distribution, fit_weights,
                                    match_runs, mix)
-
-
-def naive_copy(seq: list[int], vocab: int, max_match: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each position i: the longest m (<= max_match) such that seq[i-m+1..i] == seq[c-m+1..c] for some
-    c < i, and the normalized counts of seq[c+1] over those c."""
-    q, lengths = np.zeros((len(seq), vocab)), np.zeros(len(seq), dtype=int)
-    for i in range(len(seq)):
-        runs = {}
-        for c in range(i):
-            m = 0
-            while m < max_match and c - m >= 0 and seq[i - m] == seq[c - m]:
-                m += 1
-            runs[c] = m
-        best = max(runs.values(), default=0)
-        lengths[i] = best
-        if best > 0:
-            for c, m in runs.items():
-                if m == best:
-                    q[i, seq[c + 1]] += 1
-            q[i] /= q[i].sum()
-    return q, lengths
 
 
 def _sequences(seed: int, batch: int = 3, length: int = 40, vocab: int = 5) -> torch.Tensor:
