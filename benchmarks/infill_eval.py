@@ -28,9 +28,10 @@ from musicmha.generation.grammar import TokenGrammar
 from musicmha.generation.infill import bar_lines, plan
 
 
-def scored(model, tokens: list[int], start: int) -> np.ndarray:
-    """NLL of tokens[start:] given everything before them: long_context's one causal pass."""
-    return full_context_nll(model, np.asarray(tokens, dtype=np.int64), start, len(tokens))
+def scored(model, tokens: list[int], start: int, head=None) -> np.ndarray:
+    """NLL of tokens[start:] given everything before them: long_context's one causal pass (with the copy
+    head mixed in when given)."""
+    return full_context_nll(model, np.asarray(tokens, dtype=np.int64), start, len(tokens), head)
 
 
 def main() -> None:
@@ -42,10 +43,14 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--copy-head", action="store_true", help="score the model mixed with its copy head")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu")
+    generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu", copy_head=args.copy_head)
+    if args.copy_head and generator.copy_head is None:
+        parser.error(f"{args.checkpoint} has no copy head: run `musicmha fit-copy-head` first")
+    head = generator.copy_head
     tok, model = generator.tokenizer, generator.model
     fim = tok.fim_tokens
     if fim is None:
@@ -83,8 +88,8 @@ def main() -> None:
             left = left_prefix + body
             if len(both) > context or len(left) > context:
                 continue
-            a = scored(model, both, len(request.scaffold))
-            b = scored(model, left, len(left_prefix))
+            a = scored(model, both, len(request.scaffold), head)
+            b = scored(model, left, len(left_prefix), head)
             rows.append({"bars": n_bars, "piece": int(index), "first": first, "tokens": len(body),
                          "both": float(a.sum()), "left": float(b.sum())})
             done += 1
@@ -100,7 +105,7 @@ def main() -> None:
     print(f"\n{time.perf_counter() - started:.0f} s")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"checkpoint": args.checkpoint, "split": args.split, "rows": rows}, handle, indent=1)
+            json.dump({"checkpoint": args.checkpoint, "copy_head": args.copy_head, "split": args.split, "rows": rows}, handle, indent=1)
 
 
 if __name__ == "__main__":

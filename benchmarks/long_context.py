@@ -14,6 +14,9 @@ The second table splits the targets by musicmha/evaluation/repeats.py's copy cla
 matched): "near" targets continue an exact repeat whose earlier copy lies inside the short tail, "far" ones
 one that only the full context holds, "none" the rest. A model that copies scores near and far targets far
 below the rest, and the gain lives in the far ones.
+
+--copy-head scores the model mixed with its copy head (musicmha/nn/copy_head.py); the head sees exactly the
+window the model sees, so in the short scoring it can only copy from the last `--short` tokens.
 """
 
 from __future__ import annotations
@@ -28,26 +31,33 @@ import torch
 
 from musicmha.data.dataset import TokenSplit
 from musicmha.evaluation.repeats import CLASSES, copy_classes
+from musicmha.nn.copy_head import CopyHead
 from musicmha.nn.model import MusicTransformer
 
 
+def _log_probs(model: MusicTransformer, x: torch.Tensor, head: CopyHead | None) -> torch.Tensor:
+    """log p (B, T, V) of the model alone, or mixed with a copy head that sees only `x` (the same window)."""
+    logits, _ = model(x)
+    return head.mix_log_probs(logits, x) if head is not None else torch.log_softmax(logits.float(), dim=-1)
+
+
 @torch.inference_mode()
-def target_nll(model: MusicTransformer, windows: np.ndarray, targets: np.ndarray, batch: int) -> np.ndarray:
+def target_nll(model: MusicTransformer, windows: np.ndarray, targets: np.ndarray, batch: int,
+               head: CopyHead | None = None) -> np.ndarray:
     """windows (N, L) of inputs; targets (N,) the token after each window's last: NLL of each target."""
     out = []
     for i in range(0, len(windows), batch):
         x = torch.from_numpy(windows[i:i + batch])
-        logits, _ = model(x)
-        logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
+        logp = _log_probs(model, x, head)[:, -1]
         y = torch.from_numpy(targets[i:i + batch])
         out.append(-logp.gather(1, y[:, None])[:, 0].numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
 @torch.inference_mode()
-def full_context_nll(model: MusicTransformer, piece: np.ndarray, start: int, end: int) -> np.ndarray:
-    logits, _ = model(torch.from_numpy(piece[None, :end]))
-    logp = torch.log_softmax(logits[0, start - 1:end - 1].float(), dim=-1)
+def full_context_nll(model: MusicTransformer, piece: np.ndarray, start: int, end: int,
+                     head: CopyHead | None = None) -> np.ndarray:
+    logp = _log_probs(model, torch.from_numpy(piece[None, :end]), head)[0, start - 1:end - 1]
     y = torch.from_numpy(piece[start:end])
     return -logp.gather(1, y[:, None])[:, 0].numpy()
 
@@ -63,11 +73,16 @@ def main() -> None:
     parser.add_argument("--repeat-k", type=int, default=32, help="tokens a copy must match (repeat classes)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--copy-head", action="store_true",
+                        help="score the model mixed with its copy head (copy_head.json), which sees the same window")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start, end = (int(x) for x in args.targets.split(":"))
     model = MusicTransformer.from_pretrained(args.checkpoint)
+    head = CopyHead.load(args.checkpoint) if args.copy_head else None
+    if args.copy_head and head is None:
+        parser.error(f"{args.checkpoint} has no copy head: run `musicmha fit-copy-head` first")
     if end > model.config.max_seq_len:
         parser.error(f"targets up to {end} need a context of {end} tokens; the model has {model.config.max_seq_len}")
     if not 0 < args.short < start:
@@ -80,14 +95,15 @@ def main() -> None:
     full, short, classes = [], [], []
     for piece in pieces:
         classes += copy_classes(piece, start, end, short=args.short, k=args.repeat_k)
-        full.append(full_context_nll(model, piece, start, end))
+        full.append(full_context_nll(model, piece, start, end, head))
         # Window k holds the `short` tokens before target start + k.
         windows = np.lib.stride_tricks.sliding_window_view(piece[start - args.short:end - 1], args.short)
-        short.append(target_nll(model, np.ascontiguousarray(windows), piece[start:end], args.batch_size))
+        short.append(target_nll(model, np.ascontiguousarray(windows), piece[start:end], args.batch_size, head))
     full_all, short_all = np.concatenate(full), np.concatenate(short)
     per_piece = np.array([s.mean() - f.mean() for f, s in zip(full, short, strict=True)])
     result = {
-        "checkpoint": args.checkpoint, "split": args.split, "pieces": len(pieces), "targets": int(full_all.size),
+        "checkpoint": args.checkpoint, "copy_head": args.copy_head, "split": args.split, "pieces": len(pieces),
+        "targets": int(full_all.size),
         "target_positions": [start, end], "short_context": args.short,
         "nll_full": float(full_all.mean()), "nll_short": float(short_all.mean()),
         "gain": float(short_all.mean() - full_all.mean()),
@@ -99,6 +115,7 @@ def main() -> None:
     result["by_repeat"] = {c: {"share": float((labels == c).mean()), "nll_full": float(full_all[labels == c].mean()),
                                "nll_short": float(short_all[labels == c].mean())}
                            for c in CLASSES if (labels == c).any()}
+    print(f"{args.checkpoint}, {'model + copy head' if head else 'model alone'}\n")
     print(f"| pieces | targets | NLL, full context | NLL, last {args.short} tokens | gain | pieces where full wins |")
     print("|---:|---:|---:|---:|---:|---:|")
     print(f"| {result['pieces']} | {result['targets']:,} | {result['nll_full']:.4f} | {result['nll_short']:.4f} | "
