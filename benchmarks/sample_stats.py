@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=None, help="default: the product's (SamplingOptions)")
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--no-copy-head", action="store_true", help="sample from the model alone")
     parser.add_argument("--modes", default="constrained,unconstrained",
                         help="which decodings to run: constrained, unconstrained or both")
     parser.add_argument("--examples", type=Path, default=None,
@@ -100,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu")
+    generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu", copy_head=not args.no_copy_head)
     tok = generator.tokenizer
     split = TokenSplit(args.data, "test")
     bar_id = tok.bar_id
@@ -184,7 +185,8 @@ def main() -> None:
     counts("mean new tokens", f"{_mean(len(i['truth']) for i in chosen):.0f}",
            lambda m: f"{_mean(r[m]['tokens'] for r in rows):.0f}")
     sampling = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p") if getattr(args, k) is not None}
-    print(f"\nsampling: {sampling or 'the product defaults'}")
+    print(f"\nsampling: {sampling or 'the product defaults'}; "
+          f"{'with the copy head ' + str(generator.copy_head.weights) if generator.copy_head else 'the model alone'}")
 
     if args.examples is not None:
         write_examples(args.examples, chosen, tok, args)
