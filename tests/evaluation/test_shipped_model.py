@@ -105,4 +105,6 @@ def test_shipped_model_beats_ngram_baselines_on_test_split_chorales(checkpoint_a
           f"{ngram:.3f} (ratio {model_nll / ngram:.3f}), unigram {unigram:.3f} nats/token")
     assert math.isfinite(model_nll)
     assert unigram > ngram > model_nll
+    # measured on these 8 (11,739 tokens): musicmha-1k (step 1,550) 0.833 against the KN 6-gram's 1.033, a ratio
+    # of 0.806; musicmha-small 1.094 against the 4-gram's 1.341 (0.816); unigram 2.891
     assert model_nll / ngram <= largest_ratio
