@@ -274,7 +274,7 @@ def with_section(text: str, heading: str, body: str) -> str:
     if at < 0:
         return (text.rstrip("\n") + "\n\n" if text.strip() else "") + body
     after = text.find("\n## ", at + len(heading))
-    return text[:at] + body + (text[after + 1:] if after >= 0 else "")
+    return text[:at] + body + ("\n" + text[after + 1:] if after >= 0 else "")
 
 
 def examples_section(table: list[str], args) -> str:
