@@ -23,9 +23,30 @@ import torch
 from long_context import full_context_nll  # benchmarks/ is on the path when a script runs
 
 from musicmha.data.dataset import TokenSplit
+from musicmha.errors import ConfigError, MidiError
 from musicmha.generation.music_generator import MusicGenerator
 from musicmha.generation.grammar import TokenGrammar
-from musicmha.generation.infill import bar_lines, plan
+from musicmha.generation.infill import InfillPlan, bar_lines, plan
+
+
+def draw_range(rng: np.random.Generator, bars: int, n_bars: int) -> tuple[int, int] | None:
+    """Bars (first, last), counted from 1, of an n_bars range that starts after the piece's first two bars
+    and ends at least two bars before its end; None, drawing nothing, when the piece has under n_bars + 4."""
+    if bars < n_bars + 4:
+        return None
+    first = int(rng.integers(3, bars - n_bars - 1)) if bars - n_bars - 1 > 3 else 3
+    return first, first + n_bars - 1
+
+
+def infill_plan(generator: MusicGenerator, ids: list[int], first: int, last: int) -> InfillPlan | None:
+    """The plan MusicGenerator.infill makes for bars first..last of `ids` (same truncation to the context),
+    or None where it refuses them: too long for the context, no music around, a meter change."""
+    tok = generator.tokenizer
+    try:
+        return plan(TokenGrammar(generator.spec), ids, first, last, context=generator.model.config.max_seq_len,
+                    fim=tok.fim_tokens, bos_id=tok.bos_id, eos_id=tok.eos_id)
+    except (ConfigError, MidiError):
+        return None
 
 
 def scored(model, tokens: list[int], start: int, head=None) -> np.ndarray:
@@ -68,16 +89,11 @@ def main() -> None:
             piece = split.piece(int(index)).tolist()
             ids = piece[1:-1]  # no BOS/EOS: what tokenizer.encode gives
             lines = bar_lines(TokenGrammar(generator.spec), ids)
-            bars = len(lines) - 1
-            if bars < n_bars + 4:
+            drawn = draw_range(rng, len(lines) - 1, n_bars)
+            request = drawn and infill_plan(generator, ids, *drawn)
+            if request is None:
                 continue
-            first = int(rng.integers(3, bars - n_bars - 1)) if bars - n_bars - 1 > 3 else 3
-            last = first + n_bars - 1
-            try:
-                request = plan(TokenGrammar(generator.spec), ids, first, last, context=context, fim=fim,
-                               bos_id=tok.bos_id, eos_id=tok.eos_id)
-            except Exception:  # too long for the context, no music around, a meter change: not this piece
-                continue
+            first, last = drawn
             middle = ids[lines[first - 1][0]:lines[last][0]]
             opening = request.scaffold[request.scaffold.index(fim.middle) + 2:]
             body = middle[len(opening):]  # the true middle after the forced Bar (and TimeSig)

@@ -37,6 +37,26 @@ def _mean(values) -> float:
     return statistics.mean(values) if values else float("nan")
 
 
+def mean_se(values) -> str:
+    """'mean ± standard error' of the values that are not None or nan; n/a under two."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if len(values) < 2:
+        return "n/a"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) / math.sqrt(len(values)):.3f}"
+
+
+def table_head(columns) -> str:
+    """The markdown header of a statistics table: statistic, truth, then one column per name."""
+    return "| statistic | truth | " + " | ".join(columns) + " |\n|---|---:|" + "---:|" * len(columns)
+
+
+def table_row(name: str, of_truth, columns: dict, of_column) -> str:
+    """One markdown row: the truth's cell (a string as given, else the values' mean_se) and, for each column's
+    samples, mean_se(of_column(samples))."""
+    cells = [mean_se(of_column(c)) for c in columns.values()]
+    return f"| {name} | {of_truth if isinstance(of_truth, str) else mean_se(of_truth)} | " + " | ".join(cells) + " |"
+
+
 def pick_prompts(split: TokenSplit, bar_id: int, prompt_bars: int, bars: int, count: int, seed: int,
                  tokenizer) -> list[dict]:
     """Pieces with prompt_bars + bars + 1 bar lines whose prompt re-encodes to the same tokens (so the
@@ -146,18 +166,10 @@ def main() -> None:
     print(f"{len(rows)} test-split prompts of {args.prompt_bars} bars, continuations of {args.bars} bars "
           f"(checkpoint {args.checkpoint})")
     print()
-    print("| statistic | truth | " + " | ".join(columns) + " |")
-    print("|---|---:|" + "---:|" * len(columns))
-
-    def cell(values) -> str:
-        values = [v for v in values if v is not None and not math.isnan(v)]
-        if len(values) < 2:
-            return "n/a"
-        return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) / math.sqrt(len(values)):.3f}"
+    print(table_head(columns))
 
     def line(name: str, of_truth, of_other) -> None:
-        cells = [cell(of_other(c)) for c in columns.values()]
-        print(f"| {name} | {of_truth if isinstance(of_truth, str) else cell(of_truth)} | " + " | ".join(cells) + " |")
+        print(table_row(name, of_truth, columns, of_other))
 
     line("pitch-class JS divergence to the truth (bits)", "0",
          lambda c: [ms.js_divergence(s["pch"], t["pch"]) for s, t in zip(c, truths)])
@@ -192,20 +204,30 @@ def main() -> None:
         write_examples(args.examples, chosen, tok, args)
 
 
+def pick_examples(items: list[dict], usable) -> list[dict]:
+    """The first item (in sampled order) of each of EXAMPLE_COLLECTIONS for which usable(item) holds: a
+    chorale, a polyphonic mass movement, a folk melody; fewer when a collection has none."""
+    picked = []
+    for wanted in EXAMPLE_COLLECTIONS:
+        found = next((item for item in items if item["source"].startswith(wanted + "/") and usable(item)), None)
+        if found is not None:
+            picked.append(found)
+    return picked
+
+
+def example_stem(source: str) -> str:
+    """A file name stem from a piece's corpus path: 'bach/bwv295.mid' -> 'bach_bwv295'."""
+    return source.rsplit(".", 1)[0].replace("/", "_")
+
+
 def write_examples(folder: Path, chosen: list[dict], tok, args) -> None:
     """The first sampled piece (that ran its full length) of each of EXAMPLE_COLLECTIONS: prompt + model continuation (as
     `musicmha generate` writes it), its piano roll, and prompt + true continuation."""
     from musicmha.render.pianoroll import piano_roll_png
 
     folder.mkdir(parents=True, exist_ok=True)
-    picked = []
-    for wanted in EXAMPLE_COLLECTIONS:  # a chorale, a polyphonic mass movement, a folk melody
-        for item in chosen:
-            if item["source"].startswith(wanted + "/") and not item["row"]["constrained"]["eos"]:
-                picked.append(item)
-                break
-    for item in picked:
-        stem = item["source"].rsplit(".", 1)[0].replace("/", "_")
+    for item in pick_examples(chosen, lambda item: not item["row"]["constrained"]["eos"]):
+        stem = example_stem(item["source"])
         result = item["result"]
         (folder / f"{stem}.continued.mid").write_bytes(result.score.dumps_midi())
         (folder / f"{stem}.truth.mid").write_bytes(tok.decode(item["prompt"] + item["truth"]).dumps_midi())

@@ -12,7 +12,9 @@ all other tracks are pooled. A note belongs to the range when its onset does.
 - `repeated_bar_fraction`: of the non-empty bars starting in the range, the fraction whose content (the
   multiset of (onset - bar start, pitch, duration)) equals that of an earlier bar starting at or after
   `since` (earlier bars may lie before `start`, e.g. in a prompt);
-- `bar_starts`: bar lines from the time signatures (4/4 before the first one).
+- `bar_starts`: bar lines from the time signatures (4/4 before the first one);
+- `seam`: how smoothly the music crosses a tick (the edges of a regenerated range): the top voice's leap
+  in semitones and the onset gap in quarter notes between the last onset before it and the first from it.
 
 Only numpy and symusic: no model or tokenizer here.
 """
@@ -20,7 +22,9 @@ Only numpy and symusic: no model or tokenizer here.
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import symusic
@@ -143,3 +147,26 @@ def repeated_bar_fraction(score: symusic.Score, start: int, end: int, since: int
             repeated += content in seen
         seen.add(content)
     return repeated / counted if counted else float("nan")
+
+
+@dataclass(frozen=True)
+class Seam:
+    """How the music crosses one tick (nan: no note on one side of it)."""
+
+    leap: float  # semitones: |top pitch of the last onset before the tick - top pitch of the first onset from it|
+    gap: float  # quarter notes from the last onset before the tick to the first onset at or after it
+
+
+def seam(score: symusic.Score, tick: int) -> Seam:
+    """The seam at `tick`: the last onset strictly before it and the first onset at or after it (non-drum notes
+    of all tracks pooled), each represented by its highest pitch sounding from that onset (the top voice, which a
+    listener follows across a join). A note that started earlier and still sounds does not count: only onsets.
+    The search is not bounded, so an empty bar next to the tick shows up as a long gap."""
+    notes = notes_array(score)
+    before, after = notes[notes[:, 0] < tick], notes[notes[:, 0] >= tick]
+    if not len(before) or not len(after):
+        return Seam(math.nan, math.nan)
+    last, first = before[:, 0].max(), after[:, 0].min()
+    top_before = before[before[:, 0] == last, 2].max()
+    top_after = after[after[:, 0] == first, 2].max()
+    return Seam(float(abs(int(top_after) - int(top_before))), float(first - last) / score.ticks_per_quarter)

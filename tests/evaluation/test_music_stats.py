@@ -113,3 +113,37 @@ def test_repeated_bar_fraction(three_bars):
     shifted = _score([(0, Q, 60), (BAR + 1, Q, 60), (3 * BAR, Q, 60)])
     assert ms.repeated_bar_fraction(shifted, BAR, 4 * BAR) == pytest.approx(1 / 2)  # bars 1 and 3; bar 2 empty
     assert math.isnan(ms.repeated_bar_fraction(three_bars, 5 * BAR, 6 * BAR))
+
+
+def test_seam_top_voice_leap_and_onset_gap():
+    # before the seam at BAR: a C-E-G chord on beat 3, then a lone F on beat 4 (the last onset: top F = 65);
+    # after it: a rest of one quarter, then D+A together (first onset BAR + Q, top A = 69)
+    score = _score([(2 * Q, Q, 60), (2 * Q, Q, 64), (2 * Q, Q, 67), (3 * Q, Q, 65),
+                    (BAR + Q, Q, 62), (BAR + Q, Q, 69), (BAR + 2 * Q, Q, 50)])
+    joint = ms.seam(score, BAR)
+    assert joint.leap == 4.0  # |69 - 65|
+    assert joint.gap == pytest.approx(2.0)  # from 3Q to BAR + Q
+    # a seam just after the chord: the chord's top voice G (67) to the F (65) one quarter later
+    assert ms.seam(score, 2 * Q + 1) == ms.Seam(2.0, 1.0)
+    # an onset exactly at the tick is after it: from the chord (2Q) to the F (3Q)
+    assert ms.seam(score, 3 * Q) == ms.Seam(2.0, 1.0)
+
+
+def test_seam_counts_onsets_not_sounding_notes():
+    # a long low note from 0 sounds over the seam at BAR; the last onset before it is the E at Q
+    score = _score([(0, 2 * BAR, 40), (Q, Q, 64), (BAR + Q // 2, Q, 52)])
+    assert ms.seam(score, BAR) == ms.Seam(12.0, 3.5)  # 64 -> 52, from Q to BAR + Q/2
+
+
+def test_seam_ignores_drums():
+    melody = [(3 * Q, Q, 60), (BAR + 2 * Q, Q, 67)]
+    # drum hits with higher keys right at both sides of the seam, and a drum onset exactly at it
+    drums = [(3 * Q + Q // 2, Q // 2, 81), (BAR, Q, 76), (BAR + Q, Q, 42)]
+    assert ms.seam(_score(melody, drums=drums), BAR) == ms.Seam(7.0, 3.0)
+    assert ms.seam(_score(melody, drums=drums), BAR) == ms.seam(_score(melody), BAR)
+
+
+def test_seam_without_notes_on_one_side_is_nan():
+    score = _score([(0, Q, 60), (Q, Q, 62)], drums=[(BAR, Q, 36)])  # only drums after the seam
+    for side in (ms.seam(score, BAR), ms.seam(score, 0)):
+        assert math.isnan(side.leap) and math.isnan(side.gap)
