@@ -124,13 +124,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=50)
     parser.add_argument("--bars", type=int, default=2, help="bars regenerated per piece")
     parser.add_argument("--seed", type=int, default=0, help="which pieces and ranges are drawn")
+    parser.add_argument("--no-copy-head", action="store_true", help="sample from the model alone")
     parser.add_argument("--out", type=Path, default=Path("/tmp/infill_stats"))
     parser.add_argument("--examples", type=Path, default=None,
                         help="also write 3 example infills (MIDI + piano roll) here and describe them in its README.md")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu")
+    generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu", copy_head=not args.no_copy_head)
     tok = generator.tokenizer
     if tok.fim_tokens is None:
         parser.error(f"{args.checkpoint} has no fill-in-the-middle tokens")
@@ -280,7 +281,7 @@ def with_section(text: str, heading: str, body: str) -> str:
 def examples_section(table: list[str], args) -> str:
     command = (f"python benchmarks/infill_stats.py --data {args.data} --checkpoint {args.checkpoint} "
                f"--samples {args.samples} --bars {args.bars} --seed {args.seed} --out {args.out} "
-               f"--examples {args.examples}")
+               f"--examples {args.examples}" + (" --no-copy-head" if args.no_copy_head else ""))
     rows = "\n".join(table) if table else "| (none of the collections among the samples) | | | | | |"
     return f"""## Infill examples
 
