@@ -40,7 +40,8 @@ result = generator.continue_midi(prompts["bach_bwv66.6_chorale"], max_new_tokens
 print(json.dumps({"package": musicmha.__file__, "prefix": sys.prefix, "prompts": sorted(prompts),
                   "shipped": [p.name for p in checkpoint.shipped()], "default": str(checkpoint.default()),
                   "same_vocab": by_name.tokenizer.vocab_size == generator.tokenizer.vocab_size,
-                  "new_tokens": len(result.new_token_ids), "notes": result.score.note_num()}))
+                  "new_tokens": len(result.new_token_ids), "notes": result.score.note_num(),
+                  "copy_head": generator.copy_head is not None}))
 """
 
 
@@ -90,6 +91,8 @@ def test_the_wheel_ships_every_model_and_prompt_and_generates(tmp_path):
     assert Path(found["package"]).resolve().is_relative_to(venv), found["package"]
     assert Path(found["default"]).resolve().is_relative_to(venv), found["default"]
     # every model folder of checkpoints/ ships, whatever it is called, and every example prompt
+    # the default model's copy head travels with it
+    assert found["copy_head"] == (ROOT / "checkpoints" / Path(found["default"]).name / "copy_head.json").is_file()
     assert found["shipped"] == sorted(p.name for p in (ROOT / "checkpoints").iterdir() if (p / "config.json").is_file())
     assert found["prompts"] == sorted(p.stem for p in (ROOT / "data" / "prompts").glob("*.mid"))
     assert found["same_vocab"] and found["new_tokens"] > 0 and found["notes"] > 0
