@@ -38,13 +38,14 @@ def draw_range(rng: np.random.Generator, bars: int, n_bars: int) -> tuple[int, i
     return first, first + n_bars - 1
 
 
-def infill_plan(generator: MusicGenerator, ids: list[int], first: int, last: int) -> InfillPlan | None:
+def infill_plan(generator: MusicGenerator, ids: list[int], first: int, last: int,
+                order: str = "spm") -> InfillPlan | None:
     """The plan MusicGenerator.infill makes for bars first..last of `ids` (same truncation to the context),
     or None where it refuses them: too long for the context, no music around, a meter change."""
     tok = generator.tokenizer
     try:
         return plan(TokenGrammar(generator.spec), ids, first, last, context=generator.model.config.max_seq_len,
-                    fim=tok.fim_tokens, bos_id=tok.bos_id, eos_id=tok.eos_id)
+                    fim=tok.fim_tokens, bos_id=tok.bos_id, eos_id=tok.eos_id, order=order)
     except (ConfigError, MidiError):
         return None
 
@@ -65,6 +66,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--copy-head", action="store_true", help="score the model mixed with its copy head")
+    parser.add_argument("--order", default="spm", choices=["psm", "spm"],
+                        help="scaffold layout (infill.FILL_ORDERS; spm: MusicGenerator.infill's)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -90,7 +93,7 @@ def main() -> None:
             ids = piece[1:-1]  # no BOS/EOS: what tokenizer.encode gives
             lines = bar_lines(TokenGrammar(generator.spec), ids)
             drawn = draw_range(rng, len(lines) - 1, n_bars)
-            request = drawn and infill_plan(generator, ids, *drawn)
+            request = drawn and infill_plan(generator, ids, *drawn, order=args.order)
             if request is None:
                 continue
             first, last = drawn

@@ -1,8 +1,10 @@
 """Regenerate bars inside a piece, keeping everything around them (fill-in-the-middle at generation time).
 
-The model reads `FIM_Prefix · prefix · FIM_Suffix · suffix · FIM_Middle · FIM_Bars<n> · Bar · TimeSig` (the
-PSM order of musicmha/data/fim.py, with the middle's first bar line and meter forced) and writes the n bars; it
-stops where it starts bar n + 1. The prompt itself is never re-rendered from tokens:
+The model reads `FIM_Suffix · suffix · FIM_Prefix · prefix · FIM_Middle · FIM_Bars<n> · Bar · TimeSig` (the
+SPM order of musicmha/data/fim.py, with the middle's first bar line and meter forced) and writes the n bars; it
+stops where it starts bar n + 1. Training makes PSM and SPM examples alike; at generation SPM, where the
+prefix runs straight into the middle, scores the true middle lower than PSM for every length measured
+(docs/results.md section 10), so it is the default order. The prompt itself is never re-rendered from tokens:
 
 - every note that starts outside the range comes back exactly (pitch, start, duration, velocity, track),
   with the prompt's tempos and time signatures;
@@ -29,6 +31,7 @@ from musicmha.data.midi_io import add_notes
 logger = logging.getLogger(__name__)
 
 MIN_SIDE_TOKENS = 64  # context kept for prefix and suffix together, at the least
+FILL_ORDERS = ("psm", "spm")  # the two layouts of musicmha/data/fim.py
 
 
 @dataclass
@@ -59,8 +62,11 @@ def bar_lines(grammar: TokenGrammar, ids: list[int]) -> list[tuple[int, float]]:
 
 
 def plan(grammar: TokenGrammar, ids: list[int], start_bar: int, end_bar: int, *, context: int,
-         fim, bos_id: int, eos_id: int) -> InfillPlan:
-    """Check the request against the piece and the model, and lay out the scaffold."""
+         fim, bos_id: int, eos_id: int, order: str = "spm") -> InfillPlan:
+    """Check the request against the piece and the model, and lay out the scaffold in `order` (FILL_ORDERS:
+    "psm" puts the suffix just before the middle, "spm" the prefix, as training does half of the time)."""
+    if order not in FILL_ORDERS:
+        raise ConfigError(f"fill order must be one of {', '.join(FILL_ORDERS)}, got {order!r}")
     lines = bar_lines(grammar, ids)
     bars = len(lines) - 1
     if not isinstance(start_bar, int) or not isinstance(end_bar, int) or isinstance(start_bar, bool):
@@ -98,7 +104,8 @@ def plan(grammar: TokenGrammar, ids: list[int], start_bar: int, end_bar: int, *,
     signature = ids[first + 1] if first + 1 < len(ids) and names[ids[first + 1]].startswith("TimeSig_") else None
     if signature is not None:
         opening.append(signature)
-    scaffold = [fim.prefix, *prefix, fim.suffix, *suffix, fim.middle, fim.bars_token(n), *opening]
+    sides = [fim.prefix, *prefix, fim.suffix, *suffix] if order == "psm" else [fim.suffix, *suffix, fim.prefix, *prefix]
+    scaffold = [*sides, fim.middle, fim.bars_token(n), *opening]
     prefix_quarters = next((q for i, q in lines if i == prefix_cut), 0.0)
     return InfillPlan(scaffold, prefix, prefix_quarters, lines[start_bar - 1][1], lines[end_bar][1],
                       new_token_limit=max(1, context - len(scaffold)))

@@ -64,7 +64,7 @@ def test_everything_outside_the_range_comes_back_exactly(generator, prompt, firs
         assert result.new_token_ids.count(bar_id) <= last - first
         fim = generator.tokenizer.fim_tokens
         scaffold = result.token_ids[:len(result.token_ids) - len(result.new_token_ids)]
-        assert scaffold[0] == fim.prefix and fim.suffix in scaffold
+        assert scaffold[0] == fim.suffix and scaffold.index(fim.prefix) < scaffold.index(fim.middle)  # SPM
         assert scaffold[scaffold.index(fim.middle) + 1] == fim.bars_token(last - first + 1)
 
 
@@ -154,3 +154,24 @@ def test_cli(generator, tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "x.mid").exists()
+
+
+def test_the_two_fill_orders_hold_the_same_sides(generator):
+    # SPM (the default) and PSM lay out the same prefix and suffix; SPM runs the prefix straight into the middle.
+    from musicmha.generation.grammar import TokenGrammar
+    from musicmha.generation.infill import plan
+
+    tok = generator.tokenizer
+    fim = tok.fim_tokens
+    ids = tok.encode(symusic.Score(str(PROMPTS[0])))
+    layouts = {order: plan(TokenGrammar(generator.spec), ids, 2, 3, context=512, fim=fim, bos_id=tok.bos_id,
+                           eos_id=tok.eos_id, order=order) for order in ("psm", "spm")}
+    psm, spm = layouts["psm"].scaffold, layouts["spm"].scaffold
+    middle = psm.index(fim.middle)
+    prefix, suffix = psm[1:psm.index(fim.suffix)], psm[psm.index(fim.suffix) + 1:middle]
+    assert prefix and suffix
+    assert spm == [fim.suffix, *suffix, fim.prefix, *prefix, *psm[middle:]]
+    assert layouts["spm"].prefix == layouts["psm"].prefix == prefix
+    with pytest.raises(ConfigError, match="fill order"):
+        plan(TokenGrammar(generator.spec), ids, 2, 3, context=512, fim=fim, bos_id=tok.bos_id, eos_id=tok.eos_id,
+             order="mps")
