@@ -37,7 +37,7 @@ import symusic
 from PIL import Image, ImageDraw
 
 from infill_eval import draw_range, infill_plan  # benchmarks/ is on the path when a script runs
-from sample_stats import _mean, example_stem, pick_examples, table_head, table_row
+from sample_stats import _mean, example_stem, parse_and_load, pick_examples, table_head, table_row
 
 from musicmha.app.views import window  # the app's window around a range: same tempo and meter handling
 from musicmha.data.dataset import TokenSplit
@@ -128,10 +128,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/infill_stats"))
     parser.add_argument("--examples", type=Path, default=None,
                         help="also write 3 example infills (MIDI + piano roll) here and describe them in its README.md")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu", copy_head=not args.no_copy_head)
+    args, generator = parse_and_load(parser)
     tok = generator.tokenizer
     if tok.fim_tokens is None:
         parser.error(f"{args.checkpoint} has no fill-in-the-middle tokens")

@@ -101,6 +101,13 @@ def passage_stats(tokenizer, prompt: list[int], new: list[int], prompt_bars: int
     }
 
 
+def parse_and_load(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, MusicGenerator]:
+    """The arguments (--out made; --checkpoint, --no-copy-head read) and the generator they name."""
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args, MusicGenerator.from_pretrained(args.checkpoint, device="cpu", copy_head=not args.no_copy_head)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="prepared token folder (its test split)")
@@ -118,10 +125,7 @@ def main() -> None:
                         help="which decodings to run: constrained, unconstrained or both")
     parser.add_argument("--examples", type=Path, default=None,
                         help="also write 3 example continuations (MIDI + piano roll) here")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu", copy_head=not args.no_copy_head)
+    args, generator = parse_and_load(parser)
     tok = generator.tokenizer
     split = TokenSplit(args.data, "test")
     bar_id = tok.bar_id
