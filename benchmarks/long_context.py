@@ -30,15 +30,10 @@ import numpy as np
 import torch
 
 from musicmha.data.dataset import TokenSplit
+from musicmha.evaluation.evaluate import log_probs  # the model alone, or mixed with its copy head
 from musicmha.evaluation.repeats import CLASSES, copy_classes
 from musicmha.nn.copy_head import CopyHead
 from musicmha.nn.model import MusicTransformer
-
-
-def _log_probs(model: MusicTransformer, x: torch.Tensor, head: CopyHead | None) -> torch.Tensor:
-    """log p (B, T, V) of the model alone, or mixed with a copy head that sees only `x` (the same window)."""
-    logits, _ = model(x)
-    return head.mix_log_probs(logits, x) if head is not None else torch.log_softmax(logits.float(), dim=-1)
 
 
 @torch.inference_mode()
@@ -48,7 +43,7 @@ def target_nll(model: MusicTransformer, windows: np.ndarray, targets: np.ndarray
     out = []
     for i in range(0, len(windows), batch):
         x = torch.from_numpy(windows[i:i + batch])
-        logp = _log_probs(model, x, head)[:, -1]
+        logp = log_probs(model, x, head)[:, -1]
         y = torch.from_numpy(targets[i:i + batch])
         out.append(-logp.gather(1, y[:, None])[:, 0].numpy())
     return np.concatenate(out) if out else np.zeros(0)
@@ -57,7 +52,7 @@ def target_nll(model: MusicTransformer, windows: np.ndarray, targets: np.ndarray
 @torch.inference_mode()
 def full_context_nll(model: MusicTransformer, piece: np.ndarray, start: int, end: int,
                      head: CopyHead | None = None) -> np.ndarray:
-    logp = _log_probs(model, torch.from_numpy(piece[None, :end]), head)[0, start - 1:end - 1]
+    logp = log_probs(model, torch.from_numpy(piece[None, :end]), head)[0, start - 1:end - 1]
     y = torch.from_numpy(piece[start:end])
     return -logp.gather(1, y[:, None])[:, 0].numpy()
 
