@@ -61,13 +61,13 @@ REFUSED = [(-1.0, None, None, 7), (math.nan, None, None, 7), (math.inf, None, No
 
 
 def _cli(temperature, top_k, top_p, seed):
-    from musicmha.cli import _sampling
+    from musicmha.cli.music_commands import sampling_options
 
     argv = ["generate", "--out", "x.mid", "--temperature", str(temperature), "--seed", str(seed)]
     argv += ["--top-k", str(top_k)] if top_k is not None else []
     argv += ["--top-p", str(top_p)] if top_p is not None else []
     try:
-        return _sampling(build_parser().parse_args(argv))
+        return sampling_options(build_parser().parse_args(argv))
     except ConfigError as error:
         return str(error)
 

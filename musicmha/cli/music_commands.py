@@ -1,0 +1,152 @@
+"""`musicmha generate | infill`: the subcommands that write music, and the options they share."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used, so `musicmha --help` stays fast
+    from musicmha.generation.options import SamplingOptions
+
+
+def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    """What generate and infill share: checkpoint, output, sampling, instruments, audio and roll."""
+    p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped checkpoint)")
+    p.add_argument("--out", required=True, help="output .mid; several samples become out-1.mid, out-2.mid, ...")
+    p.add_argument("--temperature", type=float, default=1.0, help="0: greedy; higher is wilder (default 1)")
+    p.add_argument("--top-k", type=int, default=None, help="keep only the k likeliest tokens (0: off, the default)")
+    p.add_argument("--top-p", type=float, default=None, help="keep the likeliest tokens holding this much "
+                   "probability, in (0, 1] (1: off, the default)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, printed)")
+    p.add_argument("--num-samples", type=int, default=1)
+    band = p.add_argument_group("instruments (default: the prompt's own; from nothing: any)")
+    band.add_argument("--instruments", default=None, metavar="PROGRAMS",
+                      help="General MIDI programs 0..127 the new notes may use, e.g. 0,33")
+    band.add_argument("--drums", action=argparse.BooleanOptionalAction, default=None,
+                      help="allow or forbid the drum kit (default: when the prompt has drums)")
+    band.add_argument("--allow-new-instruments", action="store_true",
+                      help="let the model bring in instruments the prompt does not have")
+    p.add_argument("--wav", default=None, help="also render audio (.wav, or .flac/.mp3 with ffmpeg)")
+    p.add_argument("--png", default=None, help="also draw a piano roll")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--no-copy-head", action="store_true",
+                   help="sample from the model alone, without the checkpoint's copy head")
+
+
+def add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="continue a MIDI prompt with a trained model (MIDI, WAV, PNG out)")
+    p.add_argument("--prompt", default=None, help="MIDI file to continue (default: start from nothing)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--bars", type=int, default=None, help="stop after this many new bars")
+    length.add_argument("--seconds", type=float, default=None, help="stop after this much new music")
+    length.add_argument("--max-new-tokens", type=int, default=None, help="stop after this many tokens")
+    p.add_argument("--prompt-tokens", type=int, default=None,
+                   help="condition on at most this many prompt tokens (cut at a bar start)")
+    p.add_argument("--unconstrained", action="store_true",
+                   help="sample without the token grammar (instrument and length controls still hold)")
+    p.add_argument("--allow-early-end", action="store_true",
+                   help="let the model end the piece before the --bars/--seconds asked for")
+    p.add_argument("--allow-empty-bars", action="store_true",
+                   help="let the model leave whole bars silent (default: every new bar holds a note)")
+    p.add_argument("--allow-tempo-changes", action="store_true",
+                   help="let the model change the tempo (default: the prompt's tempo, or the first one, holds)")
+    opening = p.add_argument_group("from nothing (no --prompt)")
+    opening.add_argument("--tempo", type=float, default=None, metavar="BPM", help="opening tempo")
+    opening.add_argument("--time-signature", default=None, metavar="N/D", help="opening meter, e.g. 3/4")
+    _add_sampling_options(p)
+    p.set_defaults(run=_run_generate)
+
+
+def _numbered(path: str, index: int, count: int) -> Path:
+    path = Path(path)
+    return path if count == 1 else path.with_name(f"{path.stem}-{index}{path.suffix}")
+
+
+def sampling_options(args: argparse.Namespace) -> SamplingOptions:
+    """The sampling flags as one SamplingOptions, read exactly as the app reads its fields (checked before the
+    model loads)."""
+    from musicmha.generation.options import SamplingOptions
+
+    return SamplingOptions.from_inputs(args.temperature, args.top_k, args.top_p, args.seed)
+
+
+def _checked_instruments(args: argparse.Namespace) -> list[int] | None:
+    """--instruments parsed and checked before the model loads, so a typo costs no time."""
+    from musicmha.generation.controls import InstrumentRule, parse_programs
+
+    instruments = parse_programs(args.instruments) if args.instruments is not None else None
+    if instruments is not None:
+        InstrumentRule(frozenset(instruments))
+    return instruments
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from musicmha.generation.controls import LengthRule, Opening, parse_time_signature
+    from musicmha.generation.music_generator import MusicGenerator
+
+    sampling = sampling_options(args)
+    instruments = _checked_instruments(args)
+    time_signature = parse_time_signature(args.time_signature) if args.time_signature is not None else None
+    LengthRule(args.max_new_tokens, args.bars, args.seconds, args.allow_early_end)
+    Opening(args.tempo, time_signature)
+    generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device, copy_head=not args.no_copy_head)
+    results = generator.continue_midi(
+        args.prompt, max_new_tokens=args.max_new_tokens, bars=args.bars, seconds=args.seconds,
+        sampling=sampling, num_samples=args.num_samples, prompt_tokens=args.prompt_tokens,
+        constrained=not args.unconstrained,
+        instruments=instruments, drums=args.drums, allow_new_instruments=args.allow_new_instruments,
+        allow_early_end=args.allow_early_end, tempo=args.tempo, time_signature=time_signature,
+        allow_tempo_changes=args.allow_tempo_changes, allow_empty_bars=args.allow_empty_bars)
+    _write_results(args, results)
+    return 0
+
+
+def add_infill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("infill", help="regenerate bars inside a MIDI piece, keeping everything around them")
+    p.add_argument("--prompt", required=True, help="the MIDI piece")
+    p.add_argument("--bars", required=True, metavar="FIRST-LAST",
+                   help="the bars to regenerate, counted from 1 on the piece's own time signatures, e.g. 9-12")
+    _add_sampling_options(p)
+    p.set_defaults(run=_run_infill)
+
+
+def _run_infill(args: argparse.Namespace) -> int:
+    from musicmha.errors import ConfigError
+    from musicmha.generation.music_generator import MusicGenerator
+
+    try:
+        first, last = (int(x) for x in args.bars.replace(" ", "").split("-"))
+    except ValueError:
+        raise ConfigError(f"--bars takes a range of bars like 9-12, got {args.bars!r}") from None
+    sampling = sampling_options(args)
+    instruments = _checked_instruments(args)
+    generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device, copy_head=not args.no_copy_head)
+    results = generator.infill(args.prompt, first, last, sampling=sampling, num_samples=args.num_samples,
+                               instruments=instruments, drums=args.drums,
+                               allow_new_instruments=args.allow_new_instruments)
+    _write_results(args, results)
+    return 0
+
+
+def _write_results(args: argparse.Namespace, results: list) -> None:
+    from musicmha.atomic_files import write_atomic
+
+    for index, result in enumerate(results, start=1):
+        midi = _numbered(args.out, index, len(results))
+        write_atomic(midi, lambda tmp, score=result.score: tmp.write_bytes(score.dumps_midi()))
+        written = [str(midi)]
+        if args.wav:
+            from musicmha.render.audio import render_audio
+            from musicmha.render.wav import write_audio
+
+            audio, rate = render_audio(result.score)
+            written.append(str(write_audio(_numbered(args.wav, index, len(results)), audio, rate)))
+        if args.png:
+            from musicmha.render.pianoroll import piano_roll_png
+
+            png = _numbered(args.png, index, len(results))
+            piano_roll_png(result.score, png, boundary_tick=result.boundary_tick)
+            written.append(str(png))
+        print(f"{', '.join(written)}: {result.continuation.note_num()} new notes, "
+              f"{len(result.new_token_ids)} tokens, seed {result.seed}")
