@@ -17,7 +17,7 @@ import symusic
 
 from musicmha.errors import MusicmhaError
 from musicmha.data.midi_io import add_notes
-from musicmha.app.views import bar_starts
+from musicmha.data.midi_io import bar_starts
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def last_bar_start(score: symusic.Score) -> int:
     """The bar line before the prompt's last note onset: where its last tokens' bar begins."""
     onsets = [int(n.time) for t in score.tracks for n in t.notes]
     last = max(onsets) if onsets else 0
-    starts = bar_starts(score, last)
+    starts = bar_starts(score, 0, last + 1)
     return starts[-1] if starts else 0
 
 

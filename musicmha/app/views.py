@@ -14,27 +14,10 @@ from dataclasses import dataclass
 
 import symusic
 
+from musicmha.data.midi_io import bar_starts
 from musicmha.render.pianoroll import piano_roll
 
 CONTEXT_BARS = 2  # bars of the prompt heard and shown before the continuation
-
-
-def bar_starts(score: symusic.Score, until: int) -> list[int]:
-    """Bar lines (ticks) of `score` from 0 up to `until`, following its time signatures (4/4 before the
-    first one, as MIDI players assume)."""
-    tpq = score.ticks_per_quarter
-    changes = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures)
-    if not changes or changes[0][0] > 0:
-        changes.insert(0, (0, 4, 4))
-    starts: list[int] = []
-    for index, (time, numerator, denominator) in enumerate(changes):
-        stop = changes[index + 1][0] if index + 1 < len(changes) else until + 1
-        bar = max(1, round(tpq * 4 * numerator / denominator))
-        tick = time
-        while tick < min(stop, until + 1):
-            starts.append(tick)
-            tick += bar
-    return starts
 
 
 def window_start(score: symusic.Score, boundary_tick: int, bars: int = CONTEXT_BARS) -> int:
@@ -42,7 +25,7 @@ def window_start(score: symusic.Score, boundary_tick: int, bars: int = CONTEXT_B
     holding the prompt's end and the ones before it (0 when the prompt is shorter)."""
     if boundary_tick <= 0:
         return 0
-    starts = [s for s in bar_starts(score, boundary_tick) if s < boundary_tick]
+    starts = bar_starts(score, 0, boundary_tick)
     return starts[-bars] if len(starts) >= bars else 0
 
 

@@ -143,3 +143,23 @@ def add_notes(score: symusic.Score, tracks) -> None:
             same[0].notes.sort()
         else:
             score.tracks.append(track.copy())
+
+
+def bar_starts(score: symusic.Score, start: int = 0, end: int | None = None) -> list[int]:
+    """Bar lines in [start, end) (end: the score's end): each time signature starts a bar and repeats its
+    length (numerator * 4 / denominator quarters) until the next one; 4/4 before the first."""
+    tpq = score.ticks_per_quarter
+    end = score.end() if end is None else end
+    sigs = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures)
+    if not sigs or sigs[0][0] > 0:
+        sigs.insert(0, (0, 4, 4))
+    lines: list[int] = []
+    for i, (time, num, den) in enumerate(sigs):
+        stop = sigs[i + 1][0] if i + 1 < len(sigs) else end
+        length = max(1, round(tpq * 4 * num / den))
+        t = time
+        while t < stop and t < end:
+            if t >= start:
+                lines.append(t)
+            t += length
+    return lines

@@ -12,7 +12,7 @@ all other tracks are pooled. A note belongs to the range when its onset does.
 - `repeated_bar_fraction`: of the non-empty bars starting in the range, the fraction whose content (the
   multiset of (onset - bar start, pitch, duration)) equals that of an earlier bar starting at or after
   `since` (earlier bars may lie before `start`, e.g. in a prompt);
-- `bar_starts`: bar lines from the time signatures (4/4 before the first one);
+- `bar_starts` (from musicmha.data.midi_io): bar lines from the time signatures;
 - `seam`: how smoothly the music crosses a tick (the edges of a regenerated range): the top voice's leap
   in semitones and the onset gap in quarter notes between the last onset before it and the first from it.
 
@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import symusic
+
+from musicmha.data.midi_io import bar_starts  # noqa: F401 - part of this module's vocabulary (ms.bar_starts)
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -106,26 +108,6 @@ def polyphony(score: symusic.Score, start: int = 0, end: int | None = None) -> f
             union += b - reach
             reach = b
     return total / union if union else float("nan")
-
-
-def bar_starts(score: symusic.Score, start: int = 0, end: int | None = None) -> list[int]:
-    """Bar lines in [start, end) (end: the score's end): each time signature starts a bar and repeats its
-    length (numerator * 4 / denominator quarters) until the next one; 4/4 before the first."""
-    tpq = score.ticks_per_quarter
-    end = score.end() if end is None else end
-    sigs = sorted((int(ts.time), int(ts.numerator), int(ts.denominator)) for ts in score.time_signatures)
-    if not sigs or sigs[0][0] > 0:
-        sigs.insert(0, (0, 4, 4))
-    lines: list[int] = []
-    for i, (time, num, den) in enumerate(sigs):
-        stop = sigs[i + 1][0] if i + 1 < len(sigs) else end
-        length = max(1, round(tpq * 4 * num / den))
-        t = time
-        while t < stop and t < end:
-            if t >= start:
-                lines.append(t)
-            t += length
-    return lines
 
 
 def repeated_bar_fraction(score: symusic.Score, start: int, end: int, since: int = 0) -> float:

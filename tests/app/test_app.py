@@ -149,12 +149,13 @@ def test_the_short_view_is_the_prompts_last_two_bars_then_the_continuation(handl
 def test_bar_lines_follow_time_signature_changes():
     import symusic
 
-    from musicmha.app.views import bar_starts, window_start
+    from musicmha.app.views import window_start
+    from musicmha.data.midi_io import bar_starts
 
     score = symusic.Score(100)
     score.time_signatures.append(symusic.TimeSignature(0, 3, 4))
     score.time_signatures.append(symusic.TimeSignature(600, 6, 8))
-    assert bar_starts(score, 1500) == [0, 300, 600, 900, 1200, 1500]
+    assert bar_starts(score, 0, 1501) == [0, 300, 600, 900, 1200, 1500]
     assert window_start(score, 1000) == 600 and window_start(score, 900) == 300 and window_start(score, 100) == 0
 
 
