@@ -24,6 +24,13 @@ logger = logging.getLogger(__name__)
 
 STATE_DIR = "state"
 EXPORT_DIR = "model"
+CONFIG_FILE = "train_config.json"  # the resolved TrainConfig the folder was (last) run with
+
+
+def saved_config(out: Path) -> dict | None:
+    """The settings the run folder was last run with (None: a new folder)."""
+    path = out / CONFIG_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def state_folders(out: Path) -> list[Path]:

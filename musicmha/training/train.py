@@ -25,7 +25,8 @@ from musicmha.training.config import TrainConfig
 from musicmha.training.devices import configure_device, decay_split, fused_optimizer, prepare_model_and_optimizer
 from musicmha.training.export import ADAPTER_DIR, export
 from musicmha.training.loop import TrainRun, TrainState, fit, learning_rate, maybe_export
-from musicmha.training.run_folder import EXPORT_DIR, STATE_DIR, remove_stale, state_folders, writing
+from musicmha.training.run_folder import (CONFIG_FILE, EXPORT_DIR, STATE_DIR, remove_stale, saved_config,
+                                          state_folders, writing)
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +123,10 @@ def _open_run_folder(run: TrainRun, state: TrainState) -> None:
         with writing(out):  # a read-only or full run folder fails here, before any work
             out.mkdir(parents=True, exist_ok=True)
             remove_stale(out)
-            saved = out / "train_config.json"
-            if state.step and saved.is_file():
-                _log_resume(out, state.step, json.loads(saved.read_text()), cfg.to_dict())
-            write_text_atomic(saved, json.dumps(cfg.to_dict(), indent=2) + "\n")
+            before = saved_config(out)
+            if state.step and before is not None:
+                _log_resume(out, state.step, before, cfg.to_dict())
+            write_text_atomic(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
     if cfg.tensorboard:
         run.accelerator.init_trackers("musicmha", config={k: v for k, v in cfg.to_dict().items()
                                                           if isinstance(v, (int, float, str, bool))})
@@ -161,7 +162,6 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig, *, reference: torch.nn.
 def _check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
     """The state folder to resume from (or None), after checking the run folder fits the request."""
     states = state_folders(out)
-    saved_config = out / "train_config.json"
     if not cfg.resume:
         if states:
             raise ConfigError(f"{out} already holds checkpoints: pass --resume to continue it, "
@@ -170,8 +170,9 @@ def _check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
     if not states:
         logger.warning("--resume: no checkpoint in %s yet, starting from scratch", out)
         return None
-    if saved_config.is_file():
-        before = _as_run(json.loads(saved_config.read_text()))
+    saved = saved_config(out)
+    if saved is not None:
+        before = _as_run(saved)
         now = cfg.to_dict()
         may_change = RESUMABLE_CHANGES | CURRICULUM_CHANGES
         changed = sorted(k for k in now if k not in may_change and before.get(k) != now[k])
