@@ -5,15 +5,20 @@
 
 For test pieces and bar ranges drawn at random (seeded; a range starts after the piece's first two bars and
 ends before its last two, so both sides hold music), the same middle tokens are scored twice with the same
-model: (both) after the infill scaffold `FIM_Prefix prefix FIM_Suffix suffix FIM_Middle FIM_Bars<n> Bar
-TimeSig` that `MusicGenerator.infill` builds (musicmha/generation/infill.py: same truncation to the context), and
+model: (both) after the infill scaffold that `MusicGenerator.infill` builds (--order spm, the default:
+`FIM_Suffix suffix FIM_Prefix prefix FIM_Middle FIM_Bars<n> Bar TimeSig`; psm puts the prefix first) (musicmha/generation/infill.py: same truncation to the context), and
 (left) after the prefix alone, as a continuation (`prefix Bar TimeSig`). A model that reads the suffix
 scores the middle clearly lower with both sides.
+
+--copy-head scores the model mixed with its copy head, which leaves the FIM sentinels out of the history it
+searches (musicmha/nn/copy_head.py: the prefix then runs into the middle, the suffix is searchable);
+--opaque-sentinels keeps them in, as the head did before (to measure what that is worth).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -66,6 +71,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--copy-head", action="store_true", help="score the model mixed with its copy head")
+    parser.add_argument("--opaque-sentinels", action="store_true",
+                        help="with --copy-head: let the head search the FIM sentinels too (the old behaviour)")
     parser.add_argument("--order", default="spm", choices=["psm", "spm"],
                         help="scaffold layout (infill.FILL_ORDERS; spm: MusicGenerator.infill's)")
     parser.add_argument("--json", default=None)
@@ -75,6 +82,8 @@ def main() -> None:
     if args.copy_head and generator.copy_head is None:
         parser.error(f"{args.checkpoint} has no copy head: run `musicmha fit-copy-head` first")
     head = generator.copy_head
+    if head is not None and args.opaque_sentinels:
+        head = dataclasses.replace(head, transparent=())
     tok, model = generator.tokenizer, generator.model
     fim = tok.fim_tokens
     if fim is None:
@@ -124,7 +133,8 @@ def main() -> None:
     print(f"\n{time.perf_counter() - started:.0f} s")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"checkpoint": args.checkpoint, "copy_head": args.copy_head, "split": args.split, "rows": rows}, handle, indent=1)
+            json.dump({"checkpoint": args.checkpoint, "copy_head": args.copy_head,
+                       "opaque_sentinels": args.opaque_sentinels, "split": args.split, "rows": rows}, handle, indent=1)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ signatures come out exactly as they went in (tempo changes the model writes are 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -126,6 +127,9 @@ class MusicGenerator:
             raise MusicmhaError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model expects "
                                 f"{model.config.vocab_size}: they come from different checkpoints")
         self.model, self.tokenizer = model.eval(), tokenizer
+        fim = tokenizer.fim_tokens
+        if copy_head is not None and fim is not None:  # infill: the head searches suffix · prefix · middle
+            copy_head = dataclasses.replace(copy_head, transparent=fim.all_ids)
         self.copy_head = copy_head  # mixed into every decoded token (None: the model alone)
         self.spec = None if tokenizer.is_bpe else tokenizer.grammar_spec()
 

@@ -16,6 +16,11 @@ beside the checkpoint (COPY_HEAD_FILE). Without a match of at least `bucket_star
 
 `mix_log_probs` scores whole windows (evaluation); `CopyState` follows a growing sequence one token at a
 time (generation), over everything generated so far, prompt included.
+
+`transparent` token ids are left out of the history the head searches: the fill-in-the-middle sentinels. An
+infill reads `FIM_Suffix · suffix · FIM_Prefix · prefix · FIM_Middle · FIM_Bars<n> · middle`; without the
+sentinels the history is suffix · prefix · middle, so a middle that repeats the bars before it (or after it:
+the suffix is in the history too) is matched across the seam, as a continuation is.
 """
 
 from __future__ import annotations
@@ -40,10 +45,14 @@ class CopyHead:
     bucket_starts: tuple[int, ...] = (4, 8, 16, 32, 64)  # bucket i: match lengths in [start_i, start_i+1)
     weights: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)  # w of each bucket
     fitted_on: dict = field(default_factory=dict)  # provenance: data, targets, validation NLL before/after
+    transparent: tuple[int, ...] = ()  # token ids left out of the searched history (the FIM sentinels)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bucket_starts", tuple(self.bucket_starts))
         object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        object.__setattr__(self, "transparent", tuple(self.transparent))
+        if any(not isinstance(t, int) or isinstance(t, bool) or t < 0 for t in self.transparent):
+            raise ConfigError(f"copy head transparent ids must be token ids >= 0, got {self.transparent}")
         starts = self.bucket_starts
         if not starts or any(not isinstance(s, int) or s < 1 for s in starts) or list(starts) != sorted(set(starts)):
             raise ConfigError(f"copy head bucket_starts must be increasing whole numbers >= 1, got {starts}")
@@ -81,7 +90,7 @@ class CopyHead:
     def mix_log_probs(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """logits (B, T, V) of a window and its tokens (B, T): log p of the mixture at every position.
         Position i predicts token i + 1 from tokens[:i + 1], as the logits do."""
-        q, lengths = copy_distribution(tokens, logits.shape[-1], self.max_match)
+        q, lengths = copy_distribution(tokens, logits.shape[-1], self.max_match, self.transparent)
         return mix(logits, q, self.weight_of(lengths))
 
 
@@ -112,10 +121,36 @@ def match_runs(tokens: torch.Tensor, max_match: int) -> torch.Tensor:
     return runs
 
 
-def copy_distribution(tokens: torch.Tensor, vocab_size: int, max_match: int) -> tuple[torch.Tensor, torch.Tensor]:
+def copy_distribution(tokens: torch.Tensor, vocab_size: int, max_match: int,
+                      transparent: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """(q (B, T, V), lengths (B, T)): at position i, `lengths` is the longest match m of a suffix of
     tokens[:i + 1] with an earlier stretch ending at c < i, and q the distribution of tokens[c + 1] over the
-    c with that longest match (zeros where there is none)."""
+    c with that longest match (zeros where there is none). With `transparent` ids, each row is searched with
+    them left out, and position i reads the result after the last token kept up to it."""
+    hidden = _is_transparent(tokens, transparent)
+    if not bool(hidden.any()):
+        return _copy_distribution(tokens, vocab_size, max_match)
+    q = torch.zeros(*tokens.shape, vocab_size, device=tokens.device)
+    lengths = torch.zeros(tokens.shape, dtype=torch.long, device=tokens.device)
+    for row in range(tokens.shape[0]):
+        kept = ~hidden[row]
+        if not bool(kept.any()):
+            continue
+        row_q, row_lengths = _copy_distribution(tokens[row, kept][None], vocab_size, max_match)
+        last_kept = kept.long().cumsum(0) - 1  # index among the kept tokens of the last one up to i
+        seen = last_kept >= 0
+        q[row, seen] = row_q[0, last_kept[seen]]
+        lengths[row, seen] = row_lengths[0, last_kept[seen]]
+    return q, lengths
+
+
+def _is_transparent(tokens: torch.Tensor, transparent: tuple[int, ...]) -> torch.Tensor:
+    if not transparent:
+        return torch.zeros(tokens.shape, dtype=torch.bool, device=tokens.device)
+    return torch.isin(tokens, torch.tensor(transparent, device=tokens.device))
+
+
+def _copy_distribution(tokens: torch.Tensor, vocab_size: int, max_match: int) -> tuple[torch.Tensor, torch.Tensor]:
     runs = match_runs(tokens, max_match)  # (B, T, T)
     lengths = runs.amax(dim=-1)
     best = (runs == lengths[..., None]) & (lengths[..., None] > 0)
@@ -128,18 +163,26 @@ def copy_distribution(tokens: torch.Tensor, vocab_size: int, max_match: int) -> 
 
 class CopyState:
     """The copy distribution of a growing batch of sequences, one new token per row at a time (generation).
-    Equal to `copy_distribution` over the whole sequence, at O(length) per token."""
+    Equal to `copy_distribution` over the whole sequence, at O(length) per token. The head's transparent
+    tokens are left out where every row holds one (the rows of one request share their scaffold); a
+    transparent token sampled in some rows only (unconstrained sampling) is kept, as an ordinary token."""
 
     def __init__(self, head: CopyHead, tokens: torch.Tensor, vocab_size: int) -> None:
         self.head, self.vocab_size = head, vocab_size
-        self.tokens = tokens[:, :1].cpu().clone()
-        self.runs = torch.zeros(tokens.shape[0], 1, dtype=torch.int32)  # match ending at the last token, per c
-        for column in tokens[:, 1:].cpu().T:
+        self.tokens = torch.zeros(tokens.shape[0], 0, dtype=torch.long)
+        self.runs = torch.zeros(tokens.shape[0], 0, dtype=torch.int32)  # match ending at the last token, per c
+        for column in tokens.cpu().T:
             self.push(column)
 
     def push(self, new: torch.Tensor) -> None:
         """Append one token per row (B,)."""
-        new = new.cpu()
+        new = new.cpu().long()
+        if bool(_is_transparent(new, self.head.transparent).all()):
+            return
+        if self.tokens.shape[1] == 0:
+            self.tokens = new[:, None].clone()
+            self.runs = torch.zeros(len(new), 1, dtype=torch.int32)
+            return
         equal = self.tokens == new[:, None]  # c = 0 .. n-1 against the new position n
         previous = torch.cat([torch.zeros(len(new), 1, dtype=torch.int32), self.runs], dim=1)[:, :-1]
         self.runs = torch.cat([torch.where(equal, (previous + 1).clamp_max(self.head.max_match), 0),
@@ -148,6 +191,8 @@ class CopyState:
 
     def distribution(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(q (B, V), lengths (B,)) for the next token."""
+        if self.tokens.shape[1] == 0:
+            return torch.zeros(len(self.tokens), self.vocab_size), torch.zeros(len(self.tokens), dtype=torch.long)
         lengths = self.runs.amax(dim=1)
         best = (self.runs == lengths[:, None]) & (lengths[:, None] > 0)
         counts = torch.zeros(len(lengths), self.vocab_size)

@@ -175,3 +175,25 @@ def test_the_two_fill_orders_hold_the_same_sides(generator):
     with pytest.raises(ConfigError, match="fill order"):
         plan(TokenGrammar(generator.spec), ids, 2, 3, context=512, fim=fim, bos_id=tok.bos_id, eos_id=tok.eos_id,
              order="mps")
+
+
+def test_the_copy_head_reads_across_the_sentinels(generator):
+    # A piece of six equal bars, bar 4 regenerated greedily with a strong copy head that needs a 4-token match:
+    # the sentinels between the prefix and the middle are left out of its search (CopyHead.transparent), so
+    # the bar before the range is matched across them and the range comes back as the bars around it.
+    from musicmha.nn.copy_head import CopyHead
+
+    score = symusic.Score(480)
+    score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
+    score.tempos.append(symusic.Tempo(0, 120.0))
+    track = symusic.Track(program=0)
+    for bar in range(6):
+        for beat, pitch in enumerate((60, 64, 67, 72)):
+            track.notes.append(symusic.Note(bar * 1920 + beat * 480, 480, pitch, 80))
+    score.tracks.append(track)
+    copying = MusicGenerator(generator.model, generator.tokenizer, CopyHead((4,), (0.99,)))
+    assert copying.copy_head.transparent == generator.tokenizer.fim_tokens.all_ids
+    result = copying.infill(score, 4, 4, temperature=0, seed=0)[0]
+    def without_velocity(notes: Counter) -> Counter:  # the tokenizer's velocity bins turn 80 into 79
+        return Counter({key[:5]: count for key, count in notes.items()})
+    assert without_velocity(_notes(result.score)) == without_velocity(_notes(score))

@@ -56,6 +56,57 @@ def test_the_incremental_state_equals_the_whole_window():
     torch.testing.assert_close(state.mix(logits), mix(logits, q[:, -1], head.weight_of(lengths[:, -1])))
 
 
+SENTINELS = (5, 6)  # transparent ids beyond the 5-token vocabulary of _sequences
+
+
+def _with_sentinels(tokens: torch.Tensor, seed: int) -> torch.Tensor:
+    """Each row with sentinel tokens inserted at its own random places (three of them, one at the start)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for row in tokens.tolist():
+        for place in (0, *sorted(rng.choice(np.arange(1, len(row)), size=2, replace=False))):
+            row.insert(int(place), int(rng.choice(SENTINELS)))
+        rows.append(row)
+    return torch.tensor(rows)
+
+
+def test_transparent_tokens_are_left_out_of_the_search():
+    tokens = _with_sentinels(_sequences(2), seed=2)
+    q, lengths = copy_distribution(tokens, 7, 8, transparent=SENTINELS)
+    for row in range(tokens.shape[0]):
+        seq = tokens[row].tolist()
+        kept = [t for t in seq if t not in SENTINELS]
+        want_q, want_lengths = naive_copy(kept, 7, 8)
+        for i in range(len(seq)):
+            k = sum(t not in SENTINELS for t in seq[:i + 1]) - 1  # the last kept token up to i
+            assert lengths[row, i] == (want_lengths[k] if k >= 0 else 0), (row, i)
+            torch.testing.assert_close(q[row, i], torch.from_numpy(want_q[k]).float() if k >= 0 else torch.zeros(7))
+    assert not q[..., list(SENTINELS)].any()  # the head never proposes a sentinel
+    without = copy_distribution(tokens, 7, 8)[1]
+    assert (lengths > without).any()  # matches now run across the left-out tokens
+
+
+def test_the_incremental_state_leaves_out_what_every_row_leaves_out():
+    base = _sequences(3)
+    tokens = torch.cat([base[:, :12], torch.full((3, 1), 5), base[:, 12:20], torch.full((3, 1), 6), base[:, 20:]], 1)
+    head = CopyHead(bucket_starts=(2, 4, 8), weights=(0.1, 0.5, 0.9), transparent=SENTINELS)
+    q, lengths = copy_distribution(tokens, 7, head.max_match, head.transparent)
+    state = CopyState(head, tokens[:, :16], vocab_size=7)
+    for i in range(15, tokens.shape[1]):
+        if i >= 16:
+            state.push(tokens[:, i])
+        step_q, step_lengths = state.distribution()
+        assert torch.equal(step_lengths, lengths[:, i]), i
+        torch.testing.assert_close(step_q, q[:, i])
+    mixed = torch.tensor([5, 0, 1])  # a sentinel in one row only is an ordinary token there
+    state.push(mixed)
+    history = torch.cat([tokens[:, [i for i in range(tokens.shape[1]) if i not in (12, 21)]], mixed[:, None]], 1)
+    want_q, want_lengths = copy_distribution(history, 7, head.max_match)  # nothing left out
+    step_q, step_lengths = state.distribution()
+    assert torch.equal(step_lengths, want_lengths[:, -1])
+    torch.testing.assert_close(step_q, want_q[:, -1])
+
+
 def test_the_mixture_is_a_distribution_and_the_model_alone_without_a_match():
     logits = torch.randn(2, 7, 11)
     q = torch.softmax(torch.randn(2, 7, 11), dim=-1)
