@@ -41,17 +41,25 @@ def test_match_runs_are_zero_on_and_above_the_diagonal():
     assert torch.equal(runs[0].long(), expected)
 
 
-def test_the_incremental_state_equals_the_whole_window():
-    tokens = _sequences(1)
-    head = CopyHead(bucket_starts=(2, 4, 8), weights=(0.1, 0.5, 0.9))
-    q, lengths = copy_distribution(tokens, 5, head.max_match)
-    state = CopyState(head, tokens[:, :5], vocab_size=5)
-    for i in range(4, tokens.shape[1]):
-        if i >= 5:
+def _follow(head: CopyHead, tokens: torch.Tensor, start: int, vocab: int) -> CopyState:
+    """A CopyState started on tokens[:, :start], then fed the rest one column at a time, checked at every step
+    against copy_distribution over the whole window."""
+    q, lengths = copy_distribution(tokens, vocab, head.max_match, head.transparent)
+    state = CopyState(head, tokens[:, :start], vocab_size=vocab)
+    for i in range(start - 1, tokens.shape[1]):
+        if i >= start:
             state.push(tokens[:, i])
         step_q, step_lengths = state.distribution()
         assert torch.equal(step_lengths, lengths[:, i]), i
         torch.testing.assert_close(step_q, q[:, i])
+    return state
+
+
+def test_the_incremental_state_equals_the_whole_window():
+    tokens = _sequences(1)
+    head = CopyHead(bucket_starts=(2, 4, 8), weights=(0.1, 0.5, 0.9))
+    q, lengths = copy_distribution(tokens, 5, head.max_match)
+    state = _follow(head, tokens, 5, vocab=5)
     logits = torch.randn(3, 5)
     torch.testing.assert_close(state.mix(logits), mix(logits, q[:, -1], head.weight_of(lengths[:, -1])))
 
@@ -90,14 +98,7 @@ def test_the_incremental_state_leaves_out_what_every_row_leaves_out():
     base = _sequences(3)
     tokens = torch.cat([base[:, :12], torch.full((3, 1), 5), base[:, 12:20], torch.full((3, 1), 6), base[:, 20:]], 1)
     head = CopyHead(bucket_starts=(2, 4, 8), weights=(0.1, 0.5, 0.9), transparent=SENTINELS)
-    q, lengths = copy_distribution(tokens, 7, head.max_match, head.transparent)
-    state = CopyState(head, tokens[:, :16], vocab_size=7)
-    for i in range(15, tokens.shape[1]):
-        if i >= 16:
-            state.push(tokens[:, i])
-        step_q, step_lengths = state.distribution()
-        assert torch.equal(step_lengths, lengths[:, i]), i
-        torch.testing.assert_close(step_q, q[:, i])
+    state = _follow(head, tokens, 16, vocab=7)
     mixed = torch.tensor([5, 0, 1])  # a sentinel in one row only is an ordinary token there
     state.push(mixed)
     history = torch.cat([tokens[:, [i for i in range(tokens.shape[1]) if i not in (12, 21)]], mixed[:, None]], 1)
