@@ -73,7 +73,9 @@ class CopyHead:
         return table[torch.bucketize(lengths.contiguous(), starts, right=True)]
 
     def save(self, folder: str | Path) -> None:
-        write_text_atomic(Path(folder) / COPY_HEAD_FILE, json.dumps(asdict(self), indent=2) + "\n")
+        # `transparent` is not saved: it follows the tokenizer beside it (MusicGenerator sets it)
+        values = {k: v for k, v in asdict(self).items() if k != "transparent"}
+        write_text_atomic(Path(folder) / COPY_HEAD_FILE, json.dumps(values, indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: str | Path) -> CopyHead | None:
