@@ -17,6 +17,7 @@ Per-sample rows go to OUT/samples.jsonl, the summary table (mean ± standard err
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -121,16 +122,22 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=None)
     parser.add_argument("--no-copy-head", action="store_true", help="sample from the model alone")
+    parser.add_argument("--copy-boost", type=float, default=None,
+                        help="sample with this copy-head sampling boost instead of the checkpoint's (calibration)")
+    parser.add_argument("--split", default="test", choices=["validation", "test"],
+                        help="where the prompts come from (calibrate on validation, report on test)")
     parser.add_argument("--modes", default="constrained,unconstrained",
                         help="which decodings to run: constrained, unconstrained or both")
     parser.add_argument("--examples", type=Path, default=None,
                         help="also write 3 example continuations (MIDI + piano roll) here")
     args, generator = parse_and_load(parser)
+    if args.copy_boost is not None and generator.copy_head is not None:
+        generator.copy_head = dataclasses.replace(generator.copy_head, sampling_boost=args.copy_boost)
     tok = generator.tokenizer
-    split = TokenSplit(args.data, "test")
+    split = TokenSplit(args.data, args.split)
     bar_id = tok.bar_id
     chosen, skipped = pick_prompts(split, bar_id, args.prompt_bars, args.bars, args.samples, args.seed, tok)
-    print(f"{len(chosen)} prompts from {len(split)} test pieces; skipped on the way: {skipped}", flush=True)
+    print(f"{len(chosen)} prompts from {len(split)} {args.split} pieces; skipped on the way: {skipped}", flush=True)
 
     modes = [(mode, mode == "constrained") for mode in ("constrained", "unconstrained")
              if mode in args.modes.split(",")]
@@ -167,7 +174,7 @@ def main() -> None:
     columns = {**{f"model, {mode}": [r[mode] for r in rows] for mode in names}, "another piece's truth": others}
     truths = [r["truth"] for r in rows]
     print()
-    print(f"{len(rows)} test-split prompts of {args.prompt_bars} bars, continuations of {args.bars} bars "
+    print(f"{len(rows)} {args.split}-split prompts of {args.prompt_bars} bars, continuations of {args.bars} bars "
           f"(checkpoint {args.checkpoint})")
     print()
     print(table_head(columns))
@@ -202,7 +209,7 @@ def main() -> None:
            lambda m: f"{_mean(r[m]['tokens'] for r in rows):.0f}")
     sampling = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p") if getattr(args, k) is not None}
     print(f"\nsampling: {sampling or 'the product defaults'}; "
-          f"{'with the copy head ' + str(generator.copy_head.weights) if generator.copy_head else 'the model alone'}")
+          f"{'with the copy head ' + str(generator.copy_head.weights) + f' at sampling boost {generator.copy_head.sampling_boost:g}' if generator.copy_head else 'the model alone'}")
 
     if args.examples is not None:
         write_examples(args.examples, chosen, tok, args)

@@ -101,6 +101,10 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="prepared token folder (never its test split)")
     p.add_argument("--split", default="validation", choices=["train", "validation"])
     p.add_argument("--max-pieces", type=int, default=None)
+    p.add_argument("--sampling-boost", type=float, default=1.0,
+                   help="generation multiplies each weight's odds by this (calibrate with benchmarks/sample_stats.py "
+                        "--split validation --copy-boost B: sampled continuations should repeat bars as often as "
+                        "the true ones; the shipped model uses 3)")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default auto)")
     p.set_defaults(run=_run_fit_copy_head)
 
@@ -131,19 +135,20 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _run_fit_copy_head(args: argparse.Namespace) -> int:
     from musicmha.evaluation.copy_fit import fit_copy_head
     from musicmha.evaluation.evaluate import eval_device
-    from musicmha.nn.copy_head import COPY_HEAD_FILE
+    from musicmha.nn.copy_head import COPY_HEAD_FILE, CopyHead
     from musicmha.nn.model import MusicTransformer
     from musicmha.data.tokenizer import MusicTokenizer
 
+    CopyHead(sampling_boost=args.sampling_boost)  # a bad boost fails before the model is read
     device = eval_device(args.device)
     model = MusicTransformer.from_pretrained(args.checkpoint, device=device)
     head = fit_copy_head(model, MusicTokenizer.load(args.checkpoint), args.data, split=args.split,
-                         max_pieces=args.max_pieces)
+                         max_pieces=args.max_pieces, sampling_boost=args.sampling_boost)
     head.save(args.checkpoint)
     fit = head.fitted_on
     print(f"copy head written to {Path(args.checkpoint) / COPY_HEAD_FILE}: weights {list(head.weights)} for match "
           f"lengths from {list(head.bucket_starts)}; {args.split} NLL {fit['nll_model']:.4f} -> "
-          f"{fit['nll_with_head']:.4f} nats/token over {fit['targets']:,} tokens")
+          f"{fit['nll_with_head']:.4f} nats/token over {fit['targets']:,} tokens; sampling boost {head.sampling_boost:g}")
     return 0
 
 

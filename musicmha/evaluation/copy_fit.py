@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 @torch.no_grad()
 def fit_copy_head(model, tokenizer, data_dir: str | Path, *, split: str = "validation",
                   max_pieces: int | None = None, batch_size: int = 8,
-                  bucket_starts: tuple[int, ...] = CopyHead().bucket_starts, progress: bool = True) -> CopyHead:
+                  bucket_starts: tuple[int, ...] = CopyHead().bucket_starts, progress: bool = True,
+                  sampling_boost: float = 1.0) -> CopyHead:
     """A CopyHead whose weights maximize the likelihood of the split's tokens under model + head."""
     from musicmha.data.dataset import TokenSplit
 
@@ -56,4 +57,4 @@ def fit_copy_head(model, tokenizer, data_dir: str | Path, *, split: str = "valid
                 fitted_on["nll_model"], fitted_on["nll_with_head"])
     if not math.isfinite(fitted_on["nll_with_head"]):
         raise ConfigError("the fitted copy head gives an infinite NLL: the model assigns 0 to a true token")
-    return CopyHead(bucket_starts, weights, fitted_on)
+    return CopyHead(bucket_starts, weights, fitted_on, sampling_boost=sampling_boost)

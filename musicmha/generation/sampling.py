@@ -171,7 +171,8 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
     them costs nothing more; a mask built on the CPU is checked there and sent without waiting.
 
     copy_head: the model's distribution is mixed with a copy of what followed the longest earlier match in
-    everything generated so far, prompt included (musicmha/nn/copy_head.py), before sampling; followed on the host.
+    everything generated so far, prompt included (musicmha/nn/copy_head.py), before sampling; followed on the host,
+    with the head's sampling weights (`CopyHead.for_sampling`).
     """
     if stop is not None and eos_token_id is None:
         raise ValueError("stop needs an eos_token_id to pad the rows it ends")
@@ -190,7 +191,7 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
     cache = model.new_kv_cache(seq.shape[0], context) if use_cache else None
     finished = torch.zeros(seq.shape[0], dtype=torch.bool)  # on the host
     logits = prefill(model, seq[:, window_start:], cache) if use_cache else None
-    copy = CopyState(copy_head, host, model.config.vocab_size) if copy_head is not None else None
+    copy = CopyState(copy_head.for_sampling(), host, model.config.vocab_size) if copy_head is not None else None
     try:
         for step in range(max_new_tokens):
             if logits is None:  # no cache: recompute the current window

@@ -17,6 +17,12 @@ beside the checkpoint (COPY_HEAD_FILE). Without a match of at least `bucket_star
 `mix_log_probs` scores whole windows (evaluation); `CopyState` follows a growing sequence one token at a
 time (generation), over everything generated so far, prompt included.
 
+Sampling uses the weights with their odds multiplied by `sampling_boost` (`for_sampling`): the EM weights
+are right for scoring the true next token, but a sampled continuation keeps a repeat only if it follows it
+token after token, and drops it at its own first deviation, so at boost 1 it repeats bars far less often
+than real music does (docs/results.md section 11). The boost is calibrated on validation prompts so that
+sampled continuations repeat bars as often as the true ones, and saved with the weights.
+
 `transparent` token ids are left out of the history the head searches: the fill-in-the-middle sentinels. An
 infill reads `FIM_Suffix · suffix · FIM_Prefix · prefix · FIM_Middle · FIM_Bars<n> · middle`; without the
 sentinels the history is suffix · prefix · middle, so a middle that repeats the bars before it (or after it:
@@ -27,7 +33,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +52,8 @@ class CopyHead:
     weights: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)  # w of each bucket
     fitted_on: dict = field(default_factory=dict)  # provenance: data, targets, validation NLL before/after
     transparent: tuple[int, ...] = ()  # token ids left out of the searched history (the FIM sentinels)
+    sampling_boost: float = 1.0  # generation multiplies each weight's odds w / (1 - w) by this
+
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bucket_starts", tuple(self.bucket_starts))
@@ -53,6 +61,9 @@ class CopyHead:
         object.__setattr__(self, "transparent", tuple(self.transparent))
         if any(not isinstance(t, int) or isinstance(t, bool) or t < 0 for t in self.transparent):
             raise ConfigError(f"copy head transparent ids must be token ids >= 0, got {self.transparent}")
+        object.__setattr__(self, "sampling_boost", float(self.sampling_boost))
+        if not (0.0 < self.sampling_boost < math.inf):  # also refuses NaN
+            raise ConfigError(f"copy head sampling_boost must be a positive number, got {self.sampling_boost}")
         starts = self.bucket_starts
         if not starts or any(not isinstance(s, int) or s < 1 for s in starts) or list(starts) != sorted(set(starts)):
             raise ConfigError(f"copy head bucket_starts must be increasing whole numbers >= 1, got {starts}")
@@ -65,6 +76,12 @@ class CopyHead:
     @property
     def max_match(self) -> int:
         return self.bucket_starts[-1]
+
+    def for_sampling(self) -> CopyHead:
+        """The head generation mixes in: each weight's odds times sampling_boost (capped at MAX_WEIGHT)."""
+        boost = self.sampling_boost
+        weights = tuple(min(MAX_WEIGHT, w * boost / (1.0 - w + w * boost)) for w in self.weights)
+        return replace(self, weights=weights, sampling_boost=1.0)
 
     def weight_of(self, lengths: torch.Tensor) -> torch.Tensor:
         """w for each match length (any shape); 0 below the first bucket."""

@@ -37,9 +37,13 @@ def test_fit_then_eval_with_and_without_the_head(real_tokens, tmp_path, capsys):
     MusicTransformer(config).save_pretrained(tmp_path)
     tokenizer.save(tmp_path)
     assert main(["fit-copy-head", "--checkpoint", str(tmp_path), "--data", str(real_tokens), "--split", "train",
-                 "--max-pieces", "3", "--device", "cpu"]) == 0
+                 "--max-pieces", "3", "--device", "cpu", "--sampling-boost", "2.5"]) == 0
     assert COPY_HEAD_FILE in capsys.readouterr().out
     head = CopyHead.load(tmp_path)
+    assert head.sampling_boost == 2.5
+    assert main(["fit-copy-head", "--checkpoint", str(tmp_path), "--data", str(real_tokens), "--split", "train",
+                 "--sampling-boost", "0"]) == 2  # refused before any work; the saved head stays
+    assert "sampling_boost must be a positive number" in capsys.readouterr().err and CopyHead.load(tmp_path) == head
     fit = head.fitted_on
     assert fit["nll_with_head"] < fit["nll_model"] - 0.1  # an untrained model, chorales that repeat: copying pays
     assert max(head.weights) > 0.1

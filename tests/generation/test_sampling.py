@@ -123,19 +123,23 @@ def test_a_cpu_rng_samples_a_cuda_model_as_on_the_cpu():
     assert out.is_cuda and out.shape == (23,)
 
 
-def test_the_copy_head_in_generation_equals_the_whole_window_mixture(model):
+@pytest.mark.parametrize("boost", [1.0, 3.0])
+def test_the_copy_head_in_generation_equals_the_whole_window_mixture(model, boost):
     # Reference: at every step, the whole sequence through the model and the window mixture
-    # (copy_distribution over all of it, no incremental state), then the same draw from a generator.
+    # (copy_distribution over all of it, no incremental state) with the weights' odds times the sampling
+    # boost, computed here by hand, then the same draw from a generator.
     from musicmha.nn.copy_head import CopyHead
 
-    head = CopyHead(bucket_starts=(2, 4, 8), weights=(0.3, 0.6, 0.9))
+    head = CopyHead(bucket_starts=(2, 4, 8), weights=(0.3, 0.6, 0.9), sampling_boost=boost)
+    odds = [w / (1 - w) * boost for w in head.weights]
+    reference = CopyHead(bucket_starts=(2, 4, 8), weights=tuple(o / (1 + o) for o in odds))
     phrase = torch.randint(3, 61, (7,))
     prompt = torch.stack([torch.cat([phrase, phrase[:3]]), torch.cat([phrase.flip(0), phrase.flip(0)[:3]])])
     options = SamplingOptions(temperature=0.8, top_p=0.95)
     out = generate(model, prompt, options, 12, rng=torch.Generator().manual_seed(7), copy_head=head)
     rng, seq = torch.Generator().manual_seed(7), prompt
     for _ in range(12):
-        logp = head.mix_log_probs(model(seq)[0], seq)[:, -1]
+        logp = reference.mix_log_probs(model(seq)[0], seq)[:, -1]
         seq = torch.cat([seq, sample_from_logits(logp, options, rng=rng)[:, None]], dim=1)
     assert torch.equal(out, seq)
     plain = generate(model, prompt, SamplingOptions(temperature=0), 12)

@@ -157,8 +157,20 @@ def test_a_copy_head_lowers_the_nll_of_a_repeat():
     torch.testing.assert_close(nll[12:], torch.full((23,), -math.log(0.9 + 0.1 / 5)))
 
 
+def test_sampling_multiplies_the_odds_by_the_boost_and_keeps_the_cap():
+    head = CopyHead(bucket_starts=(4, 8, 16), weights=(0.0, 0.25, 0.98), sampling_boost=3.0)
+    sampled = head.for_sampling()
+    assert sampled.weights[0] == 0.0 and sampled.sampling_boost == 1.0
+    assert sampled.weights[1] / (1 - sampled.weights[1]) == pytest.approx(3 * 0.25 / 0.75)
+    assert sampled.weights[2] == MAX_WEIGHT  # odds 147 would give 0.993
+    assert CopyHead(weights=(0.1, 0.2, 0.3, 0.4, 0.5)).for_sampling().weights == (0.1, 0.2, 0.3, 0.4, 0.5)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="sampling_boost"):
+            CopyHead(sampling_boost=bad)
+
+
 def test_save_load_and_bad_files(tmp_path):
-    head = CopyHead(bucket_starts=(4, 8), weights=(0.25, 0.75), fitted_on={"data": "x"})
+    head = CopyHead(bucket_starts=(4, 8), weights=(0.25, 0.75), fitted_on={"data": "x"}, sampling_boost=2.5)
     head.save(tmp_path)
     assert CopyHead.load(tmp_path) == head
     assert CopyHead.load(tmp_path / "missing") is None
