@@ -30,6 +30,9 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wav", default=None, help="also render audio (.wav, or .flac/.mp3 with ffmpeg)")
     p.add_argument("--png", default=None, help="also draw a piano roll")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    p.add_argument("--copy-boost", type=float, default=None, metavar="B",
+                   help="how strongly the copy head repeats earlier music: its sampling boost (default: the "
+                        "checkpoint's; 1: the fitted weights; higher repeats more)")
     p.add_argument("--no-copy-head", action="store_true",
                    help="sample from the model alone, without the checkpoint's copy head")
 
@@ -81,16 +84,42 @@ def _checked_instruments(args: argparse.Namespace) -> list[int] | None:
     return instruments
 
 
+def _check_copy_boost(args: argparse.Namespace) -> None:
+    """--copy-boost checked before the model loads."""
+    from musicmha.errors import ConfigError
+    from musicmha.nn.copy_head import CopyHead
+
+    if args.copy_boost is not None:
+        if args.no_copy_head:
+            raise ConfigError("--copy-boost sets the copy head's strength: it cannot go with --no-copy-head")
+        CopyHead(sampling_boost=args.copy_boost)
+
+
+def _generator(args: argparse.Namespace):
+    """The MusicGenerator the flags ask for, with --copy-boost applied to its copy head."""
+    import dataclasses
+
+    from musicmha.errors import ConfigError
+    from musicmha.generation.music_generator import MusicGenerator
+
+    generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device, copy_head=not args.no_copy_head)
+    if args.copy_boost is not None:
+        if generator.copy_head is None:
+            raise ConfigError("--copy-boost: this checkpoint has no copy head (musicmha fit-copy-head makes one)")
+        generator.copy_head = dataclasses.replace(generator.copy_head, sampling_boost=args.copy_boost)
+    return generator
+
+
 def _run_generate(args: argparse.Namespace) -> int:
     from musicmha.generation.controls import LengthRule, Opening, parse_time_signature
-    from musicmha.generation.music_generator import MusicGenerator
 
     sampling = sampling_options(args)
     instruments = _checked_instruments(args)
+    _check_copy_boost(args)
     time_signature = parse_time_signature(args.time_signature) if args.time_signature is not None else None
     LengthRule(args.max_new_tokens, args.bars, args.seconds, args.allow_early_end)
     Opening(args.tempo, time_signature)
-    generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device, copy_head=not args.no_copy_head)
+    generator = _generator(args)
     results = generator.continue_midi(
         args.prompt, max_new_tokens=args.max_new_tokens, bars=args.bars, seconds=args.seconds,
         sampling=sampling, num_samples=args.num_samples, prompt_tokens=args.prompt_tokens,
@@ -113,7 +142,6 @@ def add_infill(sub: argparse._SubParsersAction) -> None:
 
 def _run_infill(args: argparse.Namespace) -> int:
     from musicmha.errors import ConfigError
-    from musicmha.generation.music_generator import MusicGenerator
 
     try:
         first, last = (int(x) for x in args.bars.replace(" ", "").split("-"))
@@ -121,7 +149,8 @@ def _run_infill(args: argparse.Namespace) -> int:
         raise ConfigError(f"--bars takes a range of bars like 9-12, got {args.bars!r}") from None
     sampling = sampling_options(args)
     instruments = _checked_instruments(args)
-    generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device, copy_head=not args.no_copy_head)
+    _check_copy_boost(args)
+    generator = _generator(args)
     results = generator.infill(args.prompt, first, last, sampling=sampling, num_samples=args.num_samples,
                                instruments=instruments, drums=args.drums,
                                allow_new_instruments=args.allow_new_instruments)

@@ -105,3 +105,30 @@ def test_bad_controls_exit_2_with_one_line(checkpoint, tmp_path, capsys, extra, 
     err = capsys.readouterr().err
     assert err.startswith("musicmha generate: error:") and err.count("\n") == 1 and message in err
     assert not (tmp_path / "o.mid").exists()
+
+
+def test_copy_boost_sets_the_heads_sampling_boost(checkpoint, tmp_path, capsys):
+    # --copy-boost 7 on a head saved at boost 1 writes the very file that a head saved at boost 7 writes.
+    import shutil
+
+    from musicmha.nn.copy_head import CopyHead
+
+    folders = {}
+    for boost in (1.0, 7.0):
+        folders[boost] = shutil.copytree(checkpoint, tmp_path / f"boost{boost:g}")
+        CopyHead((4, 8), (0.2, 0.5), sampling_boost=boost).save(folders[boost])
+    args = ["generate", "--prompt", str(PROMPT), "--max-new-tokens", "80", "--seed", "3"]
+    assert main([*args, "--checkpoint", str(folders[1.0]), "--copy-boost", "7", "--out", str(tmp_path / "a.mid")]) == 0
+    assert main([*args, "--checkpoint", str(folders[7.0]), "--out", str(tmp_path / "b.mid")]) == 0
+    assert main([*args, "--checkpoint", str(folders[1.0]), "--out", str(tmp_path / "c.mid")]) == 0
+    assert (tmp_path / "a.mid").read_bytes() == (tmp_path / "b.mid").read_bytes()
+    assert (tmp_path / "a.mid").read_bytes() != (tmp_path / "c.mid").read_bytes()  # the boost changes the draws
+    capsys.readouterr()
+    for extra, message in ((["--copy-boost", "0"], "sampling_boost must be a positive number"),
+                           (["--copy-boost", "2", "--no-copy-head"], "cannot go with --no-copy-head")):
+        assert main([*args, "--checkpoint", str(folders[1.0]), *extra, "--out", str(tmp_path / "x.mid")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+    assert main([*args, "--checkpoint", str(checkpoint), "--copy-boost", "2", "--out", str(tmp_path / "x.mid")]) == 2
+    assert "has no copy head" in capsys.readouterr().err
+    assert not (tmp_path / "x.mid").exists()
