@@ -7,8 +7,9 @@ For test pieces and bar ranges drawn at random (seeded; a range starts after the
 ends before its last two, so both sides hold music), the same middle tokens are scored twice with the same
 model: (both) after the infill scaffold that `MusicGenerator.infill` builds (musicmha/generation/infill.py:
 same truncation to the context; --order spm, the default, lays out `FIM_Suffix suffix FIM_Prefix prefix
-FIM_Middle FIM_Bars<n> Bar TimeSig`, psm puts the prefix first), and (left) after the prefix alone, as a continuation (`prefix Bar TimeSig`). A model that reads the suffix
-scores the middle clearly lower with both sides.
+FIM_Middle FIM_Bars<n> Bar TimeSig`, psm puts the prefix first), and (left) after the prefix alone, as a
+continuation (`prefix Bar TimeSig`). A model that reads the suffix scores the middle clearly lower with both
+sides.
 
 --copy-head scores the model mixed with its copy head, which leaves the FIM sentinels out of the history it
 searches (musicmha/nn/copy_head.py: the prefix then runs into the middle, the suffix is searchable);

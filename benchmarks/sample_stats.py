@@ -17,7 +17,6 @@ Per-sample rows go to OUT/samples.jsonl, the summary table (mean ± standard err
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import statistics
@@ -28,6 +27,7 @@ import numpy as np
 
 from musicmha.evaluation import music_stats as ms
 from musicmha.data.dataset import TokenSplit
+from musicmha.errors import MusicmhaError
 from musicmha.generation.music_generator import MusicGenerator
 
 EXAMPLE_COLLECTIONS = ("bach", "palestrina", "essenFolksong")
@@ -103,10 +103,14 @@ def passage_stats(tokenizer, prompt: list[int], new: list[int], prompt_bars: int
 
 
 def parse_and_load(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, MusicGenerator]:
-    """The arguments (--out made; --checkpoint, --no-copy-head read) and the generator they name."""
+    """The arguments (--out made; --checkpoint, --no-copy-head, --copy-boost read) and the generator they name."""
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    return args, MusicGenerator.from_pretrained(args.checkpoint, device="cpu", copy_head=not args.no_copy_head)
+    try:
+        return args, MusicGenerator.from_pretrained(args.checkpoint, device="cpu", copy_head=not args.no_copy_head,
+                                                    copy_boost=getattr(args, "copy_boost", None))
+    except MusicmhaError as error:
+        parser.error(str(error))
 
 
 def main() -> None:
@@ -131,8 +135,6 @@ def main() -> None:
     parser.add_argument("--examples", type=Path, default=None,
                         help="also write 3 example continuations (MIDI + piano roll) here")
     args, generator = parse_and_load(parser)
-    if args.copy_boost is not None and generator.copy_head is not None:
-        generator.copy_head = dataclasses.replace(generator.copy_head, sampling_boost=args.copy_boost)
     tok = generator.tokenizer
     split = TokenSplit(args.data, args.split)
     bar_id = tok.bar_id
@@ -208,8 +210,10 @@ def main() -> None:
     counts("mean new tokens", f"{_mean(len(i['truth']) for i in chosen):.0f}",
            lambda m: f"{_mean(r[m]['tokens'] for r in rows):.0f}")
     sampling = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p") if getattr(args, k) is not None}
-    print(f"\nsampling: {sampling or 'the product defaults'}; "
-          f"{'with the copy head ' + str(generator.copy_head.weights) + f' at sampling boost {generator.copy_head.sampling_boost:g}' if generator.copy_head else 'the model alone'}")
+    head = generator.copy_head
+    described = (f"with the copy head {head.weights} at sampling boost {head.sampling_boost:g}" if head
+                 else "the model alone")
+    print(f"\nsampling: {sampling or 'the product defaults'}; {described}")
 
     if args.examples is not None:
         write_examples(args.examples, chosen, tok, args)

@@ -96,18 +96,11 @@ def _check_copy_boost(args: argparse.Namespace) -> None:
 
 
 def _generator(args: argparse.Namespace):
-    """The MusicGenerator the flags ask for, with --copy-boost applied to its copy head."""
-    import dataclasses
-
-    from musicmha.errors import ConfigError
+    """The MusicGenerator the flags ask for."""
     from musicmha.generation.music_generator import MusicGenerator
 
-    generator = MusicGenerator.from_pretrained(args.checkpoint, device=args.device, copy_head=not args.no_copy_head)
-    if args.copy_boost is not None:
-        if generator.copy_head is None:
-            raise ConfigError("--copy-boost: this checkpoint has no copy head (musicmha fit-copy-head makes one)")
-        generator.copy_head = dataclasses.replace(generator.copy_head, sampling_boost=args.copy_boost)
-    return generator
+    return MusicGenerator.from_pretrained(args.checkpoint, device=args.device, copy_head=not args.no_copy_head,
+                                          copy_boost=args.copy_boost)
 
 
 def _run_generate(args: argparse.Namespace) -> int:

@@ -9,13 +9,12 @@ signatures come out exactly as they went in (tempo changes the model writes are 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import symusic
@@ -129,22 +128,30 @@ class MusicGenerator:
         self.model, self.tokenizer = model.eval(), tokenizer
         fim = tokenizer.fim_tokens
         if copy_head is not None and fim is not None:  # infill: the head searches suffix · prefix · middle
-            copy_head = dataclasses.replace(copy_head, transparent=fim.all_ids)
+            copy_head = replace(copy_head, transparent=fim.all_ids)
         self.copy_head = copy_head  # mixed into every decoded token (None: the model alone)
         self.spec = None if tokenizer.is_bpe else tokenizer.grammar_spec()
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, *, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None, copy_head: bool = True) -> MusicGenerator:
+                        dtype: torch.dtype | None = None, copy_head: bool = True,
+                        copy_boost: float | None = None) -> MusicGenerator:
         """Model + tokenizer of a checkpoint: a folder, a shipped model's name ("musicmha-small") or None for
         the default (musicmha.checkpoint.resolve); GPU in bf16 when there is one, else CPU in fp32. With
-        copy_head, the checkpoint's copy head when it has one (musicmha/nn/copy_head.py)."""
+        copy_head, the checkpoint's copy head when it has one (musicmha/nn/copy_head.py); copy_boost replaces
+        its sampling boost (an error when there is no head to boost)."""
         from musicmha import checkpoint
 
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         model, tokenizer = checkpoint.load(folder, device=device, dtype=dtype)  # checks they belong together
-        return cls(model, tokenizer, CopyHead.load(checkpoint.resolve(folder)) if copy_head else None)
+        head = CopyHead.load(checkpoint.resolve(folder)) if copy_head else None
+        if copy_boost is not None:
+            if head is None:
+                raise ConfigError("copy_boost: this checkpoint has no copy head, or it is turned off "
+                                  "(musicmha fit-copy-head makes one)")
+            head = replace(head, sampling_boost=copy_boost)
+        return cls(model, tokenizer, head)
 
     def prompt_budget(self, length: LengthRule, prompt_tokens: int | None = None) -> int:
         """How many prompt tokens condition the model. The sampler's KV cache slides by a quarter of the

@@ -54,7 +54,6 @@ class CopyHead:
     transparent: tuple[int, ...] = ()  # token ids left out of the searched history (the FIM sentinels)
     sampling_boost: float = 1.0  # generation multiplies each weight's odds w / (1 - w) by this
 
-
     def __post_init__(self) -> None:
         object.__setattr__(self, "bucket_starts", tuple(self.bucket_starts))
         object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
@@ -196,7 +195,7 @@ class CopyState:
     def push(self, new: torch.Tensor) -> None:
         """Append one token per row (B,)."""
         new = new.cpu().long()
-        if bool(_is_transparent(new, self.head.transparent).all()):
+        if self.head.transparent and bool(_is_transparent(new, self.head.transparent).all()):
             return
         if self.tokens.shape[1] == 0:
             self.tokens = new[:, None].clone()
