@@ -288,6 +288,11 @@ def shipped_model(s: Smoke, checkpoint: str | None) -> None:
             logits = on_device.model(tokens.to(s.device))[0].float().cpu()
         err = (logits - reference).abs().max().item()
         s.check(f"shipped model {s.device} {str(dtype)[6:]} logits vs CPU fp32", err < tol, max_abs_difference=err)
+        if cpu.copy_head is not None and dtype == torch.float32:  # the mixture eval scores, on either side
+            with torch.no_grad():
+                mixed = on_device.copy_head.mix_log_probs(logits.to(s.device), tokens.to(s.device)).cpu()
+            err = (mixed - cpu.copy_head.mix_log_probs(logits, tokens)).abs().max().item()
+            s.check(f"shipped copy head on {s.device} vs CPU (same logits)", err < 1e-4, max_abs_difference=err)
     torch.backends.cuda.matmul.allow_tf32 = True
     rows = s.tables.setdefault("decode", [])
     generator = MusicGenerator.from_pretrained(checkpoint, device=str(s.device))  # bf16 on CUDA
@@ -299,6 +304,7 @@ def shipped_model(s: Smoke, checkpoint: str | None) -> None:
         syncs, seconds = _count_syncs(s, lambda: generate(model, prompt, GREEDY, new))
         rows.append({"path": "generate, greedy", "batch": batch, "tokens_per_s": round(batch * new / seconds),
                      "syncs_per_token": None if syncs is None else round(syncs / new, 2)})
+        _check_syncs(s, f"generate, greedy, batch {batch}", syncs, new)
         # The app's path: grammar mask, per-row seeded streams, a bar count (`stop`), EOS and a streaming
         # callback; its time includes turning the tokens into MIDI.
         steps: list[int] = []
@@ -307,6 +313,15 @@ def shipped_model(s: Smoke, checkpoint: str | None) -> None:
         rows.append({"path": f"continue_midi, {bars} bar(s)", "batch": batch,
                      "tokens_per_s": round(batch * len(steps) / seconds),
                      "syncs_per_token": None if syncs is None else round(syncs / max(len(steps), 1), 2)})
+        head = " with the copy head" if generator.copy_head is not None else ""
+        _check_syncs(s, f"continue_midi{head}, batch {batch}", syncs, len(steps))
+
+
+def _check_syncs(s: Smoke, path: str, syncs: int | None, tokens: int) -> None:
+    """The design: one sync per decoded token (the new tokens' copy to the host), plus a few per call (the
+    prompt's copy, the end). A blocking upload in the loop (a mask, the copy head's q) would double it."""
+    if syncs is not None:
+        s.check(f"host syncs per decoded token, {path}", syncs <= tokens + 8, syncs=syncs, tokens=tokens)
 
 
 def attention_times(s: Smoke) -> None:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from musicmha.errors import ConfigError
 from musicmha.nn.copy_head import CopyHead
 from musicmha.nn.positions import position_scheme_type
+from musicmha.transfer import send
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +105,7 @@ def window_batches(data, n_pieces: int, mode: str, window: int, batch_size: int,
 def log_probs(model, inputs: torch.Tensor, copy_head: CopyHead | None = None) -> torch.Tensor:
     """log p (B, T, V) of the model, or of the model mixed with its copy head, on the model's device."""
     device = next(model.parameters()).device
-    cuda = device.type == "cuda"  # pinned memory: the copy does not block the host
-    inputs = (inputs.pin_memory() if cuda else inputs).to(device, non_blocking=cuda)
+    inputs = send(inputs, device)
     logits, _ = model(inputs)
     if copy_head is None:
         return torch.log_softmax(logits.float(), dim=-1)

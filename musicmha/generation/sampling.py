@@ -22,6 +22,7 @@ import torch
 from musicmha.generation.options import SEED_LIMIT, SamplingOptions
 from musicmha.nn.attention import KVCache
 from musicmha.nn.copy_head import CopyHead, CopyState
+from musicmha.transfer import send
 
 AllowedFn = Callable[[torch.Tensor], torch.Tensor]
 Rng = torch.Generator | Sequence[torch.Generator]
@@ -100,17 +101,6 @@ def _draw(probs: torch.Tensor, rng: Rng | None) -> torch.Tensor:
     return torch.multinomial(probs.to(rng.device), 1, generator=rng).squeeze(-1)
 
 
-def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """`tensor` on `device`; from the host to CUDA without waiting: a pinned copy sent non-blocking (a blocking
-    copy from pageable memory synchronizes the stream). The pinned buffer is fresh, so the host may change
-    `tensor` at once."""
-    if tensor.device == device:
-        return tensor
-    if tensor.device.type == "cpu" and device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
 def prefill(model: torch.nn.Module, tokens: torch.Tensor, cache: list[KVCache]) -> torch.Tensor:
     """Run the whole (B, T) window through the model, filling the cache; logits of the last position."""
     logits, _ = model(tokens, kv_cache=cache, start_pos=0)
@@ -130,7 +120,7 @@ def _device_mask(mask: torch.Tensor, device: torch.device) -> torch.Tensor:
     mask = mask.to(dtype=torch.bool)
     if mask.device.type == "cpu":
         _check_some_token_left(mask)
-        return _to_device(mask, device)
+        return send(mask, device)
     mask = mask.to(device)
     _check_some_token_left(mask)  # the caller built it on the device: this read is its cost
     return mask
@@ -182,7 +172,7 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
     model.eval()
     device = next(model.parameters()).device
     host = seq.cpu()  # what the grammar, `stop` and `finished` read: reading the device's copy would sync
-    seq = _to_device(seq, device)
+    seq = send(seq, device)
     if rng is None and options.seed is not None and not options.greedy:
         rng = row_rngs(options.seed, seq.shape[0], device)
     context = model.config.max_seq_len
@@ -205,7 +195,7 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
                 if finished.any():  # finished rows keep emitting EOS
                     new = drawn = new.masked_fill(finished, eos_token_id)
                 finished |= new == eos_token_id
-            next_token = drawn if drawn.device == device else _to_device(new, device)
+            next_token = drawn if drawn.device == device else send(new, device)
             host = torch.cat([host, new[:, None]], dim=1)
             if copy is not None:
                 copy.push(new)

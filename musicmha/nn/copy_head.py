@@ -41,6 +41,7 @@ import torch
 
 from musicmha.atomic_files import write_text_atomic
 from musicmha.errors import ConfigError
+from musicmha.transfer import send
 
 COPY_HEAD_FILE = "copy_head.json"
 MAX_WEIGHT = 0.99  # the model keeps 1% at least: a copy that goes wrong costs log(100), never infinity
@@ -114,10 +115,11 @@ class CopyHead:
 
 def mix(logits: torch.Tensor, q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """log((1 - w) softmax(logits) + w q), with w broadcast over the last (vocabulary) dimension."""
-    weight = weight.to(logits.device, torch.float32)[..., None]
+    # q and w come from the host when generating (CopyState): sent without making the host wait for the GPU
+    weight = send(weight.float(), logits.device)[..., None]
     # in log space: a token the model gives ~0 keeps a finite log p, and a masked (-inf) logit stays -inf
     model_part = torch.log1p(-weight) + torch.log_softmax(logits.float(), dim=-1)
-    copy_part = torch.log(weight) + torch.log(q.to(logits.device))
+    copy_part = torch.log(weight) + torch.log(send(q, logits.device))
     return torch.logaddexp(model_part, copy_part)
 
 

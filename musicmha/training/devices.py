@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from musicmha.errors import ConfigError, TrainingError
+from musicmha.transfer import send
 
 logger = logging.getLogger(__name__)
 
@@ -127,10 +128,7 @@ def fused_optimizer(device: torch.device) -> bool | None:
 def to_device(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     """A batch of token ids on the training device: on CUDA from pinned memory without blocking the host
     (the next batch is cut while this one copies); on the CPU the array itself, no copy."""
-    tensor = torch.from_numpy(batch)
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
+    return send(torch.from_numpy(batch), device)
 
 
 def checked_step_loss(accelerator, losses: list[torch.Tensor], norm: torch.Tensor | None,

@@ -8,9 +8,14 @@ waits, so `DeviceReads` tells device tensors from host ones itself: what the mod
 every read of its values. Copies behave as on a GPU (a new tensor each way), so the host and device copies of
 the sequence stay apart even though both live in the CPU's memory.
 
+Host -> device copies: on CUDA a blocking one from pageable memory waits for the GPU too (its sync debug mode
+reports it). `DeviceReads.uploads` counts every `.to(device)` of a host tensor without non_blocking=True;
+the library sends through `musicmha.transfer.send`, which on the CPU hands the tensor back without a copy and
+on CUDA copies from pinned memory without waiting.
+
 What the CPU cannot show: the model's device and the host have one name here, so `.to(device)` of a device
-tensor counts as a copy to the host (a count too high, never too low), and a blocking host -> device copy,
-which CUDA's sync debug mode also reports, is free here (gpu_smoke counts both on a GPU).
+tensor counts as a copy to the host (a count too high, never too low), and `send`'s CUDA branch does not run
+(gpu_smoke counts every sync on a GPU).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from musicmha.generation.grammar import TokenGrammar
 from musicmha.generation.music_generator import MusicGenerator
 from musicmha.generation.options import SamplingOptions
 from musicmha.generation.sampling import generate
+from musicmha.nn.copy_head import CopyHead
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "musicmha-small"
 
@@ -73,6 +79,7 @@ class DeviceReads(TorchFunctionMode):
         self._device: dict[int, weakref.ref] = {}  # id -> the tensor; ids, since tensors compare by value
         self.count = 0
         self.where: list[str] = []
+        self.uploads = 0  # blocking host -> device copies
 
     def mark(self, tensor: torch.Tensor) -> torch.Tensor:
         self._device[id(tensor)] = weakref.ref(tensor)
@@ -120,7 +127,10 @@ class DeviceReads(TorchFunctionMode):
         if from_device and _is_cpu(target):
             self._read(func)  # device -> host: the sync
             return result
-        if from_device or func is not T.cpu:  # stays on the device, or host -> device (free)
+        if from_device or func is not T.cpu:  # stays on the device, or host -> device
+            if not from_device and not kwargs.get("non_blocking", False):
+                self.uploads += 1
+                self.where.append("upload")
             return self.mark(result)
         return result
 
@@ -145,9 +155,11 @@ def test_the_counter_sees_device_reads_and_not_host_ones():
     with DeviceReads() as counter:
         model = _on_device(model, counter)
         host = torch.tensor([[1, 2, 3]])
-        tokens = host.to("cpu")  # host -> device: free
+        tokens = host.to("cpu")  # host -> device: not a read, but a blocking upload
+        assert (counter.count, counter.uploads) == (0, 1)
+        tokens = host.to("cpu", non_blocking=True)  # what `send` does on CUDA (from pinned memory)
         logits = model(tokens)[0]
-        assert counter.count == 0
+        assert (counter.count, counter.uploads) == (0, 1)
         best = logits[:, -1].argmax(-1)
         bool(best.sum() > 0), best.tolist(), best.cpu(), int(best[0]), logits[logits > 0]
         assert counter.count == 5, counter.where
@@ -166,12 +178,18 @@ def _model(vocab: int, context: int = 32) -> MusicTransformer:
                                         dropout=0.0)).eval()
 
 
-@pytest.mark.parametrize(("options", "use_cache"), [(SamplingOptions(seed=3, top_k=20, top_p=0.9), True),
-                                                    (SamplingOptions(top_k=1), False)],
-                         ids=["seeded-cached", "greedy-uncached"])
-def test_one_host_read_per_token_with_grammar_stop_callback_and_eos(tokenizer, options, use_cache):
+HEAD = CopyHead(weights=(0.3, 0.5, 0.7, 0.9, 0.95), sampling_boost=3.0)
+
+
+@pytest.mark.parametrize(("options", "use_cache", "head"),
+                         [(SamplingOptions(seed=3, top_k=20, top_p=0.9), True, None),
+                          (SamplingOptions(top_k=1), False, None),
+                          (SamplingOptions(seed=3, top_k=20, top_p=0.9), True, HEAD)],
+                         ids=["seeded-cached", "greedy-uncached", "seeded-cached-copy-head"])
+def test_one_host_read_per_token_with_grammar_stop_callback_and_eos(tokenizer, options, use_cache, head):
     """The app's path: grammar mask, `stop` at a bar count, end-of-piece and a callback reading the tokens (as
-    the app's job does), past two window slides. One read per step: the copy of the new tokens."""
+    the app's job does), past two window slides, with and without the copy head (its history and distribution
+    live on the host). One read per step, the copy of the new tokens, and no blocking upload."""
     spec = tokenizer.grammar_spec()
     model = _model(tokenizer.vocab_size)
     batch, steps = 3, 70  # 1 + 70 tokens through a 32-token context: the window slides three times
@@ -190,12 +208,12 @@ def test_one_host_read_per_token_with_grammar_stop_callback_and_eos(tokenizer, o
         reads_at_step.append(counter.count)
 
     reference = generate(model, prompt, options, steps, allowed=grammar, stop=stop, callback=lambda s, t: None,
-                         eos_token_id=spec.eos_id, use_cache=use_cache)
+                         eos_token_id=spec.eos_id, use_cache=use_cache, copy_head=head)
     grammar.reset(batch)
     grammar.follow(prompt)
     with DeviceReads() as counter:
         out = generate(_on_device(model, counter), prompt, options, steps, allowed=grammar, stop=stop,
-                       callback=callback, eos_token_id=spec.eos_id, use_cache=use_cache)
+                       callback=callback, eos_token_id=spec.eos_id, use_cache=use_cache, copy_head=head)
     assert torch.equal(out, reference)  # the counter changes nothing
     n = len(reads_at_step)
     assert n > 50 and out.shape[1] == 1 + n and (out[0, 1 + 30:] == spec.eos_id).all()  # it ran, with EOS padding
@@ -203,12 +221,13 @@ def test_one_host_read_per_token_with_grammar_stop_callback_and_eos(tokenizer, o
     per_step = [b - a for a, b in zip([0, *reads_at_step], reads_at_step)]
     assert max(per_step) == 1, (per_step, counter.where[:12])
     assert counter.count == n, counter.where  # after the last callback, `stop` reads the host's copy only
+    assert counter.uploads == 0, counter.where
 
 
 def test_one_host_read_per_token_through_music_generator(tokenizer):
     """continue_midi end to end (grammar, seeds, EOS, callback; `stop` is the test above's): one read per token,
     and one more for all the rows at the end, not one per row. (A bar takes a random model ~1,000 tokens.)"""
-    generator = MusicGenerator(_model(tokenizer.vocab_size), tokenizer)
+    generator = MusicGenerator(_model(tokenizer.vocab_size), tokenizer, copy_head=HEAD)
     steps = []
     with DeviceReads() as counter:
         _on_device(generator.model, counter)
@@ -216,6 +235,7 @@ def test_one_host_read_per_token_through_music_generator(tokenizer):
                                 callback=lambda s, t: steps.append(t.tolist()))
     assert len(steps) == 60
     assert counter.count == len(steps) + 1, counter.where
+    assert counter.uploads == 0, counter.where
 
 
 def test_a_mask_leaving_no_token_is_refused_on_the_host_before_it_is_sent():
