@@ -92,7 +92,7 @@ def dense_reference(mha: MultiHeadAttention, x: torch.Tensor) -> torch.Tensor:
     q, k, v = (split(x @ m[f"{n}_proj.weight"].T + m.get(f"{n}_proj.bias", 0)) for n in "qkv")
     pos = torch.arange(length, device=x.device)
     distance = (pos[:, None] - pos[None, :]).clamp(0, mha.max_relative_distance)
-    table = m["relative_embeddings"]  # (H, R+1, D)
+    table = m["scheme.relative_embeddings"]  # (H, R+1, D)
     relative = torch.einsum("bhid,hijd->bhij", q, table[:, distance]) if length <= 1024 else torch.stack(
         [torch.einsum("bid,ijd->bij", q[:, h], table[h, distance]) for h in range(mha.n_heads)], 1)
     logits = (q @ k.transpose(-1, -2) + relative) / math.sqrt(mha.head_dim)

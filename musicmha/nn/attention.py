@@ -81,13 +81,14 @@ class MultiHeadAttention(nn.Module):
         # after the projections: the relative table's random init comes after theirs, as it always has
         self.scheme = build_position_scheme(position, n_heads=n_heads, head_dim=self.head_dim, causal=causal,
                                             max_relative_distance=max_relative_distance, rope_base=rope_base)
-        # The scheme's tensors are saved under this module's own prefix, as before schemes were modules, so
-        # checkpoints keep their keys ("blocks.0.attn.relative_embeddings").
-        if hasattr(nn.Module, "register_state_dict_post_hook"):  # torch >= 2.5
-            self.register_state_dict_post_hook(_save_scheme_flat)
+        # Checkpoints written before the schemes were modules keep the scheme's tensors under this module's
+        # own prefix ("blocks.0.attn.relative_embeddings"); they still load. New ones are saved under their real
+        # path ("blocks.0.attn.scheme.relative_embeddings"): FSDP2's state dict (torch.distributed.checkpoint,
+        # which accelerate's get_state_dict and save_state use) finds each tensor by walking its key's
+        # attributes, so a renamed key fails there (tests/training/test_fsdp2_cpu.py).
+        if hasattr(nn.Module, "register_load_state_dict_pre_hook"):  # torch >= 2.5
             self.register_load_state_dict_pre_hook(_load_scheme_flat)
         else:
-            self._register_state_dict_hook(_save_scheme_flat)
             self._register_load_state_dict_pre_hook(_load_scheme_flat, with_module=True)
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
@@ -197,19 +198,8 @@ class MultiHeadAttention(nn.Module):
         self._mask_cache[key] = tensor
 
 
-def _save_scheme_flat(module: MultiHeadAttention, state_dict: dict, prefix: str, local_metadata: dict) -> None:
-    """State-dict post-hook: "<prefix>scheme.<name>" becomes "<prefix><name>", in its place before the projections.
-
-    This module's keys are the last ones written so far (the hook runs right after its subtree), so they
-    are taken out and put back in the old order: the scheme's first, as when they were this module's own."""
-    nested = prefix + "scheme."
-    own = [(key, state_dict.pop(key)) for key in [k for k in state_dict if k.startswith(prefix)]]
-    state_dict.update([(prefix + key[len(nested):], value) for key, value in own if key.startswith(nested)])
-    state_dict.update([(key, value) for key, value in own if not key.startswith(nested)])
-
-
 def _load_scheme_flat(module: MultiHeadAttention, state_dict: dict, prefix: str, *args) -> None:
-    """Load-state-dict pre-hook, the inverse of `_save_scheme_flat`: the scheme's flat keys go back inside it."""
+    """Load-state-dict pre-hook: an old checkpoint's flat keys for the scheme's tensors go back inside it."""
     for name in module.scheme.state_dict(keep_vars=True):
         if prefix + name in state_dict:
             state_dict[prefix + "scheme." + name] = state_dict.pop(prefix + name)

@@ -99,19 +99,25 @@ def test_relative_logits_equal_the_explicit_sum_with_gradients():
         assert torch.allclose(ours_grad, theirs)
 
 
-def test_the_relative_table_is_saved_under_the_attention_as_before():
+def test_the_relative_table_is_saved_under_its_path_and_old_flat_keys_still_load():
     mha = MultiHeadAttention(16, 2, position="relative", max_relative_distance=6)
-    keys = list(mha.state_dict())
-    assert keys == ["relative_embeddings", "q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias",
-                    "v_proj.weight", "v_proj.bias", "out_proj.weight", "out_proj.bias"]
+    state = mha.state_dict()
+    assert list(state) == ["q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias", "v_proj.weight",
+                           "v_proj.bias", "out_proj.weight", "out_proj.bias", "scheme.relative_embeddings"]
+    assert all(mha.get_parameter(key) is not None for key in state)  # every key is a real path (FSDP2 walks it)
     other = MultiHeadAttention(16, 2, position="relative", max_relative_distance=6)
-    other.load_state_dict(mha.state_dict(), strict=True)
+    other.load_state_dict(state, strict=True)
     assert torch.equal(other.scheme.relative_embeddings, mha.scheme.relative_embeddings)
+    # a checkpoint written before the schemes were modules keeps the table under the attention's own prefix
     model = MusicTransformer(tiny_config())
-    assert "blocks.1.attn.relative_embeddings" in model.state_dict()
-    state = {k: v for k, v in model.state_dict().items() if not k.endswith("relative_embeddings")}
+    old = {key.replace("attn.scheme.", "attn."): value for key, value in model.state_dict().items()}
+    assert "blocks.1.attn.relative_embeddings" in old
+    fresh = MusicTransformer(tiny_config())
+    fresh.load_state_dict(old, strict=True)
+    assert torch.equal(fresh.blocks[1].attn.scheme.relative_embeddings, model.blocks[1].attn.scheme.relative_embeddings)
+    missing = {k: v for k, v in old.items() if not k.endswith("relative_embeddings")}
     with pytest.raises(RuntimeError, match="relative_embeddings"):
-        MusicTransformer(tiny_config()).load_state_dict(state, strict=True)
+        MusicTransformer(tiny_config()).load_state_dict(missing, strict=True)
 
 
 @pytest.mark.slow
@@ -122,7 +128,9 @@ def test_shipped_checkpoint_loads_its_keys_and_gives_the_logits_it_always_gave()
 
     model = MusicTransformer.from_pretrained(CHECKPOINT)
     with safe_open(str(CHECKPOINT / "model.safetensors"), "pt") as stored:
-        stored_keys = set(stored.keys())
+        old_keys = set(stored.keys())
+    assert "blocks.0.attn.relative_embeddings" in old_keys  # written before the schemes were modules
+    stored_keys = {key.replace(".attn.relative", ".attn.scheme.relative") for key in old_keys}
     tied = {"lm_head.weight", "token_embedding.weight"}  # one matrix, stored under one of its names
     assert stored_keys | tied == set(model.state_dict()) and len(stored_keys & tied) == 1
     tokens = (torch.arange(97) * 37 + 11) % 530

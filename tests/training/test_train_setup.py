@@ -3,7 +3,8 @@
 FSDP does not run on the CPU here: accelerate 1.15 turns `ACCELERATE_USE_CPU=true` into MULTI_CPU and
 ignores ACCELERATE_USE_FSDP (checked with torchrun, FSDP_VERSION 1 and 2: both ran plain DDP). So the
 FSDP order and the collective export are tested against a fake accelerator that wraps the way FSDP1 does
-(new, flattened parameters under wrapped names) and records every call.
+(new, flattened parameters under wrapped names) and records every call. FSDP2 itself runs on the CPU:
+test_fsdp2_cpu.py trains, exports and resumes with two real processes.
 """
 
 import copy
