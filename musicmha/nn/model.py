@@ -81,6 +81,19 @@ class MusicTransformer(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
+    def tie_weights(self) -> None:
+        """Make the output head read the embedding matrix again. A move to or from the meta device makes a new
+        Parameter per module and so unties them; FSDP2's memory-saving load (accelerate's
+        cpu_ram_efficient_loading) does that move and then calls this method, as it does for transformers
+        models. `_apply` calls it too, after every `.to()`."""
+        self.lm_head.weight = self.token_embedding.weight
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        super()._apply(fn, recurse)
+        if self.lm_head.weight is not self.token_embedding.weight:
+            self.tie_weights()
+        return self
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

@@ -78,6 +78,22 @@ def test_output_head_is_tied_to_the_embedding_and_all_parameters_train():
     assert silent == []
 
 
+def test_the_tie_survives_a_trip_through_the_meta_device():
+    """FSDP2's memory-saving load moves the model to the meta device and back (accelerate's
+    cpu_ram_efficient_loading); a move to meta makes one new Parameter per module, which unties them."""
+    model = MusicTransformer(tiny_config()).to("meta")
+    assert model.lm_head.weight is model.token_embedding.weight
+    model.to_empty(device="cpu")
+    assert model.lm_head.weight is model.token_embedding.weight
+    assert len(list(model.parameters())) == len(list(MusicTransformer(tiny_config()).parameters()))
+    plain = torch.nn.Module._apply  # without the model's own _apply, the same trip unties them
+    untied = MusicTransformer(tiny_config())
+    plain(untied, lambda t: t.to("meta"))
+    assert untied.lm_head.weight is not untied.token_embedding.weight
+    untied.tie_weights()
+    assert untied.lm_head.weight is untied.token_embedding.weight
+
+
 def test_absolute_positions_stop_at_max_seq_len_but_relative_ones_do_not():
     with pytest.raises(ValueError, match="max_seq_len"):
         MusicTransformer(tiny_config("none", max_seq_len=16))(torch.zeros(1, 17, dtype=torch.long))

@@ -1,9 +1,9 @@
 """FSDP2 for real, on the CPU: two gloo processes shard, train and export a MusicTransformer.
 
 accelerate 1.15 runs no FSDP on the CPU (test_train_setup.py), and FSDP1 refuses it ("FSDP needs a non-CPU
-accelerator device"), but torch's FSDP2 (`fully_shard`) runs here. So each process shards the model the way
-accelerate's FSDP2 does with the wrap policy `keep_tied_weights_together` sets (each Block its own unit, the
-root, with the tied embedding/output matrix, last), builds the optimizer with training's `_optimizer` on the
+accelerator device"), but torch's FSDP2 (`fully_shard`) runs here. So each process shards the model with accelerate's own FSDP2
+function and the wrap policy `keep_tied_weights_together` sets (each Block its own unit, the root, with the
+tied embedding/output matrix, last), builds the optimizer with training's `_optimizer` on the
 sharded parameters (what FSDP2's one `prepare` of model and optimizer leads to), trains on its half of the
 batch, and exports through `export_on_every_rank` with the state-dict call accelerate's `get_state_dict` makes
 under FSDP2; then it saves and restores its shards as accelerate's save_state/load_state do under FSDP2 (the
@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -26,12 +27,12 @@ from conftest import tiny_config
 
 from musicmha import MusicTransformer
 from musicmha.training.config import TrainConfig
-from musicmha.training.devices import export_on_every_rank
+from musicmha.training.devices import export_on_every_rank, keep_tied_weights_together
 from musicmha.training.train import _optimizer
 
 WORLD, STEPS = 2, 3
 
-fully_shard = pytest.importorskip("torch.distributed.fsdp").__dict__.get("fully_shard")
+FSDPModule = pytest.importorskip("torch.distributed.fsdp").__dict__.get("FSDPModule")
 
 
 class Fsdp2Accelerator:
@@ -66,12 +67,19 @@ def _train(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tokens: tor
         optimizer.zero_grad(set_to_none=True)
 
 
-def _sharded(seed: int, cfg: TrainConfig) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+def _sharded(seed: int, cfg: TrainConfig, rank: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """accelerate's own FSDP2 sharding (fsdp2_prepare_model, with cpu_ram_efficient_loading: the model goes to
+    the meta device and rank 0's weights are broadcast), under the wrap policy training sets."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, cpu_ram_efficient_loading=True)
+    accelerator = SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin), mixed_precision="no",
+                                  is_main_process=rank == 0, device=torch.device("cpu"))
+    keep_tied_weights_together(accelerator)  # each Block a unit; the root keeps the tied embedding and head
     torch.manual_seed(seed)
-    model = MusicTransformer(tiny_config())
-    for block in model.blocks:  # the transformer wrap policy: each Block a unit ...
-        fully_shard(block)
-    fully_shard(model)  # ... and the root holds the embedding, the final norm and the tied head
+    model = fsdp2_prepare_model(accelerator, MusicTransformer(tiny_config()))
+    assert sum(isinstance(m, FSDPModule) for m in model.modules()) > len(model.blocks)  # it did shard
     return model, _optimizer(model, cfg)
 
 
@@ -84,7 +92,7 @@ def _resumes_exactly(model, optimizer, cfg: TrainConfig, half: torch.Tensor, fol
 
     saved = dict(zip(("model", "optimizer"), get_state_dict(model, optimizer)))
     dcp.save(saved, checkpoint_id=folder)
-    fresh, fresh_optimizer = _sharded(1, cfg)
+    fresh, fresh_optimizer = _sharded(1, cfg, dist.get_rank())
     state = dict(zip(("model", "optimizer"), get_state_dict(fresh, fresh_optimizer)))
     dcp.load(state, checkpoint_id=folder)
     set_state_dict(fresh, fresh_optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
@@ -100,7 +108,7 @@ def _rank(rank: int, port: int, cfg: TrainConfig, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
-        model, optimizer = _sharded(0, cfg)
+        model, optimizer = _sharded(0, cfg, rank)
         half = _batch().chunk(WORLD)[rank]
         _train(model, optimizer, half)
         export_on_every_rank(Fsdp2Accelerator(rank), model, lambda: MusicTransformer(tiny_config()),
@@ -117,7 +125,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(fully_shard is None or not dist.is_gloo_available(), reason="needs FSDP2 and gloo")
+@pytest.mark.skipif(FSDPModule is None or not dist.is_gloo_available(), reason="needs FSDP2 and gloo")
 def test_two_process_fsdp2_trains_like_one_process_exports_the_full_model_and_resumes(tmp_path):
     cfg = TrainConfig.from_sources(data=str(tmp_path), out=str(tmp_path / "run"), preset="tiny")
     out = tmp_path / "export"
