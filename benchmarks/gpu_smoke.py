@@ -381,16 +381,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     s = Smoke(torch.device(args.device), args.quick, args.skip_compile)
     started = time.perf_counter()
-    for section, extra in ((kernel_parity, ()), (training, ()), (generation, ()), (shipped_model, (args.checkpoint,)),
-                           (attention_times, ())):
-        s.run(section, *extra)
-    report = {"environment": environment(s.device) | {"quick": args.quick, "section_seconds": s.seconds,
-                                                        "seconds": round(time.perf_counter() - started, 1)},
-              "checks": s.checks, "tables": s.tables}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "smoke.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "smoke.md").write_text(markdown(report))
+    sections = ((kernel_parity, ()), (training, ()), (generation, ()), (shipped_model, (args.checkpoint,)),
+                (attention_times, ()))
+    for done, (section, extra) in enumerate(sections, 1):
+        s.run(section, *extra)
+        # written after every section: a run stopped at a time limit still leaves what it measured
+        report = {"environment": environment(s.device) | {"quick": args.quick, "section_seconds": s.seconds,
+                                                            "seconds": round(time.perf_counter() - started, 1),
+                                                            "sections_done": f"{done} of {len(sections)}"},
+                  "checks": s.checks, "tables": s.tables}
+        (out / "smoke.json").write_text(json.dumps(report, indent=2) + "\n")
+        (out / "smoke.md").write_text(markdown(report))
     failed = [c["name"] for c in s.checks if not c["passed"]]
     print(f"{len(s.checks) - len(failed)} of {len(s.checks)} checks passed; report in {out}/smoke.md")
     for name in failed:

@@ -23,7 +23,8 @@ def test_quick_cpu_smoke_run_passes_and_writes_its_report(tmp_path):
     assert done.returncode == 0 and not failed, (failed, done.stdout[-2000:], done.stderr[-2000:])
     names = " ".join(c["name"] for c in report["checks"])
     for part in ("parity sdpa", "parity blocked", "parity flex", "dense reference = tests/reference.py",
-                 "train blocked float32 compiled", "generation alibi", "shipped model"):
+                 "train blocked float32 compiled", "generation alibi", "shipped model", "shipped copy head"):
         assert part in names, part
     assert {"training", "decode", "attention"} <= set(report["tables"])
+    assert report["environment"]["sections_done"] == "5 of 5"
     assert (tmp_path / "smoke.md").read_text().startswith("# GPU smoke report")
