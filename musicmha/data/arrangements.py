@@ -16,12 +16,11 @@ from musicmha.data.corpus import (
     ARRANGEMENT_SOURCES,
     ARRANGEMENTS,
     CorpusConfig,
-    PieceResult,
-    _one_line,
     _read_manifest,
     _replace_collection,
     _write_manifest,
 )
+from musicmha.data.score_to_midi import PieceResult, one_line
 from musicmha.errors import MusicmhaError
 from musicmha.data.split import SPLITS, split_score
 
@@ -43,7 +42,7 @@ def _arrange_star(args: tuple) -> PieceResult:
         result.extra = {"source": source_id, "groove": plan.groove, "tempo": plan.tempo, "program": plan.program,
                         "pickup": plan.pickup / score.ticks_per_quarter, "pickup_estimated": pickup is None}
     except Exception as error:  # mma failures, unmapped meters, unreadable sources: listed, never fatal
-        result.error = _one_line(error) if not isinstance(error, MusicmhaError) else str(error)
+        result.error = one_line(error) if not isinstance(error, MusicmhaError) else str(error)
     return result
 
 

@@ -2,7 +2,7 @@
 better than n-gram baselines.
 
 No prebuilt corpus here (building it takes ~20 min), so the fixture converts Bach chorales from music21's
-corpus with our own corpus code (`corpus.convert_file`, as `musicmha corpus` does) and tokenizes them with the
+corpus with our own corpus code (`score_to_midi.convert_file`, as `musicmha corpus` does) and tokenizes them with the
 checkpoint's tokenizer (BOS + REMI ids + EOS, as `musicmha prepare` does):
 - the first 8 chorales that the deterministic split (sha256 of the piece id) puts in the TEST split: the
   model never trained on them;
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 
 def _convert(args: tuple[str, str]) -> str:
-    from musicmha.data.corpus import convert_file
+    from musicmha.data.score_to_midi import convert_file
 
     rel, out = args
     (result,) = convert_file(rel, out, 60.0, None)
