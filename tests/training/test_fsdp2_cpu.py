@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -129,7 +130,14 @@ def _free_port() -> int:
 def test_two_process_fsdp2_trains_like_one_process_exports_the_full_model_and_resumes(tmp_path):
     cfg = TrainConfig.from_sources(data=str(tmp_path), out=str(tmp_path / "run"), preset="tiny")
     out = tmp_path / "export"
-    mp.start_processes(_rank, args=(_free_port(), cfg, str(out)), nprocs=WORLD, start_method="spawn")
+    context = mp.start_processes(_rank, args=(_free_port(), cfg, str(out)), nprocs=WORLD, start_method="spawn",
+                                 join=False)
+    deadline = time.monotonic() + 180  # a collective that hangs must fail the test, not stall the suite
+    while not context.join(timeout=5):  # re-raises a rank's exception
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the FSDP2 processes did not finish in 180 s")
 
     torch.manual_seed(0)
     reference = MusicTransformer(tiny_config())
