@@ -26,6 +26,7 @@ import symusic
 from musicmha.errors import ConfigError, MidiError
 from musicmha.data.fim import MAX_FILL_BARS
 from musicmha.generation.grammar import TokenGrammar
+from musicmha.generation.result import new_notes
 from musicmha.data.midi_io import add_notes
 
 logger = logging.getLogger(__name__)
@@ -177,13 +178,11 @@ def to_ticks(quarters: float, tpq: int) -> int:
 def decode_middle(tokenizer, infill: InfillPlan, new: list[int], prompt_tpq: int) -> symusic.Score:
     """The new notes alone, in the prompt's ticks, at their place in the piece: decoded after the prefix (so
     they get its meter and bar count) and kept where the prefix's own decoding has no such note."""
-    from musicmha.generation.music_generator import _new_notes  # one definition of "the notes a prefix does not have"
-
     opening = infill.scaffold[infill.scaffold.index(tokenizer.fim_tokens.middle) + 2:]
     full = tokenizer.decode([*infill.prefix, *opening, *new])
     if len([t for t in infill.prefix if t != tokenizer.bos_id]):
         before = tokenizer.decode(infill.prefix)
     else:
         before = symusic.Score(full.ticks_per_quarter)
-    notes = _new_notes(full, before, full.ticks_per_quarter).resample(prompt_tpq, min_dur=1)
+    notes = new_notes(full, before, full.ticks_per_quarter).resample(prompt_tpq, min_dur=1)
     return notes.shift_time(to_ticks(infill.prefix_quarters, prompt_tpq))

@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import symusic
@@ -24,80 +23,12 @@ from musicmha.generation.controls import MAX_NEW_TOKENS, InstrumentRule, LengthR
 from musicmha.errors import ConfigError, MidiError, MusicmhaError
 from musicmha.generation.grammar import TokenGrammar
 from musicmha.generation.options import SamplingOptions
+from musicmha.generation.result import GenerationResult, merge_into_prompt, new_notes, new_tempos, tempo_at_end
 from musicmha.generation.sampling import generate, row_seed
-from musicmha.data.midi_io import add_notes, load_midi
+from musicmha.data.midi_io import load_midi
 from musicmha.nn.copy_head import CopyHead
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class GenerationResult:
-    score: symusic.Score  # prompt + continuation, in the prompt's ticks per quarter
-    continuation: symusic.Score  # the new notes alone, same time base and offset
-    token_ids: list[int]  # the conditioning tokens (BOS + prompt tail) followed by the new ones
-    new_token_ids: list[int]
-    boundary_tick: int  # where the prompt ends (its last note-off) in `score` ticks; an infill: where the range starts
-    seed: int  # this sample's own seed: continue_midi(..., seed=seed, num_samples=1) makes it again
-    span: tuple[int, int] | None = None  # an infill's regenerated range [start, end) in `score` ticks
-
-
-
-
-def _note_keys(track) -> Counter:
-    return Counter((n.time, n.duration, n.pitch, n.velocity) for n in track.notes)
-
-
-def _new_notes(full: symusic.Score, prompt: symusic.Score, tpq: int) -> symusic.Score:
-    """The notes of `full` that are not in `prompt` (both decoded from tokens, prompt a prefix of full)."""
-    known = {(t.program, t.is_drum): _note_keys(t) for t in prompt.tracks}
-    out = symusic.Score(tpq)
-    for track in full.tracks:
-        seen = Counter(known.get((track.program, track.is_drum), Counter()))
-        fresh = symusic.Track(name=track.name, program=track.program, is_drum=track.is_drum)
-        for note in track.notes:
-            key = (note.time, note.duration, note.pitch, note.velocity)
-            if seen[key] > 0:
-                seen[key] -= 1
-            else:
-                fresh.notes.append(note)
-        if len(fresh.notes):
-            out.tracks.append(fresh)
-    return out
-
-
-def _new_tempos(full: symusic.Score, prompt: symusic.Score) -> list:
-    """Tempo changes in `full` that `prompt` lacks: the ones the model wrote."""
-    seen = Counter((t.time, round(t.qpm, 3)) for t in prompt.tempos)
-    fresh = []
-    for tempo in full.tempos:
-        key = (tempo.time, round(tempo.qpm, 3))
-        if seen[key] > 0:
-            seen[key] -= 1
-        else:
-            fresh.append(tempo)
-    return fresh
-
-
-def _merge(prompt: symusic.Score, continuation: symusic.Score) -> symusic.Score:
-    merged = prompt.copy()
-    end = prompt.end()
-    # The model's tempo changes play the continuation as it was timed; the ones before the prompt's end
-    # (rare: between its last onset and last note-off) are left out so the prompt plays exactly as given.
-    later = [t for t in continuation.tempos if t.time >= end]
-    if later:
-        merged.tempos.extend(later)
-        merged.tempos.sort()
-    add_notes(merged, continuation.tracks)
-    return merged
-
-
-def _tempo_at_end(score: symusic.Score | None) -> float | None:
-    """The prompt's tempo where it ends, exactly (its tokens round tempos to the tokenizer's bins)."""
-    if score is None:
-        return None
-    before = [t for t in score.tempos if t.time <= score.end()]
-    return before[-1].qpm if before else None
 
 
 def _resolve_sampling(sampling: SamplingOptions | None, **loose) -> SamplingOptions:
@@ -224,7 +155,7 @@ class MusicGenerator:
                                     no_empty_bars=not allow_empty_bars)
             timeline.follow(start)
             # A prompt without tempo events plays at MIDI's default 120 BPM: that is its tempo to hold.
-            timeline.anchor(qpm=(_tempo_at_end(score) or 120.0) if score is not None else None)
+            timeline.anchor(qpm=(tempo_at_end(score) or 120.0) if score is not None else None)
         restricts = timeline is not None and (constrained or not rule.unrestricted or length.timed
                                               or timeline.opening)
         out = generate(self.model, start, sampling, length.token_limit, callback=callback,
@@ -322,12 +253,12 @@ class MusicGenerator:
         if self.tokenizer.eos_id in new:
             new = new[:new.index(self.tokenizer.eos_id)]
         full_tok, prompt_tok = self._decode(condition + new), self._decode(condition)
-        continuation = _new_notes(full_tok, prompt_tok, full_tok.ticks_per_quarter)
-        continuation.tempos.extend(_new_tempos(full_tok, prompt_tok))
+        continuation = new_notes(full_tok, prompt_tok, full_tok.ticks_per_quarter)
+        continuation.tempos.extend(new_tempos(full_tok, prompt_tok))
         if prompt is None:
             return GenerationResult(full_tok, continuation, condition + new, new, 0, seed)
         tpq = prompt.ticks_per_quarter
         continuation = continuation.resample(tpq, min_dur=1)
         continuation = continuation.shift_time(round(offset_quarters * tpq))
-        merged = _merge(prompt, continuation)
+        merged = merge_into_prompt(prompt, continuation)
         return GenerationResult(merged, continuation, condition + new, new, int(prompt.end()), seed)
