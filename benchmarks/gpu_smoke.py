@@ -385,12 +385,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     sections = ((kernel_parity, ()), (training, ()), (generation, ()), (shipped_model, (args.checkpoint,)),
                 (attention_times, ()))
+    machine = environment(s.device) | {"quick": args.quick}
     for done, (section, extra) in enumerate(sections, 1):
         s.run(section, *extra)
         # written after every section: a run stopped at a time limit still leaves what it measured
-        report = {"environment": environment(s.device) | {"quick": args.quick, "section_seconds": s.seconds,
-                                                            "seconds": round(time.perf_counter() - started, 1),
-                                                            "sections_done": f"{done} of {len(sections)}"},
+        report = {"environment": machine | {"section_seconds": s.seconds,
+                                            "seconds": round(time.perf_counter() - started, 1),
+                                            "sections_done": f"{done} of {len(sections)}"},
                   "checks": s.checks, "tables": s.tables}
         (out / "smoke.json").write_text(json.dumps(report, indent=2) + "\n")
         (out / "smoke.md").write_text(markdown(report))

@@ -15,7 +15,7 @@ import torch
 def send(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """`tensor` on `device`; from the host to CUDA without waiting. Already there: the tensor itself."""
     device = torch.device(device)
-    if tensor.device == device or device.type == "cpu" and tensor.device.type == "cpu":
+    if tensor.device == device:
         return tensor
     if tensor.device.type == "cpu" and device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)

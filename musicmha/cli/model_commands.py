@@ -135,11 +135,11 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _run_fit_copy_head(args: argparse.Namespace) -> int:
     from musicmha.evaluation.copy_fit import fit_copy_head
     from musicmha.evaluation.evaluate import eval_device
-    from musicmha.nn.copy_head import COPY_HEAD_FILE, CopyHead
+    from musicmha.nn.copy_head import COPY_HEAD_FILE, checked_sampling_boost
     from musicmha.nn.model import MusicTransformer
     from musicmha.data.tokenizer import MusicTokenizer
 
-    CopyHead(sampling_boost=args.sampling_boost)  # a bad boost fails before the model is read
+    checked_sampling_boost(args.sampling_boost)  # a bad boost fails before the model is read
     device = eval_device(args.device)
     model = MusicTransformer.from_pretrained(args.checkpoint, device=device)
     head = fit_copy_head(model, MusicTokenizer.load(args.checkpoint), args.data, split=args.split,

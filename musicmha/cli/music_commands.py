@@ -87,12 +87,12 @@ def _checked_instruments(args: argparse.Namespace) -> list[int] | None:
 def _check_copy_boost(args: argparse.Namespace) -> None:
     """--copy-boost checked before the model loads."""
     from musicmha.errors import ConfigError
-    from musicmha.nn.copy_head import CopyHead
+    from musicmha.nn.copy_head import checked_sampling_boost
 
     if args.copy_boost is not None:
         if args.no_copy_head:
             raise ConfigError("--copy-boost sets the copy head's strength: it cannot go with --no-copy-head")
-        CopyHead(sampling_boost=args.copy_boost)
+        checked_sampling_boost(args.copy_boost)
 
 
 def _generator(args: argparse.Namespace):

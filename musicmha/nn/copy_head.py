@@ -47,6 +47,14 @@ COPY_HEAD_FILE = "copy_head.json"
 MAX_WEIGHT = 0.99  # the model keeps 1% at least: a copy that goes wrong costs log(100), never infinity
 
 
+def checked_sampling_boost(boost: float) -> float:
+    """A sampling boost as a float, or a ConfigError: the CLI checks one with this before a model loads."""
+    boost = float(boost)
+    if not (0.0 < boost < math.inf):  # also refuses NaN
+        raise ConfigError(f"copy head sampling_boost must be a positive number, got {boost}")
+    return boost
+
+
 @dataclass(frozen=True)
 class CopyHead:
     bucket_starts: tuple[int, ...] = (4, 8, 16, 32, 64)  # bucket i: match lengths in [start_i, start_i+1)
@@ -61,9 +69,7 @@ class CopyHead:
         object.__setattr__(self, "transparent", tuple(self.transparent))
         if any(not isinstance(t, int) or isinstance(t, bool) or t < 0 for t in self.transparent):
             raise ConfigError(f"copy head transparent ids must be token ids >= 0, got {self.transparent}")
-        object.__setattr__(self, "sampling_boost", float(self.sampling_boost))
-        if not (0.0 < self.sampling_boost < math.inf):  # also refuses NaN
-            raise ConfigError(f"copy head sampling_boost must be a positive number, got {self.sampling_boost}")
+        object.__setattr__(self, "sampling_boost", checked_sampling_boost(self.sampling_boost))
         starts = self.bucket_starts
         if not starts or any(not isinstance(s, int) or s < 1 for s in starts) or list(starts) != sorted(set(starts)):
             raise ConfigError(f"copy head bucket_starts must be increasing whole numbers >= 1, got {starts}")
