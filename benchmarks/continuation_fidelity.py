@@ -1,10 +1,10 @@
 """Do continuations respect the prompt? Instruments, length and density of 8-bar continuations of user-like MIDI.
 
-    python benchmarks/make_user_midi.py --out /tmp/user-midi
+    python tests/user_midi.py --out /tmp/user-midi
     python benchmarks/continuation_fidelity.py --files /tmp/user-midi [--checkpoint DIR] [--bars 8] \
         [--variations 4] [--seed 0] [--threads 2] [--compare-legacy] [--json out.json]
 
-For every file of the folder (kinds from its manifest.json, written by make_user_midi.py), one request
+For every file of the folder (kinds from its manifest.json, written by tests/user_midi.py), one request
 `MusicGenerator.continue_midi(file, bars=8, num_samples=4, seed=0)` with every other setting at its
 default, timed on `--threads` CPU threads. With `--compare-legacy` the same request runs again with
 `allow_new_instruments=True, allow_early_end=True` and the prompt budget of half the context
@@ -182,7 +182,7 @@ def report(rows: dict[str, list[dict]], bars: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--files", type=Path, help="folder from make_user_midi.py (with manifest.json)")
+    ap.add_argument("--files", type=Path, help="folder from tests/user_midi.py (with manifest.json)")
     ap.add_argument("--checkpoint", default=None, help="model folder (default: the shipped checkpoint)")
     ap.add_argument("--bars", type=int, default=8)
     ap.add_argument("--variations", type=int, default=4)

@@ -1,6 +1,6 @@
 """Fine-tuning on a folder of MIDI the base model never saw: base vs full fine-tune vs LoRA vs from scratch.
 
-    python benchmarks/make_user_midi.py --out /tmp/ft/midi          # 36 user-like files (issue 16's evidence)
+    python tests/user_midi.py --out /tmp/ft/midi                   # 36 user-like files (issue 16's evidence)
     python benchmarks/finetune_compare.py --midi /tmp/ft/midi --out /tmp/ft/compare --steps 48
 
 1. `musicmha prepare MIDI --out OUT/tokens --tokenizer BASE` (skipped when OUT/tokens exists, or give --tokens).
@@ -269,7 +269,7 @@ def print_tables(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--midi", type=Path, required=True, help="MIDI folder (make_user_midi.py --out)")
+    parser.add_argument("--midi", type=Path, required=True, help="MIDI folder (tests/user_midi.py --out)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--tokens", type=Path, default=None, help="a folder prepared already (default OUT/tokens)")
     parser.add_argument("--base", type=Path, default=Path("checkpoints/musicmha-small"))

@@ -1,28 +1,16 @@
-"""benchmarks/make_user_midi.py writes valid, loadable MIDI of every kind (made here from two small
-synthetic pieces instead of the corpus's test split)."""
+"""tests/user_midi.py writes valid, loadable MIDI of every kind (made here from two small synthetic pieces
+instead of the corpus's test split)."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
-from pathlib import Path
 
 import mido
 import pytest
 import symusic
+import user_midi as maker  # tests/user_midi.py: tests/conftest.py puts tests/ on the path
 
 from musicmha.data.midi_io import load_midi
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _maker():
-    spec = importlib.util.spec_from_file_location("make_user_midi", ROOT / "benchmarks" / "make_user_midi.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("make_user_midi", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _piece(voices: int, meter: tuple[int, int], bars: int) -> symusic.Score:
@@ -44,7 +32,6 @@ def _piece(voices: int, meter: tuple[int, int], bars: int) -> symusic.Score:
 
 @pytest.mark.slow  # ~5 s of CPU: two 4-8 minute files and mma
 def test_every_kind_is_valid_loadable_midi(tmp_path):
-    maker = _maker()
     sources = [("synthetic/chorale", _piece(4, (4, 4), 8)), ("synthetic/tune", _piece(1, (2, 4), 8))]
     kinds = maker.KINDS if shutil.which("mma") else tuple(k for k in maker.KINDS if k != "arranged")
     made = maker.plan_files(sources, per_kind=2, seed=0, kinds=kinds)
@@ -73,7 +60,6 @@ def test_every_kind_is_valid_loadable_midi(tmp_path):
 
 
 def test_same_seed_same_bytes(tmp_path):
-    maker = _maker()
     sources = [("synthetic/chorale", _piece(4, (4, 4), 4))]
     for run in ("a", "b"):
         (tmp_path / run).mkdir()
@@ -84,7 +70,6 @@ def test_same_seed_same_bytes(tmp_path):
 
 
 def test_zero_length_drum_hits_survive_loading(tmp_path):
-    maker = _maker()
     sources = [("synthetic/chorale", _piece(4, (4, 4), 4))]
     made = maker.plan_files(sources, per_kind=3, seed=0, kinds=("foreign",))
     item = made[2]  # every third foreign file has zero-length drum hits
@@ -96,4 +81,4 @@ def test_zero_length_drum_hits_survive_loading(tmp_path):
 
 def test_unknown_kind_is_refused(tmp_path):
     with pytest.raises(SystemExit):
-        _maker().main(["--out", str(tmp_path), "--kinds", "nope"])
+        maker.main(["--out", str(tmp_path), "--kinds", "nope"])
