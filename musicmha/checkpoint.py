@@ -3,8 +3,8 @@
 A checkpoint is a folder with config.json + model.safetensors (MusicTransformer.save_pretrained) and
 tokenizer.json (MusicTokenizer.save); one exported by training adds training.json (how it was trained), and
 a shipped model a README.md (its model card). A LoRA run writes, beside its model, an adapter folder with
-adapter.json + adapter.safetensors (musicmha.nn.lora). Every module that reads or writes these files takes
-their names from here.
+adapter.json + adapter.safetensors (musicmha.nn.lora). The names of these files are those of musicmha.files,
+where every module takes them from (they are re-exported here, as they always were).
 
 Models are found in the shipped `checkpoints/` (musicmha.assets: the repository's top-level folder, or the
 copy a wheel install carries), in runs/ beside it, and in folders the user names; a shipped model can be
@@ -21,20 +21,21 @@ from typing import TYPE_CHECKING, Any
 
 from musicmha import assets
 from musicmha.errors import CheckpointError
+from musicmha.files import (  # noqa: F401 (re-exported: checkpoint.CONFIG_FILE etc. name this folder's files)
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    CARD_FILE,
+    CONFIG_FILE,
+    TOKENIZER_FILE,
+    TRAINING_FILE,
+    WEIGHTS_FILE,
+)
 
 if TYPE_CHECKING:
     import torch
 
     from musicmha.data.tokenizer import MusicTokenizer
     from musicmha.nn.model import MusicTransformer
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILE = "tokenizer.json"
-TRAINING_FILE = "training.json"
-CARD_FILE = "README.md"
-ADAPTER_CONFIG = "adapter.json"
-ADAPTER_WEIGHTS = "adapter.safetensors"
 
 DEFAULT_MODEL = "musicmha-1k"  # the shipped model the app and `generate` load when none is named
 ENV_VAR = "MUSICMHA_CHECKPOINT"  # overrides the default: a folder, or a shipped model's name

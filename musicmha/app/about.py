@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from musicmha.checkpoint import CARD_FILE, CONFIG_FILE, TRAINING_FILE, read_info
+from musicmha.checkpoint import read_info
+from musicmha.files import CARD_FILE, CONFIG_FILE, TRAINING_FILE
 
 _README_LINES = 40  # a checkpoint README can be long; the panel shows its beginning
 

@@ -24,9 +24,10 @@ from musicmha.data.corpus import read_corpus_splits
 from musicmha.errors import ConfigError, MidiError, MusicmhaError
 from musicmha.data.midi_io import MAX_BYTES, load_midi
 from musicmha.data.shards import MANIFEST, MANIFEST_KIND, ShardWriter
-from musicmha.data.split import SPLITS, SPLITS_FILE, path_key, read_recorded_splits, record_splits, split_of
+from musicmha.data.split import SPLITS, path_key, read_recorded_splits, record_splits, split_of
 from musicmha.data.split import assign_splits as assign_splits_of
-from musicmha.data.tokenizer import MAX_VOCAB, TOKENIZER_FILE, MusicTokenizer, TokenizerConfig
+from musicmha.data.tokenizer import MAX_VOCAB, MusicTokenizer, TokenizerConfig
+from musicmha.files import SPLITS_FILE, TOKENIZER_FILE
 
 log = logging.getLogger(__name__)
 MIDI_SUFFIXES = (".mid", ".midi")

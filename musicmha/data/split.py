@@ -13,6 +13,8 @@ import json
 import logging
 from pathlib import Path, PurePath
 
+from musicmha.files import SPLITS_FILE
+
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -48,11 +50,6 @@ def path_key(path: str | PurePath, root: str | PurePath) -> str:
     return Path(path).relative_to(root).as_posix()
 
 
-# A plain MIDI folder remembers the split of each of its files here (a corpus folder's manifest does the same),
-# so that a piece stays in its split when files are added, even where a tiny corpus needed a piece moved.
-SPLITS_FILE = "musicmha-splits.json"
-
-
 def assign_splits(keys: list[str], recorded: dict[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
     """Split of every key: the recorded one if any, else the hash rule. A small corpus whose hash rule leaves
     validation or test empty gets one piece moved there from train: among the pieces not yet recorded, the
@@ -72,6 +69,9 @@ def assign_splits(keys: list[str], recorded: dict[str, str] | None = None) -> tu
 
 
 def read_recorded_splits(folder: Path) -> dict[str, str]:
+    """The split of each file recorded in `folder/SPLITS_FILE` ({} when none). A plain MIDI folder remembers
+    its files' splits there (a corpus folder's manifest does the same), so that a piece stays in its split
+    when files are added, even where a tiny corpus needed a piece moved."""
     path = Path(folder) / SPLITS_FILE
     if not path.is_file():
         return {}

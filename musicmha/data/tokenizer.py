@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import symusic
 
-from musicmha.checkpoint import TOKENIZER_FILE
 from musicmha.errors import ConfigError, MusicmhaError
+from musicmha.files import TOKENIZER_FILE
 from musicmha.data.fim import FIM_SPECIAL_TOKENS, MAX_FILL_BARS, MIDDLE, PREFIX, SUFFIX, FimTokens
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from musicmha.checkpoint import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from musicmha.errors import CheckpointError, ConfigError
+from musicmha.files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 # Every Linear of a block: attention projections and the MLP. (The tied embedding/output matrix stays frozen.)
 DEFAULT_TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "up", "down")

@@ -18,8 +18,8 @@ from torch import nn
 from musicmha.nn.attention import KVCache, MultiHeadAttention
 from musicmha.nn.config import ModelConfig
 from musicmha.nn.positions import PositionScheme, position_scheme_type
-from musicmha.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from musicmha.errors import CheckpointError
+from musicmha.files import CONFIG_FILE, WEIGHTS_FILE
 
 logger = logging.getLogger(__name__)
 

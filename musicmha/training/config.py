@@ -15,6 +15,7 @@ from typing import Any
 
 from musicmha.nn.config import ModelConfig
 from musicmha.errors import ConfigError
+from musicmha.files import CONFIG_FILE
 
 # Model and optimisation sizes per preset; each is a complete recipe, not just a model shape.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -183,8 +184,6 @@ class TrainConfig:
 
     def _take_shape_from_checkpoint(self) -> None:
         """The model's shape is the checkpoint's: fill it in, and refuse flags that contradict it."""
-        from musicmha.nn.model import CONFIG_FILE
-
         folder = Path(self.init_from)
         if not (folder / CONFIG_FILE).is_file():
             raise ConfigError(f"--init-from {folder}: not a checkpoint folder (no {CONFIG_FILE}; expected an "

@@ -27,6 +27,7 @@ import torch
 from musicmha.atomic_files import fsync_tree
 from musicmha.data.dataset import batch_for_step
 from musicmha.errors import TrainingError
+from musicmha.files import PROGRESS_FILE
 from musicmha.nn.config import ModelConfig
 from musicmha.training.config import TrainConfig
 from musicmha.training.devices import check_finite, checked_step_loss, export_on_every_rank, to_device
@@ -254,7 +255,7 @@ def save_checkpoint(run: TrainRun, state: TrainState) -> None:
             accelerator.save_state(str(staging))
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                (staging / "progress.json").write_text(json.dumps(state.progress()))
+                (staging / PROGRESS_FILE).write_text(json.dumps(state.progress()))
                 fsync_tree(staging)  # the rename must not reach the disk before the files do
     except TrainingError:
         shutil.rmtree(staging, ignore_errors=True)  # half a checkpoint is no checkpoint

@@ -17,19 +17,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from musicmha.checkpoint import TRAINING_FILE
 from musicmha.errors import TrainingError
+from musicmha.files import TRAIN_CONFIG_FILE, TRAINING_FILE
 
 logger = logging.getLogger(__name__)
 
 STATE_DIR = "state"
 EXPORT_DIR = "model"
-CONFIG_FILE = "train_config.json"  # the resolved TrainConfig the folder was (last) run with
 
 
 def saved_config(out: Path) -> dict | None:
     """The settings the run folder was last run with (None: a new folder)."""
-    path = out / CONFIG_FILE
+    path = out / TRAIN_CONFIG_FILE
     return json.loads(path.read_text()) if path.is_file() else None
 
 

@@ -21,12 +21,12 @@ import torch
 
 from musicmha.atomic_files import write_text_atomic
 from musicmha.errors import ConfigError, TrainingError
+from musicmha.files import PROGRESS_FILE, RESUME_LOG_FILE, TRAIN_CONFIG_FILE
 from musicmha.training.config import TrainConfig
 from musicmha.training.devices import configure_device, decay_split, fused_optimizer, prepare_model_and_optimizer
 from musicmha.training.export import ADAPTER_DIR, export
 from musicmha.training.loop import TrainRun, TrainState, fit, learning_rate, maybe_export
-from musicmha.training.run_folder import (CONFIG_FILE, EXPORT_DIR, STATE_DIR, remove_stale, saved_config,
-                                          state_folders, writing)
+from musicmha.training.run_folder import EXPORT_DIR, STATE_DIR, remove_stale, saved_config, state_folders, writing
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,8 @@ RESUMABLE_CHANGES = {"resume", "max_steps", "save_every", "eval_every", "eval_ba
                      "tensorboard", "keep_last", "compile", "data", "out", "early_stop", "attention_backend"}
 # Options that may change when resuming although they change the batches from there on: a curriculum, such as
 # reprise rows switched on for the last part of a long run. Model, optimizer and schedule stay exact; the change
-# is logged and appended to the run folder's RESUME_LOG, so that a model card can name it.
+# is logged and appended to the run folder's RESUME_LOG_FILE, so that a model card can name it.
 CURRICULUM_CHANGES = {"fim_rate", "reprise_rate"}
-RESUME_LOG = "resumes.jsonl"
 
 
 @dataclass
@@ -110,14 +109,14 @@ def _restore(run: TrainRun, resume_from: Path | None) -> TrainState:
     if resume_from is None:
         return TrainState()
     run.accelerator.load_state(str(resume_from))
-    state = TrainState.from_progress(json.loads((resume_from / "progress.json").read_text()))
+    state = TrainState.from_progress(json.loads((resume_from / PROGRESS_FILE).read_text()))
     logger.info("resumed from %s at step %d", resume_from, state.step)
     return state
 
 
 def _open_run_folder(run: TrainRun, state: TrainState) -> None:
-    """Create the run folder, sweep what a killed run left half-written, note a resume in RESUME_LOG, save the
-    resolved configuration."""
+    """Create the run folder, sweep what a killed run left half-written, note a resume in RESUME_LOG_FILE, save
+    the resolved configuration."""
     cfg, out = run.cfg, run.out
     if run.accelerator.is_main_process:
         with writing(out):  # a read-only or full run folder fails here, before any work
@@ -126,7 +125,7 @@ def _open_run_folder(run: TrainRun, state: TrainState) -> None:
             before = saved_config(out)
             if state.step and before is not None:
                 _log_resume(out, state.step, before, cfg.to_dict())
-            write_text_atomic(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
+            write_text_atomic(out / TRAIN_CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2) + "\n")
     if cfg.tensorboard:
         run.accelerator.init_trackers("musicmha", config={k: v for k, v in cfg.to_dict().items()
                                                           if isinstance(v, (int, float, str, bool))})
@@ -138,7 +137,7 @@ def _as_run(saved: dict) -> dict:
 
 
 def _log_resume(out: Path, step: int, before: dict, now: dict) -> None:
-    """Append {step, time, changed: {option: [before, now]}} to RESUME_LOG; warn of a curriculum change."""
+    """Append {step, time, changed: {option: [before, now]}} to RESUME_LOG_FILE; warn of a curriculum change."""
     before = _as_run(before)
     changed = {k: [before.get(k), v] for k, v in now.items() if k != "resume" and before.get(k) != v}
     curriculum = sorted(changed.keys() & CURRICULUM_CHANGES)
@@ -146,7 +145,7 @@ def _log_resume(out: Path, step: int, before: dict, now: dict) -> None:
         logger.warning("resuming at step %d with a new %s: the batches change from here on", step,
                        ", ".join(f"{k} ({changed[k][0]} -> {changed[k][1]})" for k in curriculum))
     record = {"step": step, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "changed": changed}
-    with open(out / RESUME_LOG, "a", encoding="utf-8") as log:
+    with open(out / RESUME_LOG_FILE, "a", encoding="utf-8") as log:
         log.write(json.dumps(record) + "\n")
 
 

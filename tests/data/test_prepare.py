@@ -205,7 +205,7 @@ def _small_folder(folder: Path, count: int) -> list[str]:
 
 @pytest.mark.parametrize("count", [10, 23, 50])
 def test_small_corpora_get_every_split_and_keep_it(tmp_path, count, capsys):
-    from musicmha.data.split import SPLITS_FILE
+    from musicmha.files import SPLITS_FILE
 
     names = _small_folder(tmp_path / "in", count)
     assert main(["prepare", str(tmp_path / "in"), "--out", str(tmp_path / "a"), "--workers", "1"]) == 0
@@ -227,7 +227,7 @@ def test_small_corpora_get_every_split_and_keep_it(tmp_path, count, capsys):
 
 def test_split_record_that_cannot_be_written_is_only_a_warning(tmp_path, monkeypatch, caplog):
     import musicmha.atomic_files
-    from musicmha.data.split import SPLITS_FILE
+    from musicmha.files import SPLITS_FILE
 
     def refuse(path, text):
         raise PermissionError(13, "Permission denied")
