@@ -14,16 +14,13 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import symusic
 
 from musicmha.errors import ConfigError, MusicmhaError
 from musicmha.files import TOKENIZER_FILE
 from musicmha.data.fim import FIM_SPECIAL_TOKENS, MAX_FILL_BARS, MIDDLE, PREFIX, SUFFIX, FimTokens
-
-if TYPE_CHECKING:
-    from musicmha.generation.grammar import GrammarSpec
+from musicmha.data.vocabulary import GrammarSpec
 
 log = logging.getLogger(__name__)
 
@@ -227,8 +224,6 @@ class MusicTokenizer:
     def grammar_spec(self) -> GrammarSpec:
         """What musicmha.generation.grammar needs to follow this vocabulary (its type successions, specials,
         position resolution), so the grammar itself never imports miditok."""
-        from musicmha.generation.grammar import GrammarSpec
-
         tok = self._tok
         tokens = [""] * len(tok.vocab)
         for name, index in tok.vocab.items():

@@ -25,28 +25,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from musicmha.data.vocabulary import GrammarSpec  # the tokenizer writes it; controls and request import it from here
+
 if TYPE_CHECKING:  # controls imports GrammarSpec from here
     from musicmha.generation.controls import InstrumentRule, LengthRule
 
 NOTE_TYPES = ("Pitch", "PitchDrum", "NoteOn")
 DRUM_PROGRAM = -1
-
-
-@dataclass
-class GrammarSpec:
-    """What the grammar needs to know about a tokenizer (built by MusicTokenizer.grammar_spec())."""
-
-    tokens: list[str]  # id -> "Type_value"
-    graph: dict[str, set[str]]  # type -> the types that may follow it
-    bos_id: int
-    eos_id: int
-    pad_id: int
-    positions_per_beat: int  # a Position counts 1/positions_per_beat of a beat (1/denominator note)
-    remove_duplicated_notes: bool = False
-    # Every special token (BOS, EOS, PAD, and others such as fill-in-the-middle sentinels): none of them
-    # is music, so the grammar never offers one, EOS aside.
-    special_ids: frozenset[int] = frozenset()
-    bar_id: int | None = None  # the bar line (None: a vocabulary without bars)
 
 
 @dataclass
