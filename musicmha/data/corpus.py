@@ -13,7 +13,6 @@ split, so no test piece reaches training through its arrangement.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import multiprocessing
 import os
@@ -25,18 +24,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from musicmha.errors import ConfigError, MusicmhaError
+from musicmha.data.arrangements import ARRANGEMENTS, build_arrangements
+from musicmha.data.manifest import CORPUS_KIND, read_corpus_manifest, replace_collection, write_manifest
 from musicmha.data.score_to_midi import PieceResult, convert_file, corpus_root
 from musicmha.data.split import SPLITS, split_of
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-MANIFEST_KIND = "musicmha-corpus"
 # Roman-numeral analyses (.rntxt) are harmonic annotations of other files in the corpus, not music.
 SOURCE_EXTENSIONS = (".mxl", ".xml", ".musicxml", ".krn", ".abc")
-ARRANGEMENTS = "arrangements"
-# Collections whose pieces have a melody on top (chorales, folk songs, fiddle tunes) to arrange.
-ARRANGEMENT_SOURCES = ("bach", "essenFolksong", "oneills1850", "ryansMammoth", "airdsAirs")
 
 
 @dataclass
@@ -106,8 +102,6 @@ def select_files(cfg: CorpusConfig) -> dict[str, list[str]]:
 def build_corpus(cfg: CorpusConfig) -> dict:
     """Convert the selected collections, then (when selected, or when all are) arrange pieces of the
     converted ones; writes `cfg.out/manifest.json` and returns the manifest."""
-    from musicmha.data.arrangements import build_arrangements
-
     if cfg.collections is None:
         manifest = _convert(cfg)
         from musicmha.data.arrange import require_mma
@@ -116,10 +110,14 @@ def build_corpus(cfg: CorpusConfig) -> dict:
         except MusicmhaError as error:  # the conversion alone is still a corpus: no error after an hour's work
             log.warning("no arrangements: %s", error)
             return manifest
-        return build_arrangements(cfg)
+        return _arrange(cfg)
     music21_collections = [c for c in cfg.collections if c != ARRANGEMENTS]
     manifest = _convert(dataclasses.replace(cfg, collections=music21_collections)) if music21_collections else None
-    return build_arrangements(cfg) if ARRANGEMENTS in cfg.collections else manifest
+    return _arrange(cfg) if ARRANGEMENTS in cfg.collections else manifest
+
+
+def _arrange(cfg: CorpusConfig) -> dict:
+    return build_arrangements(cfg.out, cfg.arrangements, seed=cfg.seed, workers=cfg.workers)
 
 
 def _convert(cfg: CorpusConfig) -> dict:
@@ -146,38 +144,14 @@ def _convert(cfg: CorpusConfig) -> dict:
                             failed=sum(r.error is not None for r in results))
     bar.close()
     manifest = _manifest(cfg, files, results, time.perf_counter() - started)
-    old = _read_manifest(cfg.out)
+    old = read_corpus_manifest(cfg.out)
     if old and ARRANGEMENTS in old.get("collections", {}) and ARRANGEMENTS not in manifest["collections"]:
         # Keep the arrangements on disk listed with their splits: unlisted, `prepare` would split them
         # by the hash of their own path, and a test piece's arrangement could land in training.
         kept = [p for p in old["pieces"] if p.get("collection") == ARRANGEMENTS and (cfg.out / p["path"]).is_file()]
-        _replace_collection(manifest, ARRANGEMENTS, old["collections"][ARRANGEMENTS], kept)
-    _write_manifest(cfg.out, manifest)
+        replace_collection(manifest, ARRANGEMENTS, old["collections"][ARRANGEMENTS], kept)
+    write_manifest(cfg.out, manifest)
     return manifest
-
-
-def _read_manifest(folder: Path) -> dict | None:
-    try:
-        manifest = json.loads((Path(folder) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) and manifest.get("kind") == MANIFEST_KIND else None
-
-
-def _write_manifest(folder: Path, manifest: dict) -> None:
-    tmp = Path(folder) / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(tmp, Path(folder) / MANIFEST)
-
-
-def _replace_collection(manifest: dict, name: str, stats: dict, pieces: list[dict]) -> None:
-    """Put `name`'s stats and pieces in place of any earlier ones and recount the totals."""
-    manifest["collections"][name] = stats
-    manifest["pieces"] = sorted([p for p in manifest["pieces"] if p.get("collection") != name] + pieces,
-                                key=lambda p: p["id"])
-    manifest["pieces_total"] = len(manifest["pieces"])
-    manifest["notes_total"] = sum(p["notes"] for p in manifest["pieces"])
-    manifest["failures_total"] = sum(len(c["failures"]) for c in manifest["collections"].values())
 
 
 def _manifest(cfg: CorpusConfig, files: dict[str, list[str]], results: list[PieceResult], seconds: float) -> dict:
@@ -197,7 +171,7 @@ def _manifest(cfg: CorpusConfig, files: dict[str, list[str]], results: list[Piec
                **({"note": r.note} if r.note else {}), **({"pickup": r.pickup} if r.pickup is not None else {})}
               for r in results if r.path is not None]
     return {
-        "kind": MANIFEST_KIND, "version": 1, "music21": music21.__version__,
+        "kind": CORPUS_KIND, "version": 1, "music21": music21.__version__,
         "split_rule": "sha256(piece id) -> train < 0.90 <= validation < 0.95 <= test",
         "pieces_total": len(pieces), "notes_total": sum(p["notes"] for p in pieces),
         "failures_total": sum(len(c["failures"]) for c in collections.values()),
@@ -205,21 +179,6 @@ def _manifest(cfg: CorpusConfig, files: dict[str, list[str]], results: list[Piec
         "seconds": round(seconds, 1), "workers": cfg.workers or os.cpu_count() or 1,
         "collections": collections, "pieces": pieces,
     }
-
-
-def read_corpus_splits(folder: Path) -> dict[str, str] | None:
-    """MIDI path relative to `folder` -> split, from a corpus manifest in `folder`, or None if there is none."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError):
-        log.warning("ignoring unreadable %s", path)
-        return None
-    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
-        return None
-    return {p["path"]: p["split"] for p in manifest.get("pieces", []) if p.get("split") in SPLITS}
 
 
 def collections_arg(text: str | None) -> list[str] | None:
@@ -232,7 +191,3 @@ def summary(manifest: dict) -> Sequence[str]:
     lines.append(f"total: {manifest['pieces_total']} pieces, {manifest['notes_total']} notes, "
                  f"{manifest['failures_total']} failed, {manifest['seconds']} s")
     return lines
-
-
-
-

@@ -18,24 +18,9 @@ import numpy as np
 from musicmha.data import fim as fim_format
 from musicmha.data import reprise as reprise_format
 from musicmha.errors import MusicmhaError
-from musicmha.data.shards import DTYPE, MANIFEST, MANIFEST_KIND, bin_path, idx_path, pieces_path
+from musicmha.data.manifest import read_token_manifest
+from musicmha.data.shards import DTYPE, bin_path, idx_path, pieces_path
 from musicmha.data.split import SPLITS
-
-
-def read_manifest(tokens_dir: str | Path) -> dict:
-    """The manifest of a prepared token folder; MusicmhaError if the folder is not one."""
-    folder = Path(tokens_dir)
-    if not folder.is_dir():
-        raise MusicmhaError(f"token folder not found: {folder}")
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except FileNotFoundError:
-        raise MusicmhaError(f"{folder} is not a prepared token folder (no {MANIFEST}; run `musicmha prepare`)") from None
-    except (OSError, ValueError) as error:
-        raise MusicmhaError(f"unreadable {folder / MANIFEST}: {error}") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
-        raise MusicmhaError(f"{folder / MANIFEST} is not a musicmha token manifest")
-    return manifest
 
 
 class TokenSplit:
@@ -46,7 +31,7 @@ class TokenSplit:
             raise MusicmhaError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
         self.folder = Path(tokens_dir)
         self.split = split
-        self.manifest = read_manifest(self.folder)
+        self.manifest = read_token_manifest(self.folder)
         expected = self.manifest["splits"][split]["tokens"]
         try:
             size = bin_path(self.folder, split).stat().st_size

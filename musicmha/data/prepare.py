@@ -8,7 +8,6 @@ Bad files are skipped with their reason. Never imports torch (training imports t
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
 import os
@@ -20,10 +19,10 @@ import numpy as np
 from tqdm import tqdm
 
 from musicmha.data import augment
-from musicmha.data.corpus import read_corpus_splits
+from musicmha.data.manifest import TOKENS_KIND, read_corpus_splits, write_manifest
 from musicmha.errors import ConfigError, MidiError, MusicmhaError
 from musicmha.data.midi_io import MAX_BYTES, load_midi
-from musicmha.data.shards import MANIFEST, MANIFEST_KIND, ShardWriter
+from musicmha.data.shards import ShardWriter
 from musicmha.data.split import SPLITS, path_key, read_recorded_splits, record_splits, split_of
 from musicmha.data.split import assign_splits as assign_splits_of
 from musicmha.data.tokenizer import MAX_VOCAB, MusicTokenizer, TokenizerConfig
@@ -186,7 +185,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         bar.close()
         writer.close()
     manifest = {
-        "kind": MANIFEST_KIND, "version": 1, "dtype": "uint16", "input": str(cfg.input),
+        "kind": TOKENS_KIND, "version": 1, "dtype": "uint16", "input": str(cfg.input),
         "vocab_size": tok.vocab_size, "bos_id": tok.bos_id, "eos_id": tok.eos_id, "pad_id": tok.pad_id,
         "bpe": tok.is_bpe, "tokenizer": TOKENIZER_FILE,
         "tokenizer_config": None if cfg.tokenizer else cfg.tokenizer_config.to_dict(),
@@ -201,7 +200,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         "seconds": round(time.perf_counter() - started, 2), "workers": workers,
         "skipped": skipped,
     }
-    (cfg.out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    write_manifest(cfg.out, manifest)
     return manifest
 
 

@@ -4,7 +4,7 @@ Per split, in the token folder:
   {split}.bin          uint16 token ids of every sequence back to back, each as BOS ... EOS
   {split}.idx          int64 pairs (start, length) of each sequence in {split}.bin
   {split}.pieces.jsonl one line per sequence: {"path": MIDI path relative to the input, "aug": variant or ""}
-plus manifest.json and tokenizer.json. Sequences are appended as workers return, so memory stays flat.
+plus manifest.json (musicmha.data.manifest) and tokenizer.json. Sequences are appended as workers return, so memory stays flat.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import numpy as np
 from musicmha.data.split import SPLITS
 
 DTYPE = np.uint16
-MANIFEST = "manifest.json"
-MANIFEST_KIND = "musicmha-tokens"
 
 
 def bin_path(folder: Path, split: str) -> Path:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from musicmha.cli import main
-from musicmha.data.corpus import _one_format_per_piece, available_collections, read_corpus_splits
+from musicmha.data.corpus import _one_format_per_piece, available_collections
+from musicmha.data.manifest import read_corpus_splits
 from musicmha.data.score_to_midi import _to_midi, convert_file
 from musicmha.data.midi_io import count_notes, load_midi
 from musicmha.data.split import split_of

@@ -11,7 +11,8 @@ import pytest
 from datafiles import copy_prompts
 
 from musicmha.cli import main
-from musicmha.data.dataset import TokenSplit, batch_for_step, read_manifest
+from musicmha.data.dataset import TokenSplit, batch_for_step
+from musicmha.data.manifest import read_token_manifest
 from musicmha.errors import MusicmhaError
 
 
@@ -118,7 +119,7 @@ def test_not_a_token_folder(tmp_path, tokens):
         TokenSplit(tmp_path, "train")
     (tmp_path / "manifest.json").write_text('{"kind": "musicmha-corpus"}')
     with pytest.raises(MusicmhaError, match="not a musicmha token manifest"):
-        read_manifest(tmp_path)
+        read_token_manifest(tmp_path)
     with pytest.raises(MusicmhaError, match="unknown split"):
         TokenSplit(tokens, "dev")
     broken = tmp_path / "broken"
