@@ -24,6 +24,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     model_commands.add_train,
     model_commands.add_merge_lora,
     model_commands.add_eval,
+    model_commands.add_fit_copy_head,
     music_commands.add_generate,
     music_commands.add_infill,
     data_commands.add_render,

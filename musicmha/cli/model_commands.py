@@ -74,7 +74,7 @@ def add_merge_lora(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_merge_lora(args: argparse.Namespace) -> int:
-    from musicmha.nn.lora import merge_adapter
+    from musicmha.training.export import merge_adapter
 
     print(f"merged model written to {merge_adapter(Path(args.adapter), Path(args.out), args.base)}")
     return 0
@@ -96,6 +96,8 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
                    help="score the model alone, without the checkpoint's copy head")
     p.set_defaults(run=_run_eval)
 
+
+def add_fit_copy_head(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fit-copy-head", help="fit a checkpoint's copy head on a token split and save it beside it")
     p.add_argument("--checkpoint", required=True, help="exported model folder")
     p.add_argument("--data", required=True, help="prepared token folder (never its test split)")
@@ -112,15 +114,15 @@ def add_eval(sub: argparse._SubParsersAction) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     import json
 
-    from musicmha import checkpoint
     from musicmha.evaluation.evaluate import eval_device, evaluate
+    from musicmha.nn.copy_head import CopyHead
     from musicmha.nn.model import MusicTransformer
     from musicmha.data.tokenizer import MusicTokenizer
 
     device = eval_device(args.device)  # checked before the model is read
     model = MusicTransformer.from_pretrained(args.checkpoint, device=device)
     tokenizer = MusicTokenizer.load(args.checkpoint)
-    head = None if args.no_copy_head else checkpoint.load_copy_head(args.checkpoint, tokenizer)
+    head = None if args.no_copy_head else CopyHead.load(args.checkpoint)
     result = evaluate(model, tokenizer, args.data, split=args.split, mode=args.mode, window=args.window,
                       batch_size=args.batch_size, max_pieces=args.max_pieces, copy_head=head)
     if args.json:
@@ -133,10 +135,10 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_fit_copy_head(args: argparse.Namespace) -> int:
-    from musicmha import checkpoint
     from musicmha.evaluation.copy_fit import fit_copy_head
     from musicmha.evaluation.evaluate import eval_device
-    from musicmha.generation.copy_head import checked_sampling_boost
+    from musicmha.files import COPY_HEAD_FILE
+    from musicmha.nn.copy_head import checked_sampling_boost
     from musicmha.nn.model import MusicTransformer
     from musicmha.data.tokenizer import MusicTokenizer
 
@@ -145,9 +147,9 @@ def _run_fit_copy_head(args: argparse.Namespace) -> int:
     model = MusicTransformer.from_pretrained(args.checkpoint, device=device)
     head = fit_copy_head(model, MusicTokenizer.load(args.checkpoint), args.data, split=args.split,
                          max_pieces=args.max_pieces, sampling_boost=args.sampling_boost)
-    written = checkpoint.save_copy_head(args.checkpoint, head)
+    head.save(args.checkpoint)
     fit = head.fitted_on
-    print(f"copy head written to {written}: weights {list(head.weights)} for match "
+    print(f"copy head written to {Path(args.checkpoint) / COPY_HEAD_FILE}: weights {list(head.weights)} for match "
           f"lengths from {list(head.bucket_starts)}; {args.split} NLL {fit['nll_model']:.4f} -> "
           f"{fit['nll_with_head']:.4f} nats/token over {fit['targets']:,} tokens; sampling boost {head.sampling_boost:g}")
     return 0

@@ -3,8 +3,9 @@
 Each target `nn.Linear` (attention q/k/v/out projections, MLP up/down) becomes `LoRALinear`: the frozen
 base weight W plus a trainable update (alpha / rank) · B·A, with A (rank × in) random and B (out × rank)
 zero, so training starts from the base model exactly. Merging folds the update into W, which gives an
-ordinary checkpoint that loads anywhere. An adapter folder holds only A and B (`adapter.safetensors`) and
+ordinary model that loads anywhere. An adapter folder holds only A and B (`adapter.safetensors`) and
 `adapter.json` naming its base checkpoint, so a musician's fine-tune is a few hundred kB beside the base.
+Writing whole checkpoint folders (a run's export, `musicmha merge-lora`) is training's: musicmha.training.export.
 
 Our own ~150 lines rather than `peft`: peft wraps Hugging Face models and would add transformers-sized
 dependencies for six Linear layers per block.
@@ -111,6 +112,13 @@ def merged_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+def merged_model(model: nn.Module) -> nn.Module:
+    """A plain model of the same class and config (no LoRALinear left), its weights `merged_state(model)`."""
+    plain = type(model)(model.config)
+    plain.load_state_dict(merged_state(model), strict=True)
+    return plain
+
+
 def save_adapter(model: nn.Module, config: LoRAConfig, folder: Path) -> None:
     """`folder/adapter.safetensors` + `folder/adapter.json` (rank, alpha, targets, base checkpoint)."""
     from safetensors.torch import save_file
@@ -147,20 +155,3 @@ def apply_adapter(model: nn.Module, folder: Path) -> LoRAConfig:
         raise CheckpointError(f"{weights}: the adapter does not fit its base model {config.base}")
     model.load_state_dict(stored, strict=False)
     return config
-
-
-def merge_adapter(adapter: Path, out: Path, base: Path | None = None) -> Path:
-    """Write a full checkpoint folder `out`: the base model with the adapter folded in, and the base's tokenizer."""
-    from musicmha import checkpoint
-    from musicmha.nn.model import MusicTransformer
-    from musicmha.data.tokenizer import MusicTokenizer
-
-    config = load_adapter_config(adapter)
-    base = Path(base or config.base)
-    if not str(base):
-        raise CheckpointError(f"{Path(adapter) / ADAPTER_CONFIG} names no base checkpoint: pass --base")
-    model = MusicTransformer.from_pretrained(base)
-    apply_adapter(model, adapter)
-    plain = MusicTransformer(model.config)
-    plain.load_state_dict(merged_state(model), strict=True)
-    return checkpoint.save(out, plain, MusicTokenizer.load(base))

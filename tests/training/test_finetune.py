@@ -128,6 +128,14 @@ def test_bad_finetune_requests_are_one_line_errors(real_tokens, base, tmp_path, 
     assert "prepared with another tokenizer" in err[-1] and f"--tokenizer {base}" in err[-1]
 
 
+def test_merging_an_adapter_that_names_no_base_asks_for_one(tmp_path, capsys):
+    (tmp_path / "adapter.json").write_text(json.dumps({"rank": 2, "base": ""}))
+    assert main(["merge-lora", str(tmp_path), "--out", str(tmp_path / "merged")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "names no base checkpoint: pass --base" in err and "\n" not in err
+    assert not (tmp_path / "merged").exists()
+
+
 def test_lora_defaults_to_a_higher_learning_rate(base):
     assert TrainConfig(data="d", out="o", init_from=str(base)).learning_rate == 3e-4
     assert TrainConfig(data="d", out="o", init_from=str(base), lora_rank=4).learning_rate == 1e-3
