@@ -35,11 +35,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -48,14 +46,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import SKIPS, bar_indices, cut_prompt, mean_se, passage_stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sample_stats import passage_stats  # noqa: E402
-
-from musicmha.evaluation import music_stats as ms  # noqa: E402
-from musicmha.data.dataset import TokenSplit  # noqa: E402
-from musicmha.evaluation.evaluate import _chunks  # noqa: E402
-from musicmha.generation.music_generator import MusicGenerator  # noqa: E402
+from musicmha.data.dataset import TokenSplit
+from musicmha.evaluation import music_stats as ms
+from musicmha.evaluation.evaluate import _chunks  # private: see nll_per_piece
+from musicmha.generation.music_generator import MusicGenerator
 
 DEFAULT_METHODS = "base,full,lora:8,lora:8:1e-3,scratch"
 
@@ -130,7 +126,8 @@ def count_parameters(run: Path | None, base: Path) -> tuple[int, int]:
 
 @torch.no_grad()
 def nll_per_piece(checkpoint: Path, tokens: Path) -> dict[str, dict]:
-    """Test NLL of each piece, in the windows `musicmha eval` uses (consecutive max_seq_len windows)."""
+    """Test NLL of each piece, in the windows `musicmha eval` uses (consecutive max_seq_len windows, cut by
+    its own evaluate._chunks: the library has no public name for that cut, nor a per-piece NLL)."""
     from musicmha.nn.model import MusicTransformer
 
     model = MusicTransformer.from_pretrained(checkpoint).eval()
@@ -154,27 +151,20 @@ def nll_per_piece(checkpoint: Path, tokens: Path) -> dict[str, dict]:
 
 
 def pick_prompts(tokens: Path, tokenizer, offsets: list[int], prompt_bars: int, bars: int) -> tuple[list, dict]:
+    """Every test piece's prompts of its first offset + prompt_bars bars, for each offset, that
+    common.cut_prompt keeps (with the next `bars` bars as the truth)."""
     split = TokenSplit(tokens, "test")
-    bar_id = tokenizer.bar_id
-    chosen, skipped = [], {"too short": 0, "prompt does not round-trip": 0, "no notes": 0}
+    chosen, skipped = [], dict.fromkeys(SKIPS, 0)
     for index in range(len(split)):
         ids = split.piece(index).tolist()
-        bar_idx = [i for i, t in enumerate(ids) if t == bar_id]
+        bar_idx = bar_indices(ids, tokenizer.bar_id)
         for offset in offsets:
             end = offset + prompt_bars
-            if len(bar_idx) <= end + bars:
-                skipped["too short"] += 1
+            cut = cut_prompt(tokenizer, ids, bar_idx, end, bars)
+            if isinstance(cut, str):
+                skipped[cut] += 1
                 continue
-            prompt, truth = ids[:bar_idx[end]], ids[bar_idx[end]:bar_idx[end + bars]]
-            prompt_score = tokenizer.decode(prompt)
-            if tokenizer.encode(prompt_score) != prompt[1:]:
-                skipped["prompt does not round-trip"] += 1
-                continue
-            if not prompt_score.note_num() or not tokenizer.decode(prompt + truth).note_num() > prompt_score.note_num():
-                skipped["no notes"] += 1
-                continue
-            chosen.append({"piece": split.source(index).get("path"), "offset": offset, "prompt_bars": end,
-                           "prompt": prompt, "truth": truth, "prompt_score": prompt_score})
+            chosen.append({"piece": split.source(index).get("path"), "offset": offset, "prompt_bars": end, **cut})
     return chosen, skipped
 
 
@@ -205,15 +195,6 @@ def reference_scores(prompts: list[dict], tokenizer, bars: int) -> dict[str, lis
         other = prompts[(k + 1) % len(prompts)]
         unrelated.append(ms.js_divergence(other["truth_stats"]["pch"], item["truth_stats"]["pch"]))
     return {"repeat the last bars": repeat, "an unrelated truth": unrelated}
-
-
-def mean_se(values) -> str:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) / math.sqrt(len(values)):.3f}"
 
 
 def size(path: Path) -> str:

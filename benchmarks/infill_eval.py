@@ -25,23 +25,13 @@ import time
 
 import numpy as np
 import torch
-
-from long_context import full_context_nll  # benchmarks/ is on the path when a script runs
+from common import draw_range, full_context_nll, load_generator, scoring_arguments
 
 from musicmha.data.dataset import TokenSplit
 from musicmha.errors import ConfigError, MidiError
 from musicmha.generation.music_generator import MusicGenerator
 from musicmha.generation.grammar import TokenGrammar
 from musicmha.generation.infill import InfillPlan, bar_lines, plan
-
-
-def draw_range(rng: np.random.Generator, bars: int, n_bars: int) -> tuple[int, int] | None:
-    """Bars (first, last), counted from 1, of an n_bars range that starts after the piece's first two bars
-    and ends at least two bars before its end; None, drawing nothing, when the piece has under n_bars + 4."""
-    if bars < n_bars + 4:
-        return None
-    first = int(rng.integers(3, bars - n_bars - 1)) if bars - n_bars - 1 > 3 else 3
-    return first, first + n_bars - 1
 
 
 def infill_plan(generator: MusicGenerator, ids: list[int], first: int, last: int,
@@ -57,38 +47,30 @@ def infill_plan(generator: MusicGenerator, ids: list[int], first: int, last: int
 
 
 def scored(model, tokens: list[int], start: int, head=None) -> np.ndarray:
-    """NLL of tokens[start:] given everything before them: long_context's one causal pass (with the copy
-    head mixed in when given)."""
+    """NLL of tokens[start:] given everything before them: one causal pass (with the copy head mixed in when
+    given)."""
     return full_context_nll(model, np.asarray(tokens, dtype=np.int64), start, len(tokens), head)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--split", default="test")
+    scoring_arguments(parser)
     parser.add_argument("--bars", default="1,2,4,8", help="middle lengths in bars")
     parser.add_argument("--pieces", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--copy-head", action="store_true", help="score the model mixed with its copy head")
     parser.add_argument("--opaque-sentinels", action="store_true",
                         help="with --copy-head: let the head search the FIM sentinels too (the old behaviour)")
     parser.add_argument("--order", default="spm", choices=["psm", "spm"],
                         help="scaffold layout (infill.FILL_ORDERS; spm: MusicGenerator.infill's)")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    generator = MusicGenerator.from_pretrained(args.checkpoint, device="cpu", copy_head=args.copy_head)
-    if args.copy_head and generator.copy_head is None:
-        parser.error(f"{args.checkpoint} has no copy head: run `musicmha fit-copy-head` first")
+    generator = load_generator(parser, args.checkpoint, copy_head=args.copy_head, need_copy_head=args.copy_head,
+                               need_fim=True)
     head = generator.copy_head
     if head is not None and args.opaque_sentinels:
         head = dataclasses.replace(head, transparent=())
     tok, model = generator.tokenizer, generator.model
     fim = tok.fim_tokens
-    if fim is None:
-        parser.error(f"{args.checkpoint} has no fill-in-the-middle tokens")
     split = TokenSplit(args.data, args.split)
     rng = np.random.default_rng(args.seed)
     context = model.config.max_seq_len

@@ -36,8 +36,8 @@ import numpy as np
 import symusic
 from PIL import Image, ImageDraw
 
-from infill_eval import draw_range, infill_plan  # benchmarks/ is on the path when a script runs
-from sample_stats import _mean, example_stem, parse_and_load, pick_examples, table_head, table_row
+from common import draw_range, example_stem, mean, parse_and_load, pick_examples, table_head, table_row
+from infill_eval import infill_plan  # until MusicGenerator plans an infill itself
 
 from musicmha.app.views import window  # the app's window around a range: same tempo and meter handling
 from musicmha.data.dataset import TokenSplit
@@ -128,10 +128,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/infill_stats"))
     parser.add_argument("--examples", type=Path, default=None,
                         help="also write 3 example infills (MIDI + piano roll) here and describe them in its README.md")
-    args, generator = parse_and_load(parser)
+    args, generator = parse_and_load(parser, need_fim=True)
     tok = generator.tokenizer
-    if tok.fim_tokens is None:
-        parser.error(f"{args.checkpoint} has no fill-in-the-middle tokens")
     split = TokenSplit(args.data, "test")
     chosen, skipped = pick_ranges(split, generator, args.bars, args.samples, args.seed)
     print(f"{len(chosen)} ranges from {len(split)} test pieces; skipped on the way: {skipped}", flush=True)
@@ -206,9 +204,9 @@ def print_table(rows: list[dict], args) -> None:
     print(f"| ranges left empty | {sum(not t['notes'] for t in truths)} | "
           + " | ".join(str(sum(not r[name]["notes"] for r in rows)) for name in COLUMNS) + " |")
     print("| mean new tokens | — | "
-          + " | ".join(f"{_mean(r[name]['tokens'] for r in rows):.0f}" for name in generated) + " | — |")
+          + " | ".join(f"{mean(r[name]['tokens'] for r in rows):.0f}" for name in generated) + " | — |")
     print("| token error ratio | — | "
-          + " | ".join(f"{_mean(r[name]['error_ratio'] for r in rows):.4f}" for name in generated) + " | — |")
+          + " | ".join(f"{mean(r[name]['error_ratio'] for r in rows):.4f}" for name in generated) + " | — |")
     print("\nsampling: the product defaults, grammar-constrained; seam: music_stats.seam (drums ignored)")
 
 

@@ -23,22 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
 import numpy as np
 import torch
+from common import full_context_nll, load_generator, scoring_arguments, standard_error
 
 from musicmha.data.dataset import TokenSplit
 from musicmha.evaluation.evaluate import log_probs  # the model alone, or mixed with its copy head
 from musicmha.evaluation.repeats import CLASSES, copy_classes
-from musicmha.nn.copy_head import CopyHead
-from musicmha.nn.model import MusicTransformer
 
 
 @torch.inference_mode()
-def target_nll(model: MusicTransformer, windows: np.ndarray, targets: np.ndarray, batch: int,
-               head: CopyHead | None = None) -> np.ndarray:
+def target_nll(model, windows: np.ndarray, targets: np.ndarray, batch: int, head=None) -> np.ndarray:
     """windows (N, L) of inputs; targets (N,) the token after each window's last: NLL of each target."""
     out = []
     for i in range(0, len(windows), batch):
@@ -49,35 +46,19 @@ def target_nll(model: MusicTransformer, windows: np.ndarray, targets: np.ndarray
     return np.concatenate(out) if out else np.zeros(0)
 
 
-@torch.inference_mode()
-def full_context_nll(model: MusicTransformer, piece: np.ndarray, start: int, end: int,
-                     head: CopyHead | None = None) -> np.ndarray:
-    logp = log_probs(model, torch.from_numpy(piece[None, :end]), head)[0, start - 1:end - 1]
-    y = torch.from_numpy(piece[start:end])
-    return -logp.gather(1, y[:, None])[:, 0].numpy()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--split", default="test")
+    scoring_arguments(parser)
     parser.add_argument("--targets", default="768:1024", help="target positions a:b")
     parser.add_argument("--short", type=int, default=256, help="tokens of context in the short scoring")
     parser.add_argument("--max-pieces", type=int, default=None)
     parser.add_argument("--repeat-k", type=int, default=32, help="tokens a copy must match (repeat classes)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--copy-head", action="store_true",
-                        help="score the model mixed with its copy head (copy_head.json), which sees the same window")
-    parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start, end = (int(x) for x in args.targets.split(":"))
-    model = MusicTransformer.from_pretrained(args.checkpoint)
-    head = CopyHead.load(args.checkpoint) if args.copy_head else None
-    if args.copy_head and head is None:
-        parser.error(f"{args.checkpoint} has no copy head: run `musicmha fit-copy-head` first")
+    generator = load_generator(parser, args.checkpoint, copy_head=args.copy_head, need_copy_head=args.copy_head)
+    model, head = generator.model, generator.copy_head  # the head sees the window the model sees
     if end > model.config.max_seq_len:
         parser.error(f"targets up to {end} need a context of {end} tokens; the model has {model.config.max_seq_len}")
     if not 0 < args.short < start:
@@ -103,7 +84,7 @@ def main() -> None:
         "nll_full": float(full_all.mean()), "nll_short": float(short_all.mean()),
         "gain": float(short_all.mean() - full_all.mean()),
         "pieces_where_full_is_better": int((per_piece > 0).sum()),
-        "gain_standard_error": float(per_piece.std(ddof=1) / math.sqrt(len(per_piece))) if len(per_piece) > 1 else None,
+        "gain_standard_error": standard_error(per_piece),
         "seconds": round(time.perf_counter() - started, 1),
     }
     labels = np.array(classes)

@@ -18,99 +18,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+from common import (SKIPS, bar_indices, cut_prompt, example_stem, mean, parse_and_load, passage_stats, pick_examples,
+                    table_head, table_row)
 
-from musicmha.evaluation import music_stats as ms
 from musicmha.data.dataset import TokenSplit
-from musicmha.errors import MusicmhaError
-from musicmha.generation.music_generator import MusicGenerator
-
-EXAMPLE_COLLECTIONS = ("bach", "palestrina", "essenFolksong")
-
-
-def _mean(values) -> float:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    return statistics.mean(values) if values else float("nan")
-
-
-def mean_se(values) -> str:
-    """'mean ± standard error' of the values that are not None or nan; n/a under two."""
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if len(values) < 2:
-        return "n/a"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) / math.sqrt(len(values)):.3f}"
-
-
-def table_head(columns) -> str:
-    """The markdown header of a statistics table: statistic, truth, then one column per name."""
-    return "| statistic | truth | " + " | ".join(columns) + " |\n|---|---:|" + "---:|" * len(columns)
-
-
-def table_row(name: str, of_truth, columns: dict, of_column) -> str:
-    """One markdown row: the truth's cell (a string as given, else the values' mean_se) and, for each column's
-    samples, mean_se(of_column(samples))."""
-    cells = [mean_se(of_column(c)) for c in columns.values()]
-    return f"| {name} | {of_truth if isinstance(of_truth, str) else mean_se(of_truth)} | " + " | ".join(cells) + " |"
+from musicmha.evaluation import music_stats as ms
 
 
 def pick_prompts(split: TokenSplit, bar_id: int, prompt_bars: int, bars: int, count: int, seed: int,
                  tokenizer) -> list[dict]:
-    """Pieces with prompt_bars + bars + 1 bar lines whose prompt re-encodes to the same tokens (so the
-    generator sees exactly this prompt) and whose prompt and truth both have notes."""
+    """Pieces drawn in a seeded order whose first prompt_bars bars make a prompt that cut_prompt keeps
+    (with the next `bars` bars as its truth); count of them at most."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(split))
-    chosen, skipped = [], {"too short": 0, "prompt does not round-trip": 0, "no notes": 0}
+    chosen, skipped = [], dict.fromkeys(SKIPS, 0)
     for index in order.tolist():
         ids = split.piece(index).tolist()
-        bar_idx = [i for i, t in enumerate(ids) if t == bar_id]
-        if len(bar_idx) <= prompt_bars + bars:
-            skipped["too short"] += 1
+        cut = cut_prompt(tokenizer, ids, bar_indices(ids, bar_id), prompt_bars, bars)
+        if isinstance(cut, str):
+            skipped[cut] += 1
             continue
-        prompt, truth = ids[:bar_idx[prompt_bars]], ids[bar_idx[prompt_bars]:bar_idx[prompt_bars + bars]]
-        prompt_score = tokenizer.decode(prompt)
-        if tokenizer.encode(prompt_score) != prompt[1:]:
-            skipped["prompt does not round-trip"] += 1
-            continue
-        if not prompt_score.note_num() or not tokenizer.decode(prompt + truth).note_num() > prompt_score.note_num():
-            skipped["no notes"] += 1
-            continue
-        chosen.append({"index": index, "source": split.source(index).get("path"), "prompt": prompt,
-                       "truth": truth, "prompt_score": prompt_score})
+        chosen.append({"index": index, "source": split.source(index).get("path"), **cut})
         if len(chosen) == count:
             break
     return chosen, skipped
-
-
-def passage_stats(tokenizer, prompt: list[int], new: list[int], prompt_bars: int, bars: int) -> dict:
-    """Statistics of the `bars` bars after the prompt in decode(prompt + new)."""
-    score = tokenizer.decode(prompt + new)
-    lines = ms.bar_starts(score, 0, score.end() + 64 * score.ticks_per_quarter)
-    start = lines[prompt_bars]
-    end = lines[prompt_bars + bars] if len(lines) > prompt_bars + bars else lines[-1]
-    return {
-        "start": start, "end": end, "notes": len(ms.notes_array(score, start, end)),
-        "pch": ms.pitch_class_histogram(score, start, end).tolist(),
-        "prompt_pch": ms.pitch_class_histogram(score, 0, start).tolist(),
-        "density": ms.note_density(score, start, end) if end > start else float("nan"),
-        "polyphony": ms.polyphony(score, start, end),
-        "repeated_bars": ms.repeated_bar_fraction(score, start, end, since=0),
-    }
-
-
-def parse_and_load(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, MusicGenerator]:
-    """The arguments (--out made; --checkpoint, --no-copy-head, --copy-boost read) and the generator they name."""
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    try:
-        return args, MusicGenerator.from_pretrained(args.checkpoint, device="cpu", copy_head=not args.no_copy_head,
-                                                    copy_boost=getattr(args, "copy_boost", None))
-    except MusicmhaError as error:
-        parser.error(str(error))
 
 
 def main() -> None:
@@ -202,13 +137,13 @@ def main() -> None:
     def counts(name: str, of_truth: str, of_mode) -> None:
         print(f"| {name} | {of_truth} | " + " | ".join(of_mode(mode) for mode in names) + " | — |")
 
-    counts("token error ratio", f"{_mean(r['truth_error_ratio'] for r in rows):.4f}",
-           lambda m: f"{_mean(r[m]['error_ratio'] for r in rows):.4f}")
+    counts("token error ratio", f"{mean(r['truth_error_ratio'] for r in rows):.4f}",
+           lambda m: f"{mean(r[m]['error_ratio'] for r in rows):.4f}")
     counts("samples with >= 1 token error", f"{sum(r['truth_error_ratio'] > 0 for r in rows)}",
            lambda m: f"{sum(r[m]['error_ratio'] > 0 for r in rows)}")
     counts(f"ended early (EOS before {args.bars} bars)", "—", lambda m: f"{sum(r[m]['eos'] for r in rows)}")
-    counts("mean new tokens", f"{_mean(len(i['truth']) for i in chosen):.0f}",
-           lambda m: f"{_mean(r[m]['tokens'] for r in rows):.0f}")
+    counts("mean new tokens", f"{mean(len(i['truth']) for i in chosen):.0f}",
+           lambda m: f"{mean(r[m]['tokens'] for r in rows):.0f}")
     sampling = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p") if getattr(args, k) is not None}
     head = generator.copy_head
     described = (f"with the copy head {head.weights} at sampling boost {head.sampling_boost:g}" if head
@@ -219,25 +154,9 @@ def main() -> None:
         write_examples(args.examples, chosen, tok, args)
 
 
-def pick_examples(items: list[dict], usable) -> list[dict]:
-    """The first item (in sampled order) of each of EXAMPLE_COLLECTIONS for which usable(item) holds: a
-    chorale, a polyphonic mass movement, a folk melody; fewer when a collection has none."""
-    picked = []
-    for wanted in EXAMPLE_COLLECTIONS:
-        found = next((item for item in items if item["source"].startswith(wanted + "/") and usable(item)), None)
-        if found is not None:
-            picked.append(found)
-    return picked
-
-
-def example_stem(source: str) -> str:
-    """A file name stem from a piece's corpus path: 'bach/bwv295.mid' -> 'bach_bwv295'."""
-    return source.rsplit(".", 1)[0].replace("/", "_")
-
-
 def write_examples(folder: Path, chosen: list[dict], tok, args) -> None:
-    """The first sampled piece (that ran its full length) of each of EXAMPLE_COLLECTIONS: prompt + model continuation (as
-    `musicmha generate` writes it), its piano roll, and prompt + true continuation."""
+    """The first sampled piece (that ran its full length) of each of common.EXAMPLE_COLLECTIONS: prompt + model
+    continuation (as `musicmha generate` writes it), its piano roll, and prompt + true continuation."""
     from musicmha.render.pianoroll import piano_roll_png
 
     folder.mkdir(parents=True, exist_ok=True)
