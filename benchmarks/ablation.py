@@ -73,10 +73,9 @@ def _env() -> dict[str, str]:
 
 def measure_speeds(shared: dict, positions: list[str], steps: int = 3, rounds: int = 2) -> dict[str, float]:
     """Training tokens/s of each position at the shared shape, one thread, timed round robin in this process
-    (benchmarks/bench_train.py's full step), so every mode meets the same machine load."""
+    (benchmarks/bench_train.py's full step, common.make_step), so every mode meets the same machine load."""
     import torch
-
-    from bench_train import make_step  # benchmarks/ is on the path when a script runs
+    from common import make_step
 
     from musicmha import ModelConfig
 

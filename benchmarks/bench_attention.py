@@ -21,6 +21,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from common import sync
 
 VARIANTS = ("sdpa-causal", "rope", "alibi", "relative/blocked", "relative/sdpa", "relative/flex", "naive-relative")
 
@@ -80,18 +81,14 @@ def setup(spec: dict):
     for p in params:
         p.data = p.data.to(dtype)
 
-    def sync() -> None:
-        if device == "cuda":
-            torch.cuda.synchronize()
-
     def forward() -> None:
         with torch.no_grad():
             attention(q, k, v)
-        sync()
+        sync(device)
 
     def forward_backward() -> None:
         attention(q, k, v).sum().backward()
-        sync()
+        sync(device)
 
     return forward, forward_backward, batch
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import sync
 
 from musicmha import ModelConfig, MusicTransformer
 from musicmha.generation.music_generator import MusicGenerator
@@ -30,19 +31,14 @@ GREEDY = SamplingOptions(top_k=1)
 PROMPTS = sorted((Path(__file__).resolve().parent.parent / "data" / "prompts").glob("*.mid"))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":  # CUDA calls return before the work is done: time the work, not the launch
-        torch.cuda.synchronize(device)
-
-
 def tokens_per_second(generator: MusicGenerator, new_tokens: int, use_cache: bool, batch: int) -> float:
     model, tokenizer = generator.model, generator.tokenizer
     device = next(model.parameters()).device
     prompt = torch.tensor([[tokenizer.bos_id, *tokenizer.encode(PROMPTS[0])[:64]]] * batch, device=device)
-    _sync(device)
+    sync(device)
     started = time.perf_counter()
     generate(model, prompt, GREEDY, new_tokens, use_cache=use_cache)
-    _sync(device)
+    sync(device)
     return batch * new_tokens / (time.perf_counter() - started)
 
 
@@ -88,10 +84,10 @@ def same_size_table(shape: ModelConfig, new_tokens: int, prompt_len: int = 64,
 
 def _timed(fn, n_tokens: int, device: torch.device = torch.device("cpu")) -> float:
     fn()  # warm-up: first-call allocations and lazy initialization stay out of the measurement
-    _sync(device)
+    sync(device)
     started = time.perf_counter()
     fn()
-    _sync(device)
+    sync(device)
     return n_tokens / (time.perf_counter() - started)
 
 

@@ -18,32 +18,12 @@ import itertools
 import time
 
 import torch
+from common import make_step
 
-from musicmha import ModelConfig, MusicTransformer
+from musicmha import ModelConfig
 from musicmha.training.config import PRESETS
 
 VARIANTS = (("none", "auto"), ("rope", "auto"), ("alibi", "auto"), ("relative", "blocked"), ("relative", "sdpa"))
-
-
-def make_step(config: ModelConfig, batch: int, device: str, precision: str, adamw: str):
-    """A closure running one full training step of a fresh model (seeded: every variant starts alike)."""
-    torch.manual_seed(0)
-    model = MusicTransformer(config).to(device).train()
-    options = {"fused": True} if adamw == "fused" else {"foreach": adamw == "foreach"}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, **options)
-    tokens = torch.randint(0, config.vocab_size, (batch, config.max_seq_len + 1), device=device)
-
-    def one_step() -> None:
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            _, loss = model(tokens[:, :-1], tokens[:, 1:])
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    one_step()  # warm-up
-    return one_step, model.num_parameters()
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """What the benchmark scripts share: table cells (mean ± standard error) and Markdown rows, loading a
 generator from the command line, prompts and ranges cut from a token split, the statistics of a passage,
-and one-pass NLL scoring.
+one-pass NLL scoring, and a timed training step.
 
 Scripts run as `python benchmarks/NAME.py`, which puts benchmarks/ on sys.path: `import common` needs no
 path edits. musicmha's heavier modules are imported where they are used, so a script pays only for what it
@@ -167,7 +167,7 @@ def example_stem(source: str) -> str:
     return source.rsplit(".", 1)[0].replace("/", "_")
 
 
-# --- scoring ------------------------------------------------------------------------------------------------
+# --- scoring and timing -------------------------------------------------------------------------------------
 
 @torch.inference_mode()
 def full_context_nll(model, piece: np.ndarray, start: int, end: int, head=None) -> np.ndarray:
@@ -178,3 +178,32 @@ def full_context_nll(model, piece: np.ndarray, start: int, end: int, head=None) 
     logp = log_probs(model, torch.from_numpy(piece[None, :end]), head)[0, start - 1:end - 1]
     y = torch.from_numpy(piece[start:end])
     return -logp.gather(1, y[:, None])[:, 0].numpy()
+
+
+def sync(device) -> None:
+    """Wait for the device's queued work: CUDA calls return before it is done, so time the work, not the launch."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_step(config, batch: int, device: str, precision: str, adamw: str):
+    """A closure running one full training step (forward, backward, AdamW) of a fresh model (seeded: every
+    variant starts alike) on random tokens, and the model's parameter count."""
+    from musicmha import MusicTransformer
+
+    torch.manual_seed(0)
+    model = MusicTransformer(config).to(device).train()
+    options = {"fused": True} if adamw == "fused" else {"foreach": adamw == "foreach"}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, **options)
+    tokens = torch.randint(0, config.vocab_size, (batch, config.max_seq_len + 1), device=device)
+
+    def one_step() -> None:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            _, loss = model(tokens[:, :-1], tokens[:, 1:])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync(device)
+
+    one_step()  # warm-up
+    return one_step, model.num_parameters()
