@@ -335,7 +335,8 @@ def attention_times(s: Smoke) -> None:
             mha = MultiHeadAttention(heads * dim, heads, position="relative", max_relative_distance=length - 1,
                                      backend=backend, bias=False).to(s.device, dtype)
             x = torch.randn(batch, length, heads * dim, device=s.device, dtype=dtype, requires_grad=True)
-            q, k, v = (mha._split_heads(p(x)).detach().requires_grad_() for p in (mha.q_proj, mha.k_proj, mha.v_proj))
+            q, k, v = (p(x).unflatten(-1, (heads, dim)).transpose(1, 2).detach().requires_grad_()  # (B, H, L, D)
+                       for p in (mha.q_proj, mha.k_proj, mha.v_proj))
             times = {}
             for mode in ("forward", "forward+backward"):
                 def once():
