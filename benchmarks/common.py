@@ -67,19 +67,21 @@ def table_row(name: str, of_truth, columns: dict, of_column) -> str:
 def load_generator(parser: argparse.ArgumentParser, checkpoint, *, copy_head: bool = True,
                    copy_boost: float | None = None, need_copy_head: bool = False, need_fim: bool = False):
     """MusicGenerator.from_pretrained(checkpoint) on the CPU, or parser.error with one line: the checkpoint
-    does not load, has no copy head (need_copy_head) or no fill-in-the-middle tokens (need_fim)."""
+    does not load, has no copy head (need_copy_head, or a copy_boost to check against it) or cannot fill
+    bars in (need_fim)."""
     from musicmha.errors import MusicmhaError
     from musicmha.generation.music_generator import MusicGenerator
+    from musicmha.generation.request import GenerationRequest
 
-    boost = {} if copy_boost is None else {"copy_boost": copy_boost}  # sample_stats.py --copy-boost
     try:
-        generator = MusicGenerator.from_pretrained(checkpoint, device="cpu", copy_head=copy_head, **boost)
+        generator = MusicGenerator.from_pretrained(checkpoint, device="cpu", copy_head=copy_head)
+        generator.check(GenerationRequest(copy_boost=copy_boost))  # sample_stats.py --copy-boost
+        if need_fim:
+            generator.require_infill()
     except MusicmhaError as error:
         parser.error(str(error))
     if need_copy_head and generator.copy_head is None:
         parser.error(f"{checkpoint} has no copy head: run `musicmha fit-copy-head` first")
-    if need_fim and generator.tokenizer.fim_tokens is None:
-        parser.error(f"{checkpoint} has no fill-in-the-middle tokens")
     return generator
 
 

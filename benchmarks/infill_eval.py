@@ -12,7 +12,7 @@ continuation (`prefix Bar TimeSig`). A model that reads the suffix scores the mi
 sides.
 
 --copy-head scores the model mixed with its copy head, which leaves the FIM sentinels out of the history it
-searches (musicmha/nn/copy_head.py: the prefix then runs into the middle, the suffix is searchable);
+searches (musicmha/generation/copy_head.py: the prefix then runs into the middle, the suffix is searchable);
 --opaque-sentinels keeps them in, as the head did before (to measure what that is worth).
 """
 
@@ -31,17 +31,15 @@ from musicmha.data.dataset import TokenSplit
 from musicmha.errors import ConfigError, MidiError
 from musicmha.generation.music_generator import MusicGenerator
 from musicmha.generation.grammar import TokenGrammar
-from musicmha.generation.infill import InfillPlan, bar_lines, plan
+from musicmha.generation.infill import InfillPlan, bar_lines
 
 
 def infill_plan(generator: MusicGenerator, ids: list[int], first: int, last: int,
                 order: str = "spm") -> InfillPlan | None:
     """The plan MusicGenerator.infill makes for bars first..last of `ids` (same truncation to the context),
     or None where it refuses them: too long for the context, no music around, a meter change."""
-    tok = generator.tokenizer
     try:
-        return plan(TokenGrammar(generator.spec), ids, first, last, context=generator.model.config.max_seq_len,
-                    fim=tok.fim_tokens, bos_id=tok.bos_id, eos_id=tok.eos_id, order=order)
+        return generator.plan_infill(ids, first, last, order=order)
     except (ConfigError, MidiError):
         return None
 

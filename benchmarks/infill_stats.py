@@ -8,7 +8,8 @@ benchmarks/infill_eval.py draws it (after the piece's first two bars, ending at 
 and kept when MusicGenerator.infill's plan accepts it (it fits the model's context, one meter). The piece's
 tokens are decoded to a score, which re-encodes to the same tokens, so the generator reads exactly this piece;
 its plan keeps the bars around the range that fit the context. Four versions of the range are compared, each
-laid into the piece with musicmha.generation.infill.place (notes starting outside the range stay as they are):
+laid into the piece with musicmha.generation.result.merge_into_prompt(..., replace_span=) (notes starting outside
+the range stay as they are):
 
 - truth: the piece as it is;
 - infilled: MusicGenerator.infill(piece, first, last, seed=k), grammar-constrained, product default sampling;
@@ -37,7 +38,7 @@ import symusic
 from PIL import Image, ImageDraw
 
 from common import draw_range, example_stem, mean, parse_and_load, pick_examples, table_head, table_row
-from infill_eval import infill_plan  # until MusicGenerator plans an infill itself
+from infill_eval import infill_plan
 
 from musicmha.app.views import window  # the app's window around a range: same tempo and meter handling
 from musicmha.data.dataset import TokenSplit
@@ -45,6 +46,7 @@ from musicmha.evaluation import music_stats as ms
 from musicmha.generation import infill as fill
 from musicmha.generation.grammar import TokenGrammar
 from musicmha.generation.music_generator import MusicGenerator
+from musicmha.generation.result import merge_into_prompt
 from musicmha.render.pianoroll import piano_roll
 
 EXAMPLE_CONTEXT_BARS = 4  # bars before and after the range in an example's MIDI files and piano roll
@@ -141,8 +143,8 @@ def main() -> None:
         assert infilled.span == span, (infilled.span, span)  # the generator planned the same range
         continued = generator.continue_midi(item["prefix"], bars=args.bars, seed=k)[0]
         item["versions"] = {"truth": piece, "infilled": infilled.score,
-                            "continuation": fill.place(piece, continued.continuation, *span)}
-        around = fill.place(piece, symusic.Score(piece.ticks_per_quarter), *span)  # prefix and suffix alone
+                            "continuation": merge_into_prompt(piece, continued.continuation, replace_span=span)}
+        around = merge_into_prompt(piece, symusic.Score(piece.ticks_per_quarter), replace_span=span)  # prefix and suffix alone
         row = {"index": item["index"], "source": item["source"], "bars": list(item["bars"]), "span": list(span),
                "seed": k, "window": list(item["window"]),
                "around_pch": ms.pitch_class_histogram(around, *item["window"]).tolist()}
@@ -158,7 +160,7 @@ def main() -> None:
               f"({time.perf_counter() - started:.0f} s)", flush=True)
     for k, item in enumerate(chosen):  # the reference: the next sampled piece's true range laid into this one
         other = chosen[(k + 1) % len(chosen)]
-        grafted = fill.place(item["piece"], moved_middle(other, item["span"]), *item["span"])
+        grafted = merge_into_prompt(item["piece"], moved_middle(other, item["span"]), replace_span=item["span"])
         item["row"]["reference"] = {"from": other["source"], **range_stats(grafted, item["span"])}
     with open(args.out / "samples.jsonl", "w") as f:
         for row in rows:

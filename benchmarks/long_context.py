@@ -15,7 +15,7 @@ matched): "near" targets continue an exact repeat whose earlier copy lies inside
 one that only the full context holds, "none" the rest. A model that copies scores near and far targets far
 below the rest, and the gain lives in the far ones.
 
---copy-head scores the model mixed with its copy head (musicmha/nn/copy_head.py); the head sees exactly the
+--copy-head scores the model mixed with its copy head (musicmha/generation/copy_head.py); the head sees exactly the
 window the model sees, so in the short scoring it can only copy from the last `--short` tokens.
 """
 

@@ -87,7 +87,8 @@ def main() -> None:
         for mode, constrained in modes:
             result = generator.continue_midi(item["prompt_score"], bars=args.bars, seed=k if constrained else 1000 + k,
                                              constrained=constrained, temperature=args.temperature,
-                                             top_k=args.top_k, top_p=args.top_p)[0]
+                                             top_k=args.top_k, top_p=args.top_p,
+                                             copy_boost=getattr(args, "copy_boost", None))[0]
             new = result.new_token_ids
             row[mode] = passage_stats(tok, item["prompt"], new, args.prompt_bars, args.bars)
             row[mode]["tokens"] = len(new)

@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from musicmha import assets
-from musicmha.errors import CheckpointError
+from musicmha.errors import CheckpointError, ConfigError
 from musicmha.files import (  # noqa: F401 (re-exported: checkpoint.CONFIG_FILE etc. name this folder's files)
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
     CARD_FILE,
     CONFIG_FILE,
+    COPY_HEAD_FILE,
     TOKENIZER_FILE,
     TRAINING_FILE,
     WEIGHTS_FILE,
@@ -155,3 +156,29 @@ def read_info(folder: str | Path, name: str) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def read_copy_head(folder: str | Path) -> dict[str, Any] | None:
+    """The saved fields of the copy head beside a checkpoint's weights (None when it has none); a file that
+    is not a JSON object is a ConfigError naming it. musicmha.generation.copy_head.load_copy_head makes the
+    head of them, paired with the checkpoint's tokenizer."""
+    path = Path(folder) / COPY_HEAD_FILE
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ConfigError(f"{path} is not a valid copy head: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} is not a valid copy head: a JSON object of fields is expected, "
+                          f"got {type(values).__name__}")
+    return values
+
+
+def write_copy_head(folder: str | Path, values: dict[str, Any]) -> Path:
+    """Write a copy head's fields beside a checkpoint's weights, atomically."""
+    from musicmha.atomic_files import write_text_atomic
+
+    path = Path(folder) / COPY_HEAD_FILE
+    write_text_atomic(path, json.dumps(values, indent=2) + "\n")
+    return path

@@ -43,17 +43,11 @@ LAYERS: list[list[str]] = [
 ]
 
 # Upward imports still in the tree, as (importer, imported part); an entry no longer found is harmless.
-KNOWN_UPWARD: set[tuple[str, str]] = {  # being fixed in issue 29 by the lead
-    # checkpoint.load_copy_head/save_copy_head build a generation.copy_head.CopyHead, while generation loads
-    # models through checkpoint: the copy head's file should be read where CopyHead lives (or CopyHead below).
-    ("musicmha.checkpoint", "musicmha.generation"),
-}
+KNOWN_UPWARD: set[tuple[str, str]] = set()
 # A module-level constant holding a file name ("config.json"): those belong in musicmha/files.py.
 FILE_NAME = re.compile(r"[\w.-]+\.(json|jsonl|safetensors|md|txt|yaml|yml|bin|idx|npy|pt)")
 # File names still defined outside files.py, as "module: name"; an entry no longer found is harmless.
-KNOWN_FILE_NAMES = {  # being fixed in issue 29 by the lead
-    "musicmha.nn.copy_head: copy_head.json",  # the copy head moves to generation/, its file name is files.COPY_HEAD_FILE
-}
+KNOWN_FILE_NAMES: set[str] = set()
 
 
 def _imports(path: Path) -> set[str]:

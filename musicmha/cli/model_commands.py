@@ -115,14 +115,14 @@ def _run_eval(args: argparse.Namespace) -> int:
     import json
 
     from musicmha.evaluation.evaluate import eval_device, evaluate
-    from musicmha.nn.copy_head import CopyHead
+    from musicmha.generation.copy_head import load_copy_head
     from musicmha.nn.model import MusicTransformer
     from musicmha.data.tokenizer import MusicTokenizer
 
     device = eval_device(args.device)  # checked before the model is read
     model = MusicTransformer.from_pretrained(args.checkpoint, device=device)
     tokenizer = MusicTokenizer.load(args.checkpoint)
-    head = None if args.no_copy_head else CopyHead.load(args.checkpoint)
+    head = None if args.no_copy_head else load_copy_head(args.checkpoint, tokenizer)
     result = evaluate(model, tokenizer, args.data, split=args.split, mode=args.mode, window=args.window,
                       batch_size=args.batch_size, max_pieces=args.max_pieces, copy_head=head)
     if args.json:
@@ -137,8 +137,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _run_fit_copy_head(args: argparse.Namespace) -> int:
     from musicmha.evaluation.copy_fit import fit_copy_head
     from musicmha.evaluation.evaluate import eval_device
-    from musicmha.files import COPY_HEAD_FILE
-    from musicmha.nn.copy_head import checked_sampling_boost
+    from musicmha.generation.copy_head import checked_sampling_boost, save_copy_head
     from musicmha.nn.model import MusicTransformer
     from musicmha.data.tokenizer import MusicTokenizer
 
@@ -147,9 +146,9 @@ def _run_fit_copy_head(args: argparse.Namespace) -> int:
     model = MusicTransformer.from_pretrained(args.checkpoint, device=device)
     head = fit_copy_head(model, MusicTokenizer.load(args.checkpoint), args.data, split=args.split,
                          max_pieces=args.max_pieces, sampling_boost=args.sampling_boost)
-    head.save(args.checkpoint)
+    written = save_copy_head(args.checkpoint, head)
     fit = head.fitted_on
-    print(f"copy head written to {Path(args.checkpoint) / COPY_HEAD_FILE}: weights {list(head.weights)} for match "
+    print(f"copy head written to {written}: weights {list(head.weights)} for match "
           f"lengths from {list(head.bucket_starts)}; {args.split} NLL {fit['nll_model']:.4f} -> "
           f"{fit['nll_with_head']:.4f} nats/token over {fit['targets']:,} tokens; sampling boost {head.sampling_boost:g}")
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported where used, so `musicmha --help` stays fast
-    from musicmha.generation.options import SamplingOptions
+    from musicmha.generation.request import GenerationRequest
 
 
 def _add_sampling_options(p: argparse.ArgumentParser) -> None:
@@ -66,60 +66,39 @@ def _numbered(path: str, index: int, count: int) -> Path:
     return path if count == 1 else path.with_name(f"{path.stem}-{index}{path.suffix}")
 
 
-def sampling_options(args: argparse.Namespace) -> SamplingOptions:
-    """The sampling flags as one SamplingOptions, read exactly as the app reads its fields (checked before the
-    model loads)."""
-    from musicmha.generation.options import SamplingOptions
-
-    return SamplingOptions.from_inputs(args.temperature, args.top_k, args.top_p, args.seed)
-
-
-def _checked_instruments(args: argparse.Namespace) -> list[int] | None:
-    """--instruments parsed and checked before the model loads, so a typo costs no time."""
-    from musicmha.generation.controls import InstrumentRule, parse_programs
-
-    instruments = parse_programs(args.instruments) if args.instruments is not None else None
-    if instruments is not None:
-        InstrumentRule(frozenset(instruments))
-    return instruments
-
-
-def _check_copy_boost(args: argparse.Namespace) -> None:
-    """--copy-boost checked before the model loads."""
+def request_from_args(args: argparse.Namespace, *, infill: bool = False) -> GenerationRequest:
+    """The flags as one GenerationRequest, checked before the model loads (a typo costs no time); the
+    sampling flags are read exactly as the app reads its fields (SamplingOptions.from_inputs)."""
     from musicmha.errors import ConfigError
-    from musicmha.nn.copy_head import checked_sampling_boost
+    from musicmha.generation.controls import parse_programs, parse_time_signature
+    from musicmha.generation.options import SamplingOptions
+    from musicmha.generation.request import GenerationRequest
 
-    if args.copy_boost is not None:
-        if args.no_copy_head:
-            raise ConfigError("--copy-boost sets the copy head's strength: it cannot go with --no-copy-head")
-        checked_sampling_boost(args.copy_boost)
+    if args.copy_boost is not None and args.no_copy_head:
+        raise ConfigError("--copy-boost sets the copy head's strength: it cannot go with --no-copy-head")
+    fields = dict(sampling=SamplingOptions.from_inputs(args.temperature, args.top_k, args.top_p, args.seed),
+                  num_samples=args.num_samples, copy_boost=args.copy_boost, drums=args.drums,
+                  instruments=parse_programs(args.instruments) if args.instruments is not None else None,
+                  allow_new_instruments=args.allow_new_instruments)
+    if not infill:
+        fields.update(max_new_tokens=args.max_new_tokens, bars=args.bars, seconds=args.seconds,
+                      prompt_tokens=args.prompt_tokens, constrained=not args.unconstrained,
+                      allow_early_end=args.allow_early_end, tempo=args.tempo,
+                      time_signature=parse_time_signature(args.time_signature),
+                      allow_tempo_changes=args.allow_tempo_changes, allow_empty_bars=args.allow_empty_bars)
+    return GenerationRequest(**fields)
 
 
 def _generator(args: argparse.Namespace):
     """The MusicGenerator the flags ask for."""
     from musicmha.generation.music_generator import MusicGenerator
 
-    return MusicGenerator.from_pretrained(args.checkpoint, device=args.device, copy_head=not args.no_copy_head,
-                                          copy_boost=args.copy_boost)
+    return MusicGenerator.from_pretrained(args.checkpoint, device=args.device, copy_head=not args.no_copy_head)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from musicmha.generation.controls import LengthRule, Opening, parse_time_signature
-
-    sampling = sampling_options(args)
-    instruments = _checked_instruments(args)
-    _check_copy_boost(args)
-    time_signature = parse_time_signature(args.time_signature) if args.time_signature is not None else None
-    LengthRule(args.max_new_tokens, args.bars, args.seconds, args.allow_early_end)
-    Opening(args.tempo, time_signature)
-    generator = _generator(args)
-    results = generator.continue_midi(
-        args.prompt, max_new_tokens=args.max_new_tokens, bars=args.bars, seconds=args.seconds,
-        sampling=sampling, num_samples=args.num_samples, prompt_tokens=args.prompt_tokens,
-        constrained=not args.unconstrained,
-        instruments=instruments, drums=args.drums, allow_new_instruments=args.allow_new_instruments,
-        allow_early_end=args.allow_early_end, tempo=args.tempo, time_signature=time_signature,
-        allow_tempo_changes=args.allow_tempo_changes, allow_empty_bars=args.allow_empty_bars)
+    request = request_from_args(args)
+    results = _generator(args).continue_midi(args.prompt, request)
     _write_results(args, results)
     return 0
 
@@ -140,13 +119,8 @@ def _run_infill(args: argparse.Namespace) -> int:
         first, last = (int(x) for x in args.bars.replace(" ", "").split("-"))
     except ValueError:
         raise ConfigError(f"--bars takes a range of bars like 9-12, got {args.bars!r}") from None
-    sampling = sampling_options(args)
-    instruments = _checked_instruments(args)
-    _check_copy_boost(args)
-    generator = _generator(args)
-    results = generator.infill(args.prompt, first, last, sampling=sampling, num_samples=args.num_samples,
-                               instruments=instruments, drums=args.drums,
-                               allow_new_instruments=args.allow_new_instruments)
+    request = request_from_args(args, infill=True)
+    results = _generator(args).infill(args.prompt, first, last, request)
     _write_results(args, results)
     return 0
 

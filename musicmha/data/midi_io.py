@@ -163,3 +163,15 @@ def bar_starts(score: symusic.Score, start: int = 0, end: int | None = None) -> 
                 lines.append(t)
             t += length
     return lines
+
+
+def piece_bar_lines(score: symusic.Score) -> list[int]:
+    """Ticks where bars 1..n of a piece start, then where bar n ends: n is the bar holding its last note
+    onset (the bars the tokenizer writes, counted as a musician counts them)."""
+    onsets = [int(n.time) for t in score.tracks for n in t.notes]
+    last = max(onsets) if onsets else 0
+    longest = max([4 * ts.numerator / ts.denominator for ts in score.time_signatures] + [4.0])  # in quarters
+    starts = bar_starts(score, 0, last + int(longest * score.ticks_per_quarter) + 2)  # ... and the next bar line
+    count = sum(1 for s in starts if s <= last)
+    return starts[:count + 1]
+

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DRUMS = -1  # the drum kit's program as the vocabulary writes it: Program_-1, followed by PitchDrum tokens
+
 
 @dataclass
 class GrammarSpec:

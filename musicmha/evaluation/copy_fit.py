@@ -1,6 +1,6 @@
 """`musicmha fit-copy-head`: fit a checkpoint's copy head on a token split (validation) and save it beside it.
 
-The weights are the maximum-likelihood mixture weight of each match-length bucket (musicmha/nn/copy_head.py),
+The weights are the maximum-likelihood mixture weight of each match-length bucket (musicmha/generation/copy_head.py),
 from every predicted token of the split's windows, as `musicmha eval` cuts them. The head belongs to these
 weights: retraining or re-exporting the model drops the file, and the head must be fitted again.
 """
@@ -16,7 +16,7 @@ import torch
 
 from musicmha.errors import ConfigError
 from musicmha.evaluation.evaluate import log_probs, window_batches
-from musicmha.nn.copy_head import CopyHead, copy_distribution, fit_weights
+from musicmha.generation.copy_head import MAX_WEIGHT, CopyHead, copy_distribution
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +58,19 @@ def fit_copy_head(model, tokenizer, data_dir: str | Path, *, split: str = "valid
     if not math.isfinite(fitted_on["nll_with_head"]):
         raise ConfigError("the fitted copy head gives an infinite NLL: the model assigns 0 to a true token")
     return CopyHead(bucket_starts, weights, fitted_on, sampling_boost=sampling_boost)
+
+
+def fit_weights(model_prob: np.ndarray, copy_prob: np.ndarray, lengths: np.ndarray,
+                bucket_starts: tuple[int, ...], iterations: int = 200) -> tuple[float, ...]:
+    """Maximum-likelihood bucket weights by EM, from per-target values: the model's probability of the true
+    token, q's probability of it, and the match length. Capped at MAX_WEIGHT."""
+    buckets = np.searchsorted(np.asarray(bucket_starts), lengths, side="right") - 1
+    weights = []
+    for b in range(len(bucket_starts)):
+        pm, pc = model_prob[buckets == b], copy_prob[buckets == b]
+        w = 0.5 if len(pm) else 0.0
+        for _ in range(iterations if len(pm) else 0):
+            posterior = w * pc / np.maximum(w * pc + (1 - w) * pm, 1e-30)
+            w = min(float(posterior.mean()), MAX_WEIGHT)
+        weights.append(0.0 if math.isnan(w) else round(w, 4))
+    return tuple(weights)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from musicmha.errors import ConfigError
-from musicmha.nn.copy_head import CopyHead
+from musicmha.generation.copy_head import CopyHead
 from musicmha.nn.positions import position_scheme_type
 from musicmha.transfer import send
 
@@ -117,7 +117,7 @@ def evaluate(model, tokenizer, data_dir: str | Path, *, split: str = "test", mod
              window: int | None = None, batch_size: int = 8, max_pieces: int | None = None,
              progress: bool = True, copy_head: CopyHead | None = None) -> EvalResult:
     """Exact sums over the split (no sampling of windows); notes counted by decoding each piece. With a
-    copy head, the mixture is scored (musicmha/nn/copy_head.py)."""
+    copy head, the mixture is scored (musicmha/generation/copy_head.py)."""
     from musicmha.data.dataset import TokenSplit
     from musicmha.data.midi_io import count_notes
 

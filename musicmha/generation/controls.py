@@ -12,12 +12,11 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from musicmha.data.vocabulary import DRUMS, GrammarSpec
 from musicmha.errors import ConfigError
-from musicmha.generation.grammar import GrammarSpec
 
 logger = logging.getLogger(__name__)
 
-DRUMS = -1  # miditok writes the drum kit as Program_-1, followed by PitchDrum tokens
 MAX_NEW_TOKENS = 8192  # caps, so that no request runs forever (bars/seconds requests stop at this too)
 MAX_BARS = 64
 MAX_SECONDS = 300.0
@@ -195,19 +194,35 @@ def prompt_programs(spec: GrammarSpec, ids: Sequence[int]) -> set[int]:
     return found
 
 
-def parse_programs(text: str) -> list[int]:
-    """'0,33' -> [0, 33] (the CLI's --instruments)."""
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"--instruments takes GM program numbers like 0,33, got {text!r}") from None
+def parse_programs(value: str | Iterable[object] | None) -> list[int]:
+    """GM programs as people give them: '0,33' (the CLI's --instruments), a list of numbers (7.0 from a page
+    is 7) or of the app's labels ('33: Electric Bass (finger)'). Range checks are InstrumentRule's."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else [value] if isinstance(value, int | float) else value
+    programs = []
+    for part in parts:
+        text = str(part).split(":", 1)[0].strip()  # a label keeps its number before the colon
+        if not text and isinstance(value, str):
+            continue  # '0,,33' and a trailing comma are harmless in a typed list
+        try:
+            number = float(text)
+        except ValueError:
+            number = float("nan")
+        if not number.is_integer():
+            raise ConfigError(f"instruments take General MIDI program numbers like 0,33, got {part!r}")
+        programs.append(int(number))
+    return programs
 
 
-def parse_time_signature(text: str) -> tuple[int, int]:
-    """'3/4' -> (3, 4) (the CLI's --time-signature)."""
+def parse_time_signature(text: str | None) -> tuple[int, int] | None:
+    """'3/4' -> (3, 4) (the CLI's --time-signature, the app's meter box); empty or None -> None."""
+    text = (text or "").strip()
+    if not text:
+        return None
     parts = text.split("/")
     try:
         numerator, denominator = (int(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"--time-signature takes a meter like 3/4, got {text!r}") from None
+        raise ConfigError(f"a time signature looks like 3/4, got {text!r}") from None
     return numerator, denominator

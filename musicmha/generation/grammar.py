@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from musicmha.data.vocabulary import GrammarSpec  # the tokenizer writes it; controls and request import it from here
+from musicmha.data.vocabulary import DRUMS, GrammarSpec
 
-if TYPE_CHECKING:  # controls imports GrammarSpec from here
+if TYPE_CHECKING:
     from musicmha.generation.controls import InstrumentRule, LengthRule
 
 NOTE_TYPES = ("Pitch", "PitchDrum", "NoteOn")
-DRUM_PROGRAM = -1
 
 
 @dataclass
@@ -196,7 +195,7 @@ class TokenGrammar:
             mask &= ~(is_position & ((self.position_values <= row.position)
                                      | (self.position_values >= row.bar_positions)))
         if row.previous == "Program" and self.drum_pitches.any():  # the kit plays drum pitches, others pitches
-            mask &= self.drum_pitches if row.program == DRUM_PROGRAM else ~self.drum_pitches
+            mask &= self.drum_pitches if row.program == DRUMS else ~self.drum_pitches
         if "TimeSig" in following and row.time_signature is not None:
             mask &= ~self.type_masks["TimeSig"]  # the meter holds (see the module docstring)
             mask[row.time_signature] = True

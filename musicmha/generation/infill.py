@@ -26,8 +26,7 @@ import symusic
 from musicmha.errors import ConfigError, MidiError
 from musicmha.data.fim import MAX_FILL_BARS
 from musicmha.generation.grammar import TokenGrammar
-from musicmha.generation.result import new_notes
-from musicmha.data.midi_io import add_notes
+from musicmha.generation.result import GenerationResult, cut_to_span, merge_into_prompt, new_notes, to_prompt_time
 
 logger = logging.getLogger(__name__)
 
@@ -128,26 +127,6 @@ def _tail_cut(lines: list[tuple[int, float]], first: int, budget: int) -> int:
     return fitting[0] if fitting else first
 
 
-def place(prompt: symusic.Score, middle: symusic.Score, start_tick: int, end_tick: int) -> symusic.Score:
-    """The prompt with the notes starting in [start_tick, end_tick) replaced by `middle`'s (already in the
-    prompt's ticks), those cut to end by `end_tick`. Tempos, time signatures and all other notes stay."""
-    out = prompt.copy()
-    for track in out.tracks:
-        kept = [n for n in track.notes if not start_tick <= n.time < end_tick]
-        track.notes.clear()
-        track.notes.extend(kept)
-    cut = []
-    for track in middle.tracks:
-        kept = symusic.Track(name=track.name, program=track.program, is_drum=track.is_drum)
-        for note in track.notes:
-            if start_tick <= note.time < end_tick:
-                note.duration = max(1, min(note.duration, end_tick - note.time))
-                kept.notes.append(note)
-        cut.append(kept)
-    add_notes(out, cut)
-    return out
-
-
 def middle_tokens(row: list[int], scaffold_length: int, bar_id: int, n_bars: int, eos_id: int) -> list[int]:
     """The middle's tokens from a generated row: after the scaffold, up to (not including) bar n + 1 or EOS."""
     new, bars = [], 1  # the scaffold already opened bar 1
@@ -184,5 +163,16 @@ def decode_middle(tokenizer, infill: InfillPlan, new: list[int], prompt_tpq: int
         before = tokenizer.decode(infill.prefix)
     else:
         before = symusic.Score(full.ticks_per_quarter)
-    notes = new_notes(full, before, full.ticks_per_quarter).resample(prompt_tpq, min_dur=1)
-    return notes.shift_time(to_ticks(infill.prefix_quarters, prompt_tpq))
+    notes = new_notes(full, before, full.ticks_per_quarter)
+    return to_prompt_time(notes, prompt_tpq, to_ticks(infill.prefix_quarters, prompt_tpq))
+
+
+def result(tokenizer, prompt: symusic.Score, infill: InfillPlan, row: list[int], n_bars: int,
+           seed: int) -> GenerationResult:
+    """One generated row as a result: the prompt with the range's notes replaced by the new ones."""
+    tpq = prompt.ticks_per_quarter
+    span = (to_ticks(infill.start_quarters, tpq), to_ticks(infill.end_quarters, tpq))
+    new = middle_tokens(row, len(infill.scaffold), tokenizer.fim_tokens.bar, n_bars, tokenizer.eos_id)
+    middle = cut_to_span(decode_middle(tokenizer, infill, new, tpq), *span)
+    merged = merge_into_prompt(prompt, middle, replace_span=span)
+    return GenerationResult(merged, middle, infill.scaffold + new, new, span[0], seed, span)

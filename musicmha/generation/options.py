@@ -22,7 +22,7 @@ def _number(value: object) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
-def _whole(value: object) -> bool:
+def whole_number(value: object) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
@@ -39,11 +39,11 @@ class SamplingOptions:
     def __post_init__(self) -> None:
         if not (_number(self.temperature) and math.isfinite(self.temperature) and self.temperature >= 0):
             raise ConfigError(f"temperature must be a finite number >= 0 (0: greedy), got {self.temperature!r}")
-        if self.top_k is not None and not (_whole(self.top_k) and self.top_k >= 1):
+        if self.top_k is not None and not (whole_number(self.top_k) and self.top_k >= 1):
             raise ConfigError(f"top-k must be a whole number >= 1 (or off), got {self.top_k!r}")
         if self.top_p is not None and not (_number(self.top_p) and 0 < self.top_p <= 1):
             raise ConfigError(f"top-p must be in (0, 1] (or off), got {self.top_p!r}")
-        if self.seed is not None and not (_whole(self.seed) and 0 <= self.seed < SEED_LIMIT):
+        if self.seed is not None and not (whole_number(self.seed) and 0 <= self.seed < SEED_LIMIT):
             raise ConfigError(f"seed must be a whole number from 0 to {SEED_LIMIT - 1}, got {self.seed!r}")
 
     @property
@@ -71,6 +71,6 @@ class SamplingOptions:
 
 def _as_whole(value: object) -> object:
     """7.0 -> 7; anything that is not a whole number is returned as it is, for __post_init__ to refuse."""
-    if _number(value) and not _whole(value) and math.isfinite(value) and float(value).is_integer():
+    if _number(value) and not whole_number(value) and math.isfinite(value) and float(value).is_integer():
         return int(value)
     return value

@@ -62,17 +62,53 @@ def new_tempos(full: symusic.Score, prompt: symusic.Score) -> list:
     return fresh
 
 
-def merge_into_prompt(prompt: symusic.Score, continuation: symusic.Score) -> symusic.Score:
+def to_prompt_time(notes: symusic.Score, tpq: int, offset_ticks: int) -> symusic.Score:
+    """Decoded new music moved onto the prompt's time axis: resampled to its ticks per quarter (no note
+    shorter than a tick) and shifted to where its tokens started in the piece."""
+    return notes.resample(tpq, min_dur=1).shift_time(offset_ticks)
+
+
+def merge_into_prompt(prompt: symusic.Score, new: symusic.Score,
+                      replace_span: tuple[int, int] | None = None) -> symusic.Score:
+    """An untouched copy of `prompt` with `new`'s notes (already in the prompt's ticks) added to the tracks
+    of their instrument (musicmha.data.midi_io.add_notes) and its tempo changes after the prompt's end.
+
+    replace_span (start, end) in ticks: an infill. The prompt's notes that start in [start, end) are dropped,
+    and of `new` only the notes starting there are added, cut to end by `end`, so the music after the range
+    starts where it did."""
     merged = prompt.copy()
     end = prompt.end()
     # The model's tempo changes play the continuation as it was timed; the ones before the prompt's end
     # (rare: between its last onset and last note-off) are left out so the prompt plays exactly as given.
-    later = [t for t in continuation.tempos if t.time >= end]
+    later = [t for t in new.tempos if t.time >= end]
     if later:
         merged.tempos.extend(later)
         merged.tempos.sort()
-    add_notes(merged, continuation.tracks)
+    tracks = new.tracks
+    if replace_span is not None:
+        start_tick, end_tick = replace_span
+        for track in merged.tracks:
+            kept = [n for n in track.notes if not start_tick <= n.time < end_tick]
+            track.notes.clear()
+            track.notes.extend(kept)
+        tracks = cut_to_span(new, start_tick, end_tick).tracks
+    add_notes(merged, tracks)
     return merged
+
+
+def cut_to_span(score: symusic.Score, start_tick: int, end_tick: int) -> symusic.Score:
+    """A copy of `score` with only the notes that start in [start_tick, end_tick), shortened to end by
+    end_tick (an infill's new notes: the music after the range must start where it did)."""
+    out = symusic.Score(score.ticks_per_quarter)
+    for track in score.tracks:
+        kept = symusic.Track(name=track.name, program=track.program, is_drum=track.is_drum)
+        for note in track.notes:
+            if start_tick <= note.time < end_tick:
+                note = note.copy()
+                note.duration = max(1, min(note.duration, end_tick - note.time))
+                kept.notes.append(note)
+        out.tracks.append(kept)
+    return out
 
 
 def tempo_at_end(score: symusic.Score | None) -> float | None:

@@ -21,7 +21,7 @@ import torch
 
 from musicmha.generation.options import SEED_LIMIT, SamplingOptions
 from musicmha.nn.attention import KVCache
-from musicmha.nn.copy_head import CopyHead, CopyState
+from musicmha.generation.copy_head import CopyHead, CopyState
 from musicmha.transfer import send
 
 AllowedFn = Callable[[torch.Tensor], torch.Tensor]
@@ -144,7 +144,8 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
              callback: Callable[[int, torch.Tensor], bool | None] | None = None,
              allowed: AllowedFn | None = None, eos_token_id: int | None = None,
              stop: Callable[[torch.Tensor], torch.Tensor] | None = None,
-             use_cache: bool = True, copy_head: CopyHead | None = None) -> torch.Tensor:
+             use_cache: bool = True, copy_head: CopyHead | None = None,
+             copy_boost: float | None = None) -> torch.Tensor:
     """Return the prompt followed by the new tokens, (B, T + n) (or (T + n,) for a 1-D prompt).
 
     Randomness: `rng` (one torch.Generator, or one per row) when given, else per-row streams seeded from
@@ -161,8 +162,8 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
     them costs nothing more; a mask built on the CPU is checked there and sent without waiting.
 
     copy_head: the model's distribution is mixed with a copy of what followed the longest earlier match in
-    everything generated so far, prompt included (musicmha/nn/copy_head.py), before sampling; followed on the host,
-    with the head's sampling weights (`CopyHead.for_sampling`).
+    everything generated so far, prompt included (musicmha/generation/copy_head.py), before sampling; followed on
+    the host, with the head's sampling weights at `copy_boost` (None: the head's own; `CopyHead.for_sampling`).
     """
     if stop is not None and eos_token_id is None:
         raise ValueError("stop needs an eos_token_id to pad the rows it ends")
@@ -181,7 +182,7 @@ def generate(model: torch.nn.Module, tokens: torch.Tensor, options: SamplingOpti
     cache = model.new_kv_cache(seq.shape[0], context) if use_cache else None
     finished = torch.zeros(seq.shape[0], dtype=torch.bool)  # on the host
     logits = prefill(model, seq[:, window_start:], cache) if use_cache else None
-    copy = CopyState(copy_head.for_sampling(), host, model.config.vocab_size) if copy_head is not None else None
+    copy = CopyState(copy_head.for_sampling(copy_boost), host, model.config.vocab_size) if copy_head is not None else None
     try:
         for step in range(max_new_tokens):
             if logits is None:  # no cache: recompute the current window

@@ -10,7 +10,8 @@ from reference import naive_copy
 from musicmha.cli import main
 from musicmha.data.dataset import TokenSplit
 from musicmha.data.tokenizer import MusicTokenizer
-from musicmha.nn.copy_head import COPY_HEAD_FILE, CopyHead
+from musicmha.files import COPY_HEAD_FILE
+from musicmha.generation.copy_head import CopyHead, load_copy_head
 from musicmha.nn.model import MusicTransformer
 from musicmha.training.config import TrainConfig
 
@@ -39,11 +40,12 @@ def test_fit_then_eval_with_and_without_the_head(real_tokens, tmp_path, capsys):
     assert main(["fit-copy-head", "--checkpoint", str(tmp_path), "--data", str(real_tokens), "--split", "train",
                  "--max-pieces", "3", "--device", "cpu", "--sampling-boost", "2.5"]) == 0
     assert COPY_HEAD_FILE in capsys.readouterr().out
-    head = CopyHead.load(tmp_path)
+    head = load_copy_head(tmp_path, tokenizer)
     assert head.sampling_boost == 2.5
     assert main(["fit-copy-head", "--checkpoint", str(tmp_path), "--data", str(real_tokens), "--split", "train",
                  "--sampling-boost", "0"]) == 2  # refused before any work; the saved head stays
-    assert "sampling_boost must be a positive number" in capsys.readouterr().err and CopyHead.load(tmp_path) == head
+    assert "sampling_boost must be a positive number" in capsys.readouterr().err \
+        and load_copy_head(tmp_path, tokenizer) == head
     fit = head.fitted_on
     assert fit["nll_with_head"] < fit["nll_model"] - 0.1  # an untrained model, chorales that repeat: copying pays
     assert max(head.weights) > 0.1

@@ -111,12 +111,12 @@ def test_copy_boost_sets_the_heads_sampling_boost(checkpoint, tmp_path, capsys):
     # --copy-boost 7 on a head saved at boost 1 writes the very file that a head saved at boost 7 writes.
     import shutil
 
-    from musicmha.nn.copy_head import CopyHead
+    from musicmha.generation.copy_head import CopyHead, save_copy_head
 
     folders = {}
     for boost in (1.0, 7.0):
         folders[boost] = shutil.copytree(checkpoint, tmp_path / f"boost{boost:g}")
-        CopyHead((4, 8), (0.2, 0.5), sampling_boost=boost).save(folders[boost])
+        save_copy_head(folders[boost], CopyHead((4, 8), (0.2, 0.5), sampling_boost=boost))
     args = ["generate", "--prompt", str(PROMPT), "--max-new-tokens", "80", "--seed", "3"]
     assert main([*args, "--checkpoint", str(folders[1.0]), "--copy-boost", "7", "--out", str(tmp_path / "a.mid")]) == 0
     assert main([*args, "--checkpoint", str(folders[7.0]), "--out", str(tmp_path / "b.mid")]) == 0

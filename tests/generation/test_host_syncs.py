@@ -35,7 +35,7 @@ from musicmha.generation.grammar import TokenGrammar
 from musicmha.generation.music_generator import MusicGenerator
 from musicmha.generation.options import SamplingOptions
 from musicmha.generation.sampling import generate
-from musicmha.nn.copy_head import CopyHead
+from musicmha.generation.copy_head import CopyHead
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "musicmha-small"
 

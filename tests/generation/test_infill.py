@@ -181,7 +181,7 @@ def test_the_copy_head_reads_across_the_sentinels(generator):
     # A piece of six equal bars, bar 4 regenerated greedily with a strong copy head that needs a 4-token match:
     # the sentinels between the prefix and the middle are left out of its search (CopyHead.transparent), so
     # the bar before the range is matched across them and the range comes back as the bars around it.
-    from musicmha.nn.copy_head import CopyHead
+    from musicmha.generation.copy_head import CopyHead
 
     score = symusic.Score(480)
     score.time_signatures.append(symusic.TimeSignature(0, 4, 4))

@@ -61,27 +61,27 @@ REFUSED = [(-1.0, None, None, 7), (math.nan, None, None, 7), (math.inf, None, No
 
 
 def _cli(temperature, top_k, top_p, seed):
-    from musicmha.cli.music_commands import sampling_options
+    from musicmha.cli.music_commands import request_from_args
 
     argv = ["generate", "--out", "x.mid", "--temperature", str(temperature), "--seed", str(seed)]
     argv += ["--top-k", str(top_k)] if top_k is not None else []
     argv += ["--top-p", str(top_p)] if top_p is not None else []
     try:
-        return sampling_options(build_parser().parse_args(argv))
+        return request_from_args(build_parser().parse_args(argv)).sampling
     except ConfigError as error:
         return str(error)
 
 
 def _app(temperature, top_k, top_p, seed):
-    gr = pytest.importorskip("gradio")
-    from musicmha.app.settings import generation_kwargs
+    pytest.importorskip("gradio")
+    from musicmha.app.settings import page_request
 
     try:
-        kwargs = generation_kwargs("tokens", 32, temperature, top_k or 0, 1.0 if top_p is None else top_p, seed,
-                                   False, 1, 0)
-    except gr.Error as error:
-        return error.message
-    return kwargs["sampling"]
+        request = page_request("tokens", 32, temperature, top_k or 0, 1.0 if top_p is None else top_p, seed,
+                               False, 1, 0)
+    except ConfigError as error:
+        return str(error)
+    return request.sampling
 
 
 @pytest.mark.parametrize("case", ACCEPTED + REFUSED, ids=lambda c: "-".join(map(str, c)))
@@ -103,18 +103,21 @@ def test_the_cli_refuses_bad_sampling_before_loading_a_model(tmp_path, capsys):
     assert "top-p must be in (0, 1]" in capsys.readouterr().err
 
 
-def test_music_generator_takes_the_options_or_their_fields_not_both():
+def _tiny_generator():
+    """An untrained one-layer model with the default tokenizer: enough to check what reaches the sampler."""
     import torch
 
-    from musicmha import ModelConfig, MusicTransformer
-    from musicmha.data.tokenizer import MusicTokenizer
-    from musicmha.generation.music_generator import MusicGenerator
+    from musicmha import ModelConfig, MusicGenerator, MusicTokenizer, MusicTransformer
 
     torch.manual_seed(0)
     tokenizer = MusicTokenizer.from_config()
     model = MusicTransformer(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_layers=1, n_heads=2,
                                          max_seq_len=64, dropout=0.0))
-    generator = MusicGenerator(model, tokenizer)
+    return MusicGenerator(model, tokenizer)
+
+
+def test_music_generator_takes_the_options_or_their_fields_not_both():
+    generator = _tiny_generator()
     options = SamplingOptions(temperature=0.8, top_k=30, seed=5)
     by_options = generator.continue_midi(None, max_new_tokens=24, sampling=options, num_samples=2)
     by_fields = generator.continue_midi(None, max_new_tokens=24, temperature=0.8, top_k=30, seed=5, num_samples=2)
@@ -128,3 +131,25 @@ def test_music_generator_takes_the_options_or_their_fields_not_both():
         generator.continue_midi(None, max_new_tokens=4, temperature=-1)
     with pytest.raises(ConfigError, match="SamplingOptions"):
         generator.continue_midi(None, max_new_tokens=4, sampling={"temperature": 1.0})
+
+
+def test_a_request_object_and_its_fields_make_the_same_music():
+    """continue_midi(prompt, GenerationRequest(...)) is continue_midi(prompt, **its fields); not both at once."""
+    from musicmha import GenerationRequest
+
+    generator = _tiny_generator()
+    request = GenerationRequest(bars=2, num_samples=2, sampling=SamplingOptions(temperature=0.9, seed=11),
+                                tempo=96, time_signature=(3, 4))
+    by_request = generator.continue_midi(None, request)
+    by_fields = generator.continue_midi(None, bars=2, num_samples=2, temperature=0.9, seed=11, tempo=96,
+                                        time_signature=(3, 4))
+    assert [r.new_token_ids for r in by_request] == [r.new_token_ids for r in by_fields]
+    assert request.updated(seed=12).sampling == SamplingOptions(temperature=0.9, seed=12)
+    with pytest.raises(ConfigError, match="not both"):
+        generator.continue_midi(None, request, bars=3)
+    with pytest.raises(ConfigError, match="unknown generation option"):
+        generator.continue_midi(None, bar=3)
+    with pytest.raises(ConfigError, match="infill takes no bars"):
+        generator.infill(b"", 1, 2, request)  # refused before the prompt is read
+    with pytest.raises(ConfigError, match="cannot be written by this tokenizer"):  # checked against the model
+        generator.check(GenerationRequest(time_signature=(5, 16)))

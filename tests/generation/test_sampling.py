@@ -128,7 +128,7 @@ def test_the_copy_head_in_generation_equals_the_whole_window_mixture(model, boos
     # Reference: at every step, the whole sequence through the model and the window mixture
     # (copy_distribution over all of it, no incremental state) with the weights' odds times the sampling
     # boost, computed here by hand, then the same draw from a generator.
-    from musicmha.nn.copy_head import CopyHead
+    from musicmha.generation.copy_head import CopyHead
 
     head = CopyHead(bucket_starts=(2, 4, 8), weights=(0.3, 0.6, 0.9), sampling_boost=boost)
     odds = [w / (1 - w) * boost for w in head.weights]

@@ -11,19 +11,23 @@ tokens than a CPU run sees; the 1,024-token model scores copyable tokens barely 
 
 where m is the length of the longest suffix of the context that occurred earlier in it (capped at
 `max_match`), q is the distribution of the tokens that followed those earlier occurrences of length m, and
-w[m] is one weight per bucket of match lengths, fitted on validation data by EM (`fit_weights`) and saved
-beside the checkpoint (COPY_HEAD_FILE). Without a match of at least `bucket_starts[0]` tokens, w = 0.
+w[m] is one weight per bucket of match lengths, fitted on validation data by EM
+(musicmha/evaluation/copy_fit.py) and saved beside the checkpoint (`save_copy_head`; the file is
+musicmha.checkpoint's). Without a match of at least `bucket_starts[0]` tokens, w = 0.
 
 `mix_log_probs` scores whole windows (evaluation); `CopyState` follows a growing sequence one token at a
 time (generation), over everything generated so far, prompt included.
 
-Sampling uses the weights with their odds multiplied by `sampling_boost` (`for_sampling`): the EM weights
+Sampling uses the weights with their odds multiplied by a boost (`for_sampling`: the request's copy_boost,
+else the `sampling_boost` saved with the head): the EM weights
 are right for scoring the true next token, but a sampled continuation keeps a repeat only if it follows it
 token after token, and drops it at its own first deviation, so at boost 1 it repeats bars far less often
 than real music does (docs/results.md section 11). The boost is calibrated on validation prompts so that
 sampled continuations repeat bars as often as the true ones, and saved with the weights.
 
-`transparent` token ids are left out of the history the head searches: the fill-in-the-middle sentinels. An
+`transparent` token ids are left out of the history the head searches: the fill-in-the-middle sentinels,
+taken from the tokenizer when a head is loaded (`load_copy_head` takes the tokenizer) or given to a
+MusicGenerator, so a head is never used for infill without them. An
 infill reads `FIM_Suffix · suffix · FIM_Prefix · prefix · FIM_Middle · FIM_Bars<n> · middle`; without the
 sentinels the history is suffix · prefix · middle, so a middle that repeats the bars before it (or after it:
 the suffix is in the history too) is matched across the seam, as a continuation is.
@@ -31,19 +35,21 @@ the suffix is in the history too) is matched across the seam, as a continuation 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
-from musicmha.atomic_files import write_text_atomic
+from musicmha import checkpoint
 from musicmha.errors import ConfigError
+from musicmha.files import COPY_HEAD_FILE
 from musicmha.transfer import send
 
-COPY_HEAD_FILE = "copy_head.json"
+if TYPE_CHECKING:
+    from musicmha.data.tokenizer import MusicTokenizer
+
 MAX_WEIGHT = 0.99  # the model keeps 1% at least: a copy that goes wrong costs log(100), never infinity
 
 
@@ -83,9 +89,10 @@ class CopyHead:
     def max_match(self) -> int:
         return self.bucket_starts[-1]
 
-    def for_sampling(self) -> CopyHead:
-        """The head generation mixes in: each weight's odds times sampling_boost (capped at MAX_WEIGHT)."""
-        boost = self.sampling_boost
+    def for_sampling(self, boost: float | None = None) -> CopyHead:
+        """The head generation mixes in: each weight's odds times `boost` (a request's copy_boost; None: the
+        head's own sampling_boost), capped at MAX_WEIGHT."""
+        boost = self.sampling_boost if boost is None else checked_sampling_boost(boost)
         weights = tuple(min(MAX_WEIGHT, w * boost / (1.0 - w + w * boost)) for w in self.weights)
         return replace(self, weights=weights, sampling_boost=1.0)
 
@@ -95,28 +102,47 @@ class CopyHead:
         table = torch.tensor((0.0, *self.weights), dtype=torch.float32, device=lengths.device)
         return table[torch.bucketize(lengths.contiguous(), starts, right=True)]
 
-    def save(self, folder: str | Path) -> None:
-        # `transparent` is not saved: it follows the tokenizer beside it (MusicGenerator sets it)
-        values = {k: v for k, v in asdict(self).items() if k != "transparent"}
-        write_text_atomic(Path(folder) / COPY_HEAD_FILE, json.dumps(values, indent=2) + "\n")
+    def to_dict(self) -> dict[str, Any]:
+        """The saved fields: `transparent` is not saved, it follows the tokenizer beside the head."""
+        return {k: v for k, v in asdict(self).items() if k != "transparent"}
 
     @classmethod
-    def load(cls, folder: str | Path) -> CopyHead | None:
-        """The head saved in a checkpoint folder; None when it has none."""
-        path = Path(folder) / COPY_HEAD_FILE
-        if not path.is_file():
-            return None
+    def from_dict(cls, values: dict[str, Any], transparent: tuple[int, ...]) -> CopyHead:
+        """A head from its saved fields and its tokenizer's transparent ids (ConfigError when they are bad)."""
         try:
-            values = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**values)
-        except (ValueError, TypeError) as error:  # bad JSON, unknown or missing fields
-            raise ConfigError(f"{path} is not a valid copy head: {error}") from None
+            return cls(**{**values, "transparent": tuple(transparent)})
+        except TypeError as error:  # unknown or missing fields
+            raise ConfigError(str(error)) from None
 
     def mix_log_probs(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """logits (B, T, V) of a window and its tokens (B, T): log p of the mixture at every position.
         Position i predicts token i + 1 from tokens[:i + 1], as the logits do."""
         q, lengths = copy_distribution(tokens, logits.shape[-1], self.max_match, self.transparent)
         return mix(logits, q, self.weight_of(lengths))
+
+
+def transparent_ids(tokenizer: MusicTokenizer) -> tuple[int, ...]:
+    """The token ids a copy head paired with `tokenizer` leaves out of its search: its FIM sentinels."""
+    fim = tokenizer.fim_tokens
+    return tuple(fim.all_ids) if fim is not None else ()
+
+
+def load_copy_head(folder: str | Path, tokenizer: MusicTokenizer) -> CopyHead | None:
+    """The copy head saved beside a checkpoint's weights (None when it has none), paired with `tokenizer`:
+    its fill-in-the-middle sentinels are the ids the head leaves out of its search, so an infill reads the
+    prefix into the middle and searches the suffix."""
+    values = checkpoint.read_copy_head(folder)
+    if values is None:
+        return None
+    try:
+        return CopyHead.from_dict(values, transparent=transparent_ids(tokenizer))
+    except ConfigError as error:  # unknown or missing fields, bad values
+        raise ConfigError(f"{Path(folder) / COPY_HEAD_FILE} is not a valid copy head: {error}") from None
+
+
+def save_copy_head(folder: str | Path, head: CopyHead) -> Path:
+    """Write `head` beside a checkpoint's weights (atomically; its transparent ids follow the tokenizer)."""
+    return checkpoint.write_copy_head(folder, head.to_dict())
 
 
 def mix(logits: torch.Tensor, q: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -229,19 +255,3 @@ class CopyState:
         """The mixture's log p (B, V) for the next token, from the model's logits (B, V)."""
         q, lengths = self.distribution()
         return mix(logits, q, self.head.weight_of(lengths))
-
-
-def fit_weights(model_prob: np.ndarray, copy_prob: np.ndarray, lengths: np.ndarray,
-                bucket_starts: tuple[int, ...], iterations: int = 200) -> tuple[float, ...]:
-    """Maximum-likelihood bucket weights by EM, from per-target values: the model's probability of the true
-    token, q's probability of it, and the match length. Capped at MAX_WEIGHT."""
-    buckets = np.searchsorted(np.asarray(bucket_starts), lengths, side="right") - 1
-    weights = []
-    for b in range(len(bucket_starts)):
-        pm, pc = model_prob[buckets == b], copy_prob[buckets == b]
-        w = 0.5 if len(pm) else 0.0
-        for _ in range(iterations if len(pm) else 0):
-            posterior = w * pc / np.maximum(w * pc + (1 - w) * pm, 1e-30)
-            w = min(float(posterior.mean()), MAX_WEIGHT)
-        weights.append(0.0 if math.isnan(w) else round(w, 4))
-    return tuple(weights)

@@ -1,5 +1,6 @@
 """The copy head against naive references: match lengths and copy distributions from plain Python loops,
-the incremental state against the whole-window computation, EM against a grid search."""
+the incremental state against the whole-window computation, EM against a grid search; its file, read and
+written through musicmha.checkpoint with the tokenizer's sentinels."""
 
 import json
 import math
@@ -10,8 +11,10 @@ import torch
 
 from musicmha.errors import ConfigError
 from reference import naive_copy
-from musicmha.nn.copy_head import (COPY_HEAD_FILE, MAX_WEIGHT, CopyHead, CopyState, copy_distribution, fit_weights,
-                                   match_runs, mix)
+from musicmha.evaluation.copy_fit import fit_weights
+from musicmha.files import COPY_HEAD_FILE
+from musicmha.generation.copy_head import (MAX_WEIGHT, CopyHead, CopyState, copy_distribution, load_copy_head, match_runs,
+                                          mix, save_copy_head)
 
 
 def _sequences(seed: int, batch: int = 3, length: int = 40, vocab: int = 5) -> torch.Tensor:
@@ -164,22 +167,34 @@ def test_sampling_multiplies_the_odds_by_the_boost_and_keeps_the_cap():
     assert sampled.weights[1] / (1 - sampled.weights[1]) == pytest.approx(3 * 0.25 / 0.75)
     assert sampled.weights[2] == MAX_WEIGHT  # odds 147 would give 0.993
     assert CopyHead(weights=(0.1, 0.2, 0.3, 0.4, 0.5)).for_sampling().weights == (0.1, 0.2, 0.3, 0.4, 0.5)
+    # a request's boost replaces the saved one: boost 3 asked of a head saved at 1 is the head saved at 3
+    assert CopyHead(bucket_starts=(4, 8, 16), weights=(0.0, 0.25, 0.98)).for_sampling(3.0) == sampled
+    assert head.for_sampling(1.0).weights == head.weights
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match="sampling_boost"):
             CopyHead(sampling_boost=bad)
 
 
 def test_save_load_and_bad_files(tmp_path):
-    head = CopyHead(bucket_starts=(4, 8), weights=(0.25, 0.75), fitted_on={"data": "x"}, sampling_boost=2.5)
-    head.save(tmp_path)
-    assert CopyHead.load(tmp_path) == head
-    assert CopyHead.load(tmp_path / "missing") is None
-    (tmp_path / COPY_HEAD_FILE).write_text("{not json")
-    with pytest.raises(ConfigError, match="not a valid copy head"):
-        CopyHead.load(tmp_path)
-    (tmp_path / COPY_HEAD_FILE).write_text(json.dumps({"bucket_starts": [4], "weights": [1.5]}))
-    with pytest.raises(ConfigError, match="weights must be in"):
-        CopyHead.load(tmp_path)
+    from musicmha.data.tokenizer import MusicTokenizer
+
+    tokenizer = MusicTokenizer.from_config()
+    head = CopyHead(bucket_starts=(4, 8), weights=(0.25, 0.75), fitted_on={"data": "x"}, sampling_boost=2.5,
+                    transparent=(1, 2))
+    assert save_copy_head(tmp_path, head) == tmp_path / COPY_HEAD_FILE
+    assert "transparent" not in json.loads((tmp_path / COPY_HEAD_FILE).read_text())  # it follows the tokenizer
+    loaded = load_copy_head(tmp_path, tokenizer)
+    # loading pairs the head with the tokenizer's sentinels: they cannot be forgotten
+    assert loaded.transparent == tokenizer.fim_tokens.all_ids and len(loaded.transparent) > 2
+    assert loaded == CopyHead(bucket_starts=(4, 8), weights=(0.25, 0.75), fitted_on={"data": "x"},
+                              sampling_boost=2.5, transparent=tokenizer.fim_tokens.all_ids)
+    assert load_copy_head(tmp_path / "missing", tokenizer) is None
+    for text, message in (("{not json", "not a valid copy head"), ("[1, 2]", "JSON object"),
+                          (json.dumps({"bucket_starts": [4], "weights": [1.5]}), "weights must be in"),
+                          (json.dumps({"weights": [0.5], "colour": "red"}), "unexpected keyword")):
+        (tmp_path / COPY_HEAD_FILE).write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            load_copy_head(tmp_path, tokenizer)
     with pytest.raises(ConfigError, match="one weight per bucket"):
         CopyHead(bucket_starts=(4, 8), weights=(0.5,))
     with pytest.raises(ConfigError, match="increasing"):
