@@ -111,5 +111,5 @@ def test_app_shows_one_line_naming_the_file(good, tmp_path):
     handlers = Handlers(AppConfig(checkpoints=[folder], checkpoint=folder, examples={}, cache=ModelCache(),
                                   files=TempFiles(tmp_path / "files")))
     with pytest.raises(gr.Error) as info:
-        list(handlers.generate(str(BACH), "tokens", 8, 1.0, 0, 1.0, 0, False, 1, 0, None))
+        list(handlers.generate(str(BACH), unit="tokens", length=8, seed=0, random_seed=False))
     assert file in info.value.message and "\n" not in info.value.message

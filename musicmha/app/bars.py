@@ -11,16 +11,7 @@ from __future__ import annotations
 import symusic
 
 from musicmha.app.views import CONTEXT_BARS, BarMarks
-from musicmha.data.midi_io import bar_starts
-
-def bar_lines(score: symusic.Score) -> list[int]:
-    """Ticks where bars 1..n start, then where bar n ends (n = `count_bars(score)`)."""
-    onsets = [int(n.time) for t in score.tracks for n in t.notes]
-    last = max(onsets) if onsets else 0
-    longest = max([4 * ts.numerator / ts.denominator for ts in score.time_signatures] + [4.0])  # in quarters
-    starts = bar_starts(score, 0, last + int(longest * score.ticks_per_quarter) + 2)  # ... and the next bar line
-    count = sum(1 for s in starts if s <= last)
-    return starts[:count + 1]
+from musicmha.data.midi_io import piece_bar_lines as bar_lines  # noqa: F401 (the bars the page numbers)
 
 
 def count_bars(score: symusic.Score) -> int:

@@ -15,8 +15,8 @@ from typing import Any
 import gradio as gr
 import symusic
 
-from musicmha.generation.controls import InstrumentRule, Opening
 from musicmha.errors import MusicmhaError
+from musicmha.generation.request import GenerationRequest
 from musicmha.data.midi_io import MAX_BYTES, load_midi
 from musicmha.render.audio import music_end_seconds
 from musicmha.app import history
@@ -24,7 +24,7 @@ from musicmha.app.bars import edit_name
 from musicmha.app.history import new_session  # noqa: F401 (re-exported for the UI and tests)
 from musicmha.app.job import GenerationJob, describe
 from musicmha.app.service import ModelCache, TempFiles, View, render_view, write_midi
-from musicmha.app.settings import LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, generation_kwargs  # noqa: F401 (re-export)
+from musicmha.app.settings import MAX_VARIATIONS, page_request
 from musicmha.app.views import RollSize, placeholder_html, roll_html, roll_size, window, window_start
 
 logger = logging.getLogger(__name__)
@@ -144,27 +144,29 @@ class Handlers:
             raise gr.Error(f"unknown checkpoint {value!r}")
         return allowed[value]
 
-    def prepare(self, prompt: str | None, *settings: Any) -> tuple[Any, symusic.Score | None, dict]:
-        """Every check a request needs before anything on the page changes: settings, prompt, checkpoint, and
-        the controls the model's tokenizer must be able to write (tempo, meter, instruments)."""
-        kwargs = generation_kwargs(*settings[:9], *settings[10:16])
-        _, score = self.read_prompt(prompt)
+    def prepare(self, prompt: str | None, settings: dict[str, Any], *,
+                infill: bool = False) -> tuple[Any, symusic.Score | None, GenerationRequest]:
+        """Every check a request needs before anything on the page changes: the page's settings (by name, see
+        settings.CONTINUE_SETTINGS) made into one request, the prompt, the checkpoint, and the request against
+        the model (`MusicGenerator.check`: the tempo, meter and instruments its tokenizer can write)."""
         try:
-            generator = self.config.cache.get(self.checkpoint_folder(settings[9] if len(settings) > 9 else None))
-            if score is not None and ("tempo" in kwargs or "time_signature" in kwargs):
-                raise gr.Error("tempo and time signature are for starting from nothing; a prompt keeps its own "
-                               "(press 'Start from nothing' or set them back to the model's choice)")
-            if generator.spec is not None:
-                Opening(kwargs.get("tempo"), kwargs.get("time_signature")).token_ids(generator.spec)
-            if kwargs.get("instruments") is not None:
-                InstrumentRule(frozenset(kwargs["instruments"]), kwargs["drums"])
+            request = page_request(**settings)
         except MusicmhaError as error:
             raise gr.Error(str(error)) from None
-        return generator, score, kwargs
+        _, score = self.read_prompt(prompt)
+        if score is not None and not request.opening.empty:
+            raise gr.Error("tempo and time signature are for starting from nothing; a prompt keeps its own "
+                           "(press 'Start from nothing' or set them back to the model's choice)")
+        try:
+            generator = self.config.cache.get(self.checkpoint_folder(settings.get("checkpoint")))
+            generator.check(request, has_prompt=score is not None, infill=infill)
+        except MusicmhaError as error:
+            raise gr.Error(str(error)) from None
+        return generator, score, request
 
-    def check(self, prompt: str | None, *settings: Any) -> None:
+    def check(self, prompt: str | None, **settings: Any) -> None:
         """The page runs this first: a bad value gives one message and nothing else changes."""
-        self.prepare(prompt, *settings)
+        self.prepare(prompt, settings)
 
     def stop(self, request: gr.Request = None) -> None:
         with self._lock:
@@ -172,26 +174,20 @@ class Handlers:
         if job is not None:
             job.stop.set()
 
-    def generate(self, prompt: str | None, unit: str, length: float, temperature: float, top_k: float,
-                 top_p: float, seed: float, random_seed: bool, variations: float, prompt_tokens: float,
-                 checkpoint: str | None, instruments_mode: str | None = None, programs: Any = None,
-                 drums: bool | None = True, allow_early_end: bool | None = False, tempo: float | None = 0,
-                 time_signature: str | None = None, full_view: bool | None = False,
-                 session: dict | None = None, request: gr.Request = None) -> Iterator[tuple]:
+    def generate(self, prompt: str | None, full_view: bool | None = False, session: dict | None = None,
+                 request: gr.Request = None, **settings: Any) -> Iterator[tuple]:
         """Stream (status, seed, 4 audios, 4 piano rolls, 4 MIDI files, results): live sketches of every
-        variation while the model samples in a worker thread, then the rendered results, also after Stop."""
-        generator, score, kwargs = self.prepare(prompt, unit, length, temperature, top_k, top_p, seed,
-                                                random_seed, variations, prompt_tokens, checkpoint,
-                                                instruments_mode, programs, drums, allow_early_end, tempo,
-                                                time_signature)
-        count, full = kwargs["num_samples"], bool(full_view)
+        variation while the model samples in a worker thread, then the rendered results, also after Stop.
+        `settings`: the page's values by name (settings.CONTINUE_SETTINGS)."""
+        generator, score, asked = self.prepare(prompt, settings)
+        count, full = asked.num_samples, bool(full_view)
         base, steps, edits = self.lineage(prompt, session)
         size = roll_size(count)
-        job = GenerationJob(generator, score, kwargs, self.config.time_limit)
-        what = f"{plural(count, 'variation')} of {describe(kwargs)}"
+        job = GenerationJob(generator, score, asked, self.config.time_limit)
+        what = f"{plural(count, 'variation')} of {describe(asked)}"
         waiting = [placeholder_html(f"Variation {i + 1}: waiting for its first notes...") if i < count else ""
                    for i in range(MAX_VARIATIONS)]
-        progress = (lambda: f"bar {job.bars()}") if kwargs.get("bars") else (lambda: f"{job.steps} tokens")
+        progress = (lambda: f"bar {job.bars()}") if asked.bars else (lambda: f"{job.steps} tokens")
         yield from self.follow(job, request, f"Generating {what}", waiting, progress,
                                lambda: self._sketches(job, score, full, size, count))
         yield self.finish(job, base, steps, full, size, edits)

@@ -11,21 +11,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 import symusic
 
+from musicmha.data.midi_io import piece_bar_lines
 from musicmha.errors import MusicmhaError
-from musicmha.data.midi_io import add_notes
-from musicmha.data.midi_io import bar_starts
+from musicmha.generation.request import GenerationRequest
+from musicmha.generation.result import merge_into_prompt, to_prompt_time
 
 logger = logging.getLogger(__name__)
 
 
 class GenerationJob:
-    def __init__(self, generator, prompt: symusic.Score | None, kwargs: dict, time_limit: float,
+    def __init__(self, generator, prompt: symusic.Score | None, request: GenerationRequest, time_limit: float,
                  infill_bars: tuple[int, int] | None = None) -> None:
-        self.generator, self.prompt, self.kwargs = generator, prompt, kwargs
+        self.generator, self.prompt, self.request = generator, prompt, request
         self.infill_bars = infill_bars  # (first, last): regenerate these bars of the prompt instead of continuing
         self.steps = 0
         self.rows: list[list[int]] = []  # new token ids per variation, as sampled
@@ -57,10 +57,10 @@ class GenerationJob:
     def _run(self) -> None:
         try:
             if self.infill_bars is not None:
-                self.results = self.generator.infill(self.prompt, *self.infill_bars, callback=self._callback,
-                                                     **self.kwargs)
+                self.results = self.generator.infill(self.prompt, *self.infill_bars, self.request,
+                                                     callback=self._callback)
             else:
-                self.results = self.generator.continue_midi(self.prompt, callback=self._callback, **self.kwargs)
+                self.results = self.generator.continue_midi(self.prompt, self.request, callback=self._callback)
         except MusicmhaError as error:
             self.error = str(error)
         except Exception:  # a bug: keep the traceback in the log, show one line in the page
@@ -106,24 +106,18 @@ class GenerationJob:
 
 def last_bar_start(score: symusic.Score) -> int:
     """The bar line before the prompt's last note onset: where its last tokens' bar begins."""
-    onsets = [int(n.time) for t in score.tracks for n in t.notes]
-    last = max(onsets) if onsets else 0
-    starts = bar_starts(score, 0, last + 1)
-    return starts[-1] if starts else 0
+    return piece_bar_lines(score)[-2]
 
 
 def merge(prompt: symusic.Score, fragment: symusic.Score, offset: int) -> symusic.Score:
-    """`fragment`'s notes in `prompt`'s ticks from `offset` on, added to a copy of `prompt` (same program
-    and drum flag: same track, so colours and names match the final roll)."""
-    moved = fragment.resample(prompt.ticks_per_quarter, min_dur=1).shift_time(offset)
-    merged = prompt.copy()
-    add_notes(merged, moved.tracks)
-    return merged
+    """`fragment`'s notes in `prompt`'s ticks from `offset` on, merged into a copy of `prompt` as a result
+    is (same program and drum flag: same track, so colours and names match the final roll)."""
+    return merge_into_prompt(prompt, to_prompt_time(fragment, prompt.ticks_per_quarter, offset))
 
 
-def describe(kwargs: dict[str, Any]) -> str:
+def describe(request: GenerationRequest) -> str:
     """'8 bars', '10 seconds', '256 tokens': the length asked for, in the status line."""
-    for key, unit in (("bars", "bars"), ("seconds", "seconds"), ("max_new_tokens", "tokens")):
-        if kwargs.get(key) is not None:
-            return f"{kwargs[key]:g} {unit}"
+    for value, unit in ((request.bars, "bars"), (request.seconds, "seconds"), (request.max_new_tokens, "tokens")):
+        if value is not None:
+            return f"{value:g} {unit}"
     return "the default length"

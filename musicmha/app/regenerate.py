@@ -18,8 +18,7 @@ from musicmha.app.job import GenerationJob
 from musicmha.app.settings import MAX_VARIATIONS
 from musicmha.app.views import placeholder_html, roll_html, roll_size
 from musicmha.errors import MusicmhaError
-from musicmha.generation import infill as fill
-from musicmha.generation.grammar import TokenGrammar
+from musicmha.generation.request import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -76,52 +75,36 @@ class Regenerate:
         return self.prompt_roll(score, bar_range.whole(first), bar_range.whole(last))
 
     # --- regenerating --------------------------------------------------------------------------------
-    def prepare(self, prompt: str | None, first: float | None, last: float | None, temperature: float,
-                top_k: float, top_p: float, seed: float, random_seed: bool, variations: float,
-                checkpoint: str | None, instruments_mode: str | None = None, programs: Any = None,
-                drums: bool | None = True) -> tuple[Any, symusic.Score, dict, tuple[int, int]]:
-        """Every check before anything changes: the settings Generate checks too (length, prompt memory,
-        early end, tempo and meter do not apply: the range is the length and the piece keeps its own), the
-        prompt, and the range against the piece and the model, by the library's own planner."""
-        generator, score, kwargs = self.handlers.prepare(prompt, "bars", 1, temperature, top_k, top_p, seed,
-                                                         random_seed, variations, 0, checkpoint,
-                                                         instruments_mode, programs, drums, False, 0, None)
-        for key in ("bars", "prompt_tokens"):
-            kwargs.pop(key, None)
+    def prepare(self, prompt: str | None, first: float | None, last: float | None,
+                settings: dict[str, Any]) -> tuple[Any, symusic.Score, GenerationRequest, tuple[int, int]]:
+        """Every check before anything changes: the settings Generate checks too (by name, settings.FILL_SETTINGS:
+        no length, prompt memory, early end, tempo or meter, since the range is the length and the piece
+        keeps its own), the prompt, and the range against the piece and the model, by the library's own
+        planner."""
+        generator, score, request = self.handlers.prepare(prompt, settings, infill=True)
         if score is None:
             raise gr.Error(NO_PROMPT)
         start, end = bar_range.whole(first), bar_range.whole(last)
         if start is None or end is None:
             raise gr.Error(f"bars must be whole numbers (from bar, to bar), not {first!r} to {last!r}")
-        fim = generator.tokenizer.fim_tokens
-        if fim is None or generator.spec is None:
-            raise gr.Error("this model cannot regenerate bars: it was trained without fill-in-the-middle "
-                           "tokens (choose another checkpoint)")
         try:  # the checks MusicGenerator.infill makes first: range, meter, music around it, context
-            fill.plan(TokenGrammar(generator.spec), generator.tokenizer.encode(score), start, end,
-                      context=generator.model.config.max_seq_len, fim=fim, bos_id=generator.tokenizer.bos_id,
-                      eos_id=generator.tokenizer.eos_id)
+            generator.plan_infill(score, start, end)
         except MusicmhaError as error:
             raise gr.Error(str(error)) from None
-        return generator, score, kwargs, (start, end)
+        return generator, score, request, (start, end)
 
-    def check(self, prompt: str | None, first: float | None, last: float | None, *settings: Any) -> None:
+    def check(self, prompt: str | None, first: float | None, last: float | None, **settings: Any) -> None:
         """The page runs this first: a bad value gives one message and nothing else changes."""
-        self.prepare(prompt, first, last, *settings)
+        self.prepare(prompt, first, last, settings)
 
-    def regenerate(self, prompt: str | None, first: float | None, last: float | None, temperature: float,
-                   top_k: float, top_p: float, seed: float, random_seed: bool, variations: float,
-                   checkpoint: str | None, instruments_mode: str | None = None, programs: Any = None,
-                   drums: bool | None = True, full_view: bool | None = False, session: dict | None = None,
-                   request: gr.Request = None) -> Iterator[tuple]:
+    def regenerate(self, prompt: str | None, first: float | None, last: float | None, full_view: bool | None = False,
+                   session: dict | None = None, request: gr.Request = None, **settings: Any) -> Iterator[tuple]:
         """Stream the same updates as Generate (status, seed, 4 audios, 4 rolls, 4 MIDI files, results) for
         new versions of bars first..last; each result is the whole piece, shown around the range."""
-        generator, score, kwargs, bars = self.prepare(prompt, first, last, temperature, top_k, top_p, seed,
-                                                      random_seed, variations, checkpoint, instruments_mode,
-                                                      programs, drums)
-        count, full = kwargs["num_samples"], bool(full_view)
+        generator, score, asked, bars = self.prepare(prompt, first, last, settings)
+        count, full = asked.num_samples, bool(full_view)
         base, steps, edits = self.handlers.lineage(prompt, session)
-        job = GenerationJob(generator, score, kwargs, self.handlers.config.time_limit, infill_bars=bars)
+        job = GenerationJob(generator, score, asked, self.handlers.config.time_limit, infill_bars=bars)
         what = bar_range.edit_name(*bars, words=True)
         waiting = [placeholder_html(f"Variation {i + 1}: regenerating {what}...") if i < count else ""
                    for i in range(MAX_VARIATIONS)]

@@ -1,24 +1,24 @@
-"""The page's generation settings: their limits, their words for musicians, and the conversion of UI values
-to `continue_midi` keyword arguments (checked here, since API callers can send anything).
+"""The page's generation settings: their limits, their words for musicians, and the conversion of the page's
+values to one `GenerationRequest` (checked here, since API callers can send anything).
 
-The sampling values become one SamplingOptions, through the same `SamplingOptions.from_inputs` as the CLI's
-flags: its ranges are the only ones; the sliders' narrower spans are the page's choice."""
+The page's fields are named once (`CONTINUE_SETTINGS`, `FILL_SETTINGS`): ui.py passes them to the handlers by
+name, and `page_request` reads them by name. The sampling values become one SamplingOptions through the same
+`SamplingOptions.from_inputs` as the CLI's flags, and instruments and meters through the library's own
+parsers: their ranges are the only ones; the sliders' narrower spans are the page's choice."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
-
-import gradio as gr
 
 from musicmha.data.tokenizer import program_names
 from musicmha.errors import ConfigError
+from musicmha.generation.controls import parse_programs, parse_time_signature
 from musicmha.generation.options import SamplingOptions
+from musicmha.generation.request import GenerationRequest
 
 MAX_VARIATIONS = 4
 LIMITS = {"bars": 32, "seconds": 60, "tokens": 2048}  # longest generation a request may ask for
 MAX_PROMPT_TOKENS = 2048
-TEMPO_RANGE = (20.0, 400.0)  # beyond this a BPM is a typo; the tokenizer's own range is checked later
 
 KEEP, NEW, CHOOSE = "Keep the prompt's instruments", "Let the model add instruments", "Choose them"
 INSTRUMENT_MODES = (KEEP, NEW, CHOOSE)
@@ -39,81 +39,59 @@ LABELS = {
 }
 
 
-def parse_meter(text: str | None) -> tuple[int, int] | None:
-    """'3/4' -> (3, 4); empty or the model's choice -> None."""
-    text = (text or "").strip()
-    if not text or text == MODEL_METER:
-        return None
-    parts = text.split("/")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise gr.Error(f"time signature must look like 3/4, not {text!r}")
-    return int(parts[0]), int(parts[1])
+# The page's settings, by the names the handlers receive them under, in the order of the API's parameters
+# (after the prompt; gradio_client callers pass them positionally). Regenerating bars has no length, prompt
+# memory, early end, tempo or meter: the range is its length and the piece keeps its own.
+CONTINUE_SETTINGS = ("unit", "length", "temperature", "top_k", "top_p", "seed", "random_seed", "variations",
+                     "prompt_tokens", "checkpoint", "instruments_mode", "programs", "drums", "allow_early_end",
+                     "tempo", "time_signature")
+FILL_SETTINGS = ("temperature", "top_k", "top_p", "seed", "random_seed", "variations", "checkpoint",
+                 "instruments_mode", "programs", "drums")
+LENGTH_FIELDS = {"bars": "bars", "seconds": "seconds", "tokens": "max_new_tokens"}
 
 
-def _programs(values: Any) -> list[int]:
-    values = [] if values is None else values if isinstance(values, list | tuple) else [values]
-    programs = []
-    for value in values:
-        if isinstance(value, str) and ":" in value:  # an API caller may send the label
-            value = value.split(":", 1)[0]
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            raise gr.Error(f"instruments must be General MIDI programs 0..127, not {value!r}") from None
-        if not 0 <= number <= 127 or number != float(value):
-            raise gr.Error(f"instruments must be General MIDI programs 0..127, not {value!r}")
-        programs.append(number)
-    return programs
-
-
-def instrument_kwargs(mode: str | None, programs: Any, drums: bool | None) -> dict[str, Any]:
+def instrument_fields(mode: str | None, programs: Any, drums: bool | None) -> dict[str, Any]:
+    """The instruments radio and its list as request fields."""
     mode = mode or KEEP
     if mode not in INSTRUMENT_MODES:
-        raise gr.Error(f"instruments must be one of: {', '.join(INSTRUMENT_MODES)}")
+        raise ConfigError(f"instruments must be one of: {', '.join(INSTRUMENT_MODES)}")
     if mode == KEEP:
         return {}
     if mode == NEW:
         return {"allow_new_instruments": True}
-    chosen = _programs(programs)
+    chosen = parse_programs(programs)
     if not chosen and not drums:
-        raise gr.Error("choose at least one instrument, or drums")
-    return {"instruments": chosen, "drums": bool(drums)}
+        raise ConfigError("choose at least one instrument, or drums")
+    return {"instruments": tuple(chosen), "drums": bool(drums)}
 
 
-def generation_kwargs(unit: str, length: float, temperature: float, top_k: float | None, top_p: float | None,
-                      seed: float | None, random_seed: bool, variations: float, prompt_tokens: float | None,
-                      instruments_mode: str | None = KEEP, programs: Any = None, drums: bool | None = True,
-                      allow_early_end: bool | None = False, tempo: float | None = None,
-                      time_signature: str | None = None) -> dict[str, Any]:
-    """UI values -> keyword arguments of `continue_midi` (sampling: one SamplingOptions), checked against the
-    app's limits. 0 means "off" for top-k, prompt tokens and tempo; top-p 1.0 means off."""
-    if unit not in LIMITS:
-        raise gr.Error(f"length unit must be one of {', '.join(LIMITS)}, not {unit!r}")
-    if not length or not 0 < length <= LIMITS[unit]:
-        raise gr.Error(f"length must be between 1 and {LIMITS[unit]} {unit}, not {length}")
+def page_request(unit: str | None = None, length: float | None = None, temperature: float = 1.0,
+                 top_k: float | None = 0, top_p: float | None = 1.0, seed: float | None = None,
+                 random_seed: bool = True, variations: float = 1, prompt_tokens: float | None = 0,
+                 instruments_mode: str | None = KEEP, programs: Any = None, drums: bool | None = True,
+                 allow_early_end: bool | None = False, tempo: float | None = 0, time_signature: str | None = None,
+                 checkpoint: str | None = None) -> GenerationRequest:
+    """The page's values (by their names in CONTINUE_SETTINGS / FILL_SETTINGS) as one GenerationRequest,
+    checked against the page's limits; a ConfigError says what is wrong in one line. `unit` None: no length
+    (regenerating bars). 0 means "off" for top-k, prompt memory and tempo; top-p 1 means off. `checkpoint`
+    is not part of the request (the handlers choose the model with it)."""
+    fields: dict[str, Any] = {}
+    if unit is not None:
+        if unit not in LIMITS:
+            raise ConfigError(f"length unit must be one of {', '.join(LIMITS)}, not {unit!r}")
+        if not length or not 0 < length <= LIMITS[unit]:
+            raise ConfigError(f"length must be between 1 and {LIMITS[unit]} {unit}, not {length}")
+        fields[LENGTH_FIELDS[unit]] = float(length) if unit == "seconds" else int(length)
     if not 1 <= int(variations or 0) <= MAX_VARIATIONS:
-        raise gr.Error(f"variations must be between 1 and {MAX_VARIATIONS}, not {variations}")
+        raise ConfigError(f"variations must be between 1 and {MAX_VARIATIONS}, not {variations}")
     if not random_seed and seed is None:
-        raise gr.Error("seed must be a whole number (or tick 'random seed')")
-    try:
-        sampling = SamplingOptions.from_inputs(temperature, top_k, top_p, None if random_seed else seed)
-    except ConfigError as error:
-        raise gr.Error(str(error)) from None
+        raise ConfigError("seed must be a whole number (or tick 'random seed')")
     if prompt_tokens is not None and not 0 <= prompt_tokens <= MAX_PROMPT_TOKENS:
-        raise gr.Error(f"prompt tokens must be between 0 (automatic) and {MAX_PROMPT_TOKENS}")
-    if tempo and not (math.isfinite(tempo) and TEMPO_RANGE[0] <= tempo <= TEMPO_RANGE[1]):
-        raise gr.Error(f"tempo must be between {TEMPO_RANGE[0]:g} and {TEMPO_RANGE[1]:g} BPM (0: the model's "
-                       f"choice), not {tempo:g}")
-    length_arg = {"bars": ("bars", int(length)), "seconds": ("seconds", float(length)),
-                  "tokens": ("max_new_tokens", int(length))}[unit]
-    kwargs = {length_arg[0]: length_arg[1], "sampling": sampling, "num_samples": int(variations),
-              "prompt_tokens": int(prompt_tokens) if prompt_tokens else None,
-              **instrument_kwargs(instruments_mode, programs, drums)}
-    if allow_early_end:
-        kwargs["allow_early_end"] = True
-    if tempo:
-        kwargs["tempo"] = float(tempo)
-    meter = parse_meter(time_signature)
-    if meter is not None:
-        kwargs["time_signature"] = meter
-    return kwargs
+        raise ConfigError(f"prompt tokens must be between 0 (automatic) and {MAX_PROMPT_TOKENS}")
+    meter = None if (time_signature or "").strip() == MODEL_METER else parse_time_signature(time_signature)
+    return GenerationRequest(
+        **fields, num_samples=int(variations),
+        sampling=SamplingOptions.from_inputs(temperature, top_k, top_p, None if random_seed else seed),
+        prompt_tokens=int(prompt_tokens) if prompt_tokens else None,
+        **instrument_fields(instruments_mode, programs, drums),
+        allow_early_end=bool(allow_early_end), tempo=float(tempo) if tempo else None, time_signature=meter)

@@ -13,8 +13,8 @@ from musicmha.app.about import about_summary, model_card
 from musicmha.app.handlers import AppConfig, Handlers
 from musicmha.app.history import new_session
 from musicmha.app.regenerate import Regenerate, button_labels
-from musicmha.app.settings import (CHOOSE, INSTRUMENT_MODES, KEEP, LABELS, LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, METERS,
-                       MODEL_METER, PROGRAM_CHOICES)
+from musicmha.app.settings import (CHOOSE, CONTINUE_SETTINGS, FILL_SETTINGS, INSTRUMENT_MODES, KEEP, LABELS, LIMITS,
+                                   MAX_PROMPT_TOKENS, MAX_VARIATIONS, METERS, MODEL_METER, PROGRAM_CHOICES)
 from musicmha.app.views import placeholder_html
 
 TITLE = "musicmha: continue a piece of music"
@@ -180,13 +180,19 @@ def build_app(config: AppConfig) -> gr.Blocks:
         full_view.change(handlers.views, inputs=[full_view, results], outputs=[*audios, *rolls],
                          api_visibility="private", show_progress="hidden")
 
-        settings = [unit, length, temperature, top_k, top_p, seed, random_seed, variations, prompt_tokens, checkpoint,
-                    instruments_mode, programs, drums, allow_early_end, tempo, time_signature]
+        # The page's settings by name (settings.CONTINUE_SETTINGS / FILL_SETTINGS name them in the API's order):
+        # the handlers receive them as keywords and make one request of them.
+        fields = dict(unit=unit, length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                      random_seed=random_seed, variations=variations, prompt_tokens=prompt_tokens,
+                      checkpoint=checkpoint, instruments_mode=instruments_mode, programs=programs, drums=drums,
+                      allow_early_end=allow_early_end, tempo=tempo, time_signature=time_signature)
+        settings = {name: fields[name] for name in CONTINUE_SETTINGS}
         # A bad value stops the chain at the check: one message, nothing else on the page changes.
-        run = (generate.click(handlers.check, inputs=[current, *settings], api_visibility="private",
+        run = (generate.click(handlers.check, inputs=[current], inputs_kwargs=settings, api_visibility="private",
                               show_progress="hidden", concurrency_limit=None)
                .success(_slots, inputs=variations, outputs=slots, queue=False, api_visibility="private")
-               .success(handlers.generate, inputs=[current, *settings, full_view, session],
+               .success(handlers.generate, inputs=[current],
+                        inputs_kwargs={**settings, "full_view": full_view, "session": session},
                         outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="generate",
                         concurrency_id="generate", show_progress="hidden"))
         (run.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
@@ -198,12 +204,12 @@ def build_app(config: AppConfig) -> gr.Blocks:
             field.input(fill.mark, inputs=[current, first_bar, last_bar], outputs=prompt_roll,
                         api_visibility="private", show_progress="hidden", trigger_mode="always_last",
                         concurrency_id="bar-range", concurrency_limit=1)
-        fill_inputs = [current, first_bar, last_bar, temperature, top_k, top_p, seed, random_seed, variations,
-                       checkpoint, instruments_mode, programs, drums]
-        refill = (regenerate.click(fill.check, inputs=fill_inputs, api_visibility="private", show_progress="hidden",
-                                   concurrency_limit=None)
+        fill_settings = {name: fields[name] for name in FILL_SETTINGS}
+        refill = (regenerate.click(fill.check, inputs=[current, first_bar, last_bar], inputs_kwargs=fill_settings,
+                                   api_visibility="private", show_progress="hidden", concurrency_limit=None)
                   .success(_slots, inputs=variations, outputs=slots, queue=False, api_visibility="private")
-                  .success(fill.regenerate, inputs=[*fill_inputs, full_view, session],
+                  .success(fill.regenerate, inputs=[current, first_bar, last_bar],
+                           inputs_kwargs={**fill_settings, "full_view": full_view, "session": session},
                            outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="regenerate",
                            concurrency_id="generate", show_progress="hidden"))
         (refill.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")

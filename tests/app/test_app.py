@@ -19,8 +19,10 @@ from app_helpers import BACH, make_tiny_checkpoint, slow_down_generation  # noqa
 
 from musicmha.app.about import about_markdown, about_summary  # noqa: E402
 from musicmha.app import history  # noqa: E402
-from musicmha.app.handlers import AppConfig, Handlers, generation_kwargs, new_session  # noqa: E402
-from musicmha.app.settings import CHOOSE, NEW  # noqa: E402
+from musicmha.app.handlers import AppConfig, Handlers, new_session  # noqa: E402
+from musicmha.app.settings import CHOOSE, NEW, page_request  # noqa: E402
+from musicmha.errors import ConfigError  # noqa: E402
+from musicmha.generation.request import GenerationRequest  # noqa: E402
 from musicmha.app.service import ModelCache, TempFiles, list_examples  # noqa: E402
 from musicmha.checkpoint import list_checkpoints  # noqa: E402
 from musicmha.data.midi_io import load_midi  # noqa: E402
@@ -236,8 +238,8 @@ def test_history_names_undo_redo(handlers):
     ({"seed": 7.5}, "seed"),
     ({"seed": None}, "seed"),
     ({"unit": "hours"}, "length unit"),
-    ({"tempo": -5}, "tempo must be between"),
-    ({"tempo": 5000}, "tempo must be between"),
+    ({"tempo": -5}, "tempo must be a positive number"),
+    ({"programs": "x", "instruments_mode": CHOOSE}, "General MIDI program numbers"),
     ({"time_signature": "three"}, "like 3/4"),
     ({"instruments_mode": "all of them"}, "instruments must be one of"),
     ({"instruments_mode": CHOOSE, "programs": [200]}, "programs 0..127"),
@@ -245,13 +247,14 @@ def test_history_names_undo_redo(handlers):
 ])
 def test_settings_outside_the_limits(overrides, message):
     values = {**SETTINGS, **overrides}
-    values.pop("checkpoint")
-    with pytest.raises(gr.Error, match=message):
-        generation_kwargs(**values)
+    with pytest.raises(ConfigError, match=message):
+        page_request(**values)
 
 
 @pytest.mark.parametrize("prompt, overrides, message", [
     (None, {"tempo": 300}, "outside what this tokenizer can write"),
+    (None, {"tempo": 5000}, "outside what this tokenizer can write"),
+    (None, {"tempo": -5}, "tempo must be a positive number"),
     (None, {"time_signature": "5/16"}, "cannot be written by this tokenizer"),
     (BACH, {"tempo": 100}, "for starting from nothing"),
 ])
@@ -260,23 +263,28 @@ def test_controls_the_model_cannot_write_are_one_message_before_anything_changes
     values = {**SETTINGS, "instruments_mode": None, "programs": None, "drums": True, "allow_early_end": False,
               "tempo": 0, "time_signature": None, **overrides}  # the page's order
     with pytest.raises(gr.Error, match=message):
-        handlers.check(str(prompt) if prompt else None, *values.values())
+        handlers.check(str(prompt) if prompt else None, **values)
     with pytest.raises(gr.Error, match=message):
         next(handlers.generate(str(prompt) if prompt else None, **values))  # before its first update
 
 
 def test_settings_conversion():
     values = {**SETTINGS, "unit": "bars", "length": 4, "top_k": 20, "top_p": 0.9, "prompt_tokens": 128}
-    values.pop("checkpoint")
-    assert generation_kwargs(**values) == dict(bars=4, sampling=SamplingOptions(1.0, top_k=20, top_p=0.9, seed=7),
-                                               num_samples=1, prompt_tokens=128)
-    off = generation_kwargs(**{**values, "top_k": 0, "top_p": 1.0, "seed": 7.0, "random_seed": True})
-    assert off["sampling"] == SamplingOptions(1.0) and off["sampling"].seed is None  # a fresh seed, drawn later
-    more = generation_kwargs(**{**values, "instruments_mode": CHOOSE, "programs": ["33: Electric Bass (finger)", 0],
-                                "drums": False, "allow_early_end": True, "tempo": 90, "time_signature": "3/4"})
-    assert more["instruments"] == [33, 0] and more["drums"] is False and more["allow_early_end"] is True
-    assert more["tempo"] == 90.0 and more["time_signature"] == (3, 4)
-    assert generation_kwargs(**{**values, "instruments_mode": NEW})["allow_new_instruments"] is True
+    assert page_request(**values) == GenerationRequest(bars=4, sampling=SamplingOptions(1.0, top_k=20, top_p=0.9,
+                                                                                        seed=7), prompt_tokens=128)
+    off = page_request(**{**values, "top_k": 0, "top_p": 1.0, "seed": 7.0, "random_seed": True})
+    assert off.sampling == SamplingOptions(1.0) and off.sampling.seed is None  # a fresh seed, drawn later
+    more = page_request(**{**values, "instruments_mode": CHOOSE, "programs": ["33: Electric Bass (finger)", 0],
+                           "drums": False, "allow_early_end": True, "tempo": 90, "time_signature": "3/4"})
+    assert more.instruments == (33, 0) and more.drums is False and more.allow_early_end is True
+    assert more.tempo == 90.0 and more.time_signature == (3, 4)
+    assert page_request(**{**values, "instruments_mode": NEW}).allow_new_instruments is True
+    assert page_request(**{**values, "time_signature": "the model's choice"}).time_signature is None
+    # regenerating bars: no length, and the same sampling, variations and instruments
+    fill = page_request(**{name: values[name] for name in ("temperature", "top_k", "top_p", "seed", "random_seed",
+                                                           "variations", "checkpoint")})
+    assert fill == GenerationRequest(sampling=SamplingOptions(1.0, top_k=20, top_p=0.9, seed=7))
+    assert fill.for_infill() is fill
 
 
 def test_new_options_reach_the_model(handlers):
@@ -526,7 +534,7 @@ def test_a_bad_range_is_one_message_and_changes_nothing(handlers, fill, first, l
     prompt, session = str(BACH), history.push(new_session(), BACH.read_bytes(), "bach_bwv66.6_chorale")
     before = json.dumps(history.markdown(session)), [dict(e) for e in session["entries"]], session["index"]
     with pytest.raises(gr.Error, match=message) as caught:
-        fill.check(prompt, first, last, *FILL.values())
+        fill.check(prompt, first, last, **FILL)
     assert "\n" not in caught.value.message
     with pytest.raises(gr.Error, match=message):  # an API caller is told before the first update
         next(fill.regenerate(prompt, first, last, **FILL, session=session))
@@ -536,12 +544,12 @@ def test_a_bad_range_is_one_message_and_changes_nothing(handlers, fill, first, l
 
 def test_regenerate_needs_a_prompt_and_good_settings(handlers, fill):
     with pytest.raises(gr.Error, match="needs a prompt"):
-        fill.check(None, 1, 2, *FILL.values())
+        fill.check(None, 1, 2, **FILL)
     prompt = handlers.pick_example("bach_bwv66.6_chorale", new_session())[0]
     with pytest.raises(gr.Error, match="temperature"):
-        fill.check(prompt, 2, 3, *{**FILL, "temperature": -1}.values())
+        fill.check(prompt, 2, 3, **{**FILL, "temperature": -1})
     with pytest.raises(gr.Error, match="variations"):
-        fill.check(prompt, 2, 3, *{**FILL, "variations": 9}.values())
+        fill.check(prompt, 2, 3, **{**FILL, "variations": 9})
 
 
 def test_a_model_without_fill_in_the_middle_says_so(tmp_path):
@@ -550,8 +558,8 @@ def test_a_model_without_fill_in_the_middle_says_so(tmp_path):
     small = (Path(__file__).resolve().parents[2] / "checkpoints" / "musicmha-small").resolve()
     fill = Regenerate(Handlers(AppConfig(checkpoints=[small], checkpoint=small, examples={},
                                          files=TempFiles(tmp_path), cache=_CACHE)))
-    with pytest.raises(gr.Error, match="this model cannot regenerate bars"):
-        fill.check(str(BACH), 2, 3, *FILL.values())
+    with pytest.raises(gr.Error, match="this model cannot fill bars in"):
+        fill.check(str(BACH), 2, 3, **FILL)
 
 
 def test_regenerate_follows_the_instrument_rules(handlers, fill):

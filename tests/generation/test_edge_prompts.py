@@ -99,7 +99,7 @@ def test_app_previews_and_generates_or_says_why(handlers, tmp_path, name):
     _, audio, _, info, *_ = handlers.show(history.push(new_session(), data, name))
     assert audio[1].any() and f"{load_midi(path).note_num()} note" in info  # "1 note", "12 notes"
     try:
-        status, *_ = list(handlers.generate(str(path), "tokens", 32, 1.0, 0, 1.0, 3, False, 1, 0, None))[-1]
+        status, *_ = list(handlers.generate(str(path), unit="tokens", length=32, seed=3, random_seed=False))[-1]
     except gr.Error as error:
         assert name == "notes-vanish" and "pitch range" in _one_line(error)
         return
