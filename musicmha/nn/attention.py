@@ -59,7 +59,7 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, *, position: str = "relative",
                  max_relative_distance: int = 1023, causal: bool = True, kv_dim: int | None = None,
                  dropout: float = 0.0, bias: bool = True, rope_base: float = 10000.0,
-                 backend: str = "auto", block_size: int = 128) -> None:
+                 backend: str = "auto", block_size: int = 128, relative_buckets: int = 0) -> None:
         super().__init__()
         position_scheme_type(position)  # an unknown name fails first, with the list of schemes
         if backend not in ATTENTION_BACKENDS:
@@ -80,7 +80,8 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         # after the projections: the relative table's random init comes after theirs, as it always has
         self.scheme = build_position_scheme(position, n_heads=n_heads, head_dim=self.head_dim, causal=causal,
-                                            max_relative_distance=max_relative_distance, rope_base=rope_base)
+                                            max_relative_distance=max_relative_distance, rope_base=rope_base,
+                                            relative_buckets=relative_buckets)
         # Checkpoints written before the schemes were modules keep the scheme's tensors under this module's
         # own prefix ("blocks.0.attn.relative_embeddings"); they still load. New ones are saved under their real
         # path ("blocks.0.attn.scheme.relative_embeddings"): FSDP2's state dict (torch.distributed.checkpoint,

@@ -34,6 +34,9 @@ class ModelConfig:
     # 0 means max_seq_len - 1: every distance in the context its own embedding
     max_relative_distance: int = field(default=0, metadata={
         "help": "relative positions: longer distances share the last embedding; 0 means max_seq_len - 1"})
+    relative_buckets: int = field(default=0, metadata={
+        "help": "relative positions: 0 gives every distance its own embedding; N > 0 shares log-spaced buckets "
+                "(T5): N/2 exact near distances, the rest log-spaced up to max_relative_distance"})
     rope_base: float = field(default=10000.0, metadata={"help": "rope positions: base of the rotation "
                                                                 "frequencies (> 1)"})
     bias: bool = field(default=False, metadata={"help": "bias terms in the attention and feed-forward layers"})
@@ -46,7 +49,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_seq_len",
-                     "max_relative_distance"):
+                     "max_relative_distance", "relative_buckets"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
@@ -77,6 +80,9 @@ class ModelConfig:
             self.d_ff = 4 * self.d_model
         if self.max_relative_distance == 0:
             self.max_relative_distance = self.max_seq_len - 1
+        if self.relative_buckets and not 2 <= self.relative_buckets <= self.max_relative_distance:
+            raise ConfigError(f"relative_buckets must be 0 (one embedding per distance) or between 2 and "
+                              f"max_relative_distance ({self.max_relative_distance}), got {self.relative_buckets}")
 
     @property
     def head_dim(self) -> int:

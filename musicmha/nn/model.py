@@ -42,7 +42,8 @@ class Block(nn.Module):
         self.attn = MultiHeadAttention(
             config.d_model, config.n_heads, position=config.position,
             max_relative_distance=config.max_relative_distance, causal=True, dropout=config.dropout,
-            bias=config.bias, rope_base=config.rope_base, backend=config.attention_backend)
+            bias=config.bias, rope_base=config.rope_base, backend=config.attention_backend,
+            relative_buckets=config.relative_buckets)
         self.norm2 = nn.LayerNorm(config.d_model)
         self.mlp = MLP(config)
         self.dropout = nn.Dropout(config.dropout)

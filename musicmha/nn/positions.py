@@ -9,7 +9,7 @@ and reads capabilities from class attributes: `extrapolates` (positions past max
 `constant_bias` (the bias depends on the shape only, so the attention may cache it).
 
 | position=  | class             | q/k           | logit bias            | model
-| "relative" | RelativePosition  | -             | q_i · E[clip(i - j)]  | -
+| "relative" | RelativePosition  | -             | q_i · E[clip(i - j)]  | -   (E: per distance, or log buckets)
 | "rope"     | RotaryEmbedding   | rotated       | -                     | -
 | "alibi"    | ALiBi             | -             | -slope_h · |i - j|    | -
 | "none"     | AbsolutePosition  | -             | -                     | learned table up to max_seq_len
@@ -55,7 +55,7 @@ class PositionScheme(nn.Module):
 
     @classmethod
     def build(cls, *, n_heads: int, head_dim: int, causal: bool, max_relative_distance: int,
-              rope_base: float) -> PositionScheme:
+              rope_base: float, relative_buckets: int = 0) -> PositionScheme:
         """The scheme from the attention's settings (see `build_position_scheme`)."""
         return cls()
 
@@ -69,41 +69,75 @@ class AbsolutePosition(PositionScheme):
     absolute_table = True
 
 
+def distance_buckets(max_distance: int, n_buckets: int) -> torch.Tensor:
+    """The bucket of each distance 0..max_distance (long, (max_distance + 1,)), as in T5 (Raffel et al.
+    2020): the first n_buckets // 2 distances have a bucket each, the rest share log-spaced buckets up to
+    max_distance, which falls in the last one. Near distances stay exact (the previous note, the beat), and a
+    far distance shares its embedding with its neighbours, so every far bucket gets gradient from many
+    distances instead of one embedding per distance that is seldom seen at all."""
+    if not 2 <= n_buckets <= max_distance:
+        raise ValueError(f"relative buckets must be between 2 and the largest distance ({max_distance}), "
+                         f"got {n_buckets}")
+    exact = n_buckets // 2
+    distance = torch.arange(max_distance + 1, dtype=torch.float64)
+    spread = torch.log(distance.clamp(min=exact) / exact) / math.log((max_distance + 1) / exact)
+    far = exact + (spread * (n_buckets - exact)).long()
+    return torch.where(distance < exact, distance.long(), far).clamp(max=n_buckets - 1)
+
+
 class RelativePosition(PositionScheme):
     """Music Transformer relative attention (Huang et al. 2018): a learned embedding per head for each distance
     0..max_distance (farther distances share the last one; bidirectional layers also learn the negative
-    ones), whose term q_i · E[i - j] enters the logits through the skew (`musicmha.nn.skew`)."""
+    ones), whose term q_i · E[i - j] enters the logits through the skew (`musicmha.nn.skew`).
+
+    With `buckets` > 0 the distances share log-spaced buckets (`distance_buckets`): the learned table is
+    (H, buckets, D) per direction, and `table()` spreads it over the distances, so the skew and the kernels
+    read the same per-distance table either way."""
 
     name = "relative"
     has_fast_kernel = True
 
-    def __init__(self, n_heads: int, head_dim: int, *, max_distance: int, causal: bool) -> None:
+    def __init__(self, n_heads: int, head_dim: int, *, max_distance: int, causal: bool, buckets: int = 0) -> None:
         super().__init__()
         if max_distance < 0:
             raise ValueError(f"max_relative_distance must be >= 0, got {max_distance}")
         self.causal, self.scale = causal, head_dim**-0.5  # Huang et al.: (QKᵀ + S_rel) / sqrt(D)
+        self.buckets = buckets
         n_distances = max_distance + 1 if causal else 2 * max_distance + 1
-        self.relative_embeddings = nn.Parameter(torch.randn(n_heads, n_distances, head_dim) * head_dim**-0.5)
+        if not buckets:
+            self.relative_embeddings = nn.Parameter(torch.randn(n_heads, n_distances, head_dim) * head_dim**-0.5)
+            return
+        index = distance_buckets(max_distance, buckets)  # distances 0..R
+        if not causal:  # the table holds -R..R; negative distances use a second set of buckets
+            index = torch.cat([buckets + index.flip(0)[:-1], index])
+        self.register_buffer("bucket_of_distance", index, persistent=False)
+        n_rows = buckets if causal else 2 * buckets
+        self.bucket_embeddings = nn.Parameter(torch.randn(n_heads, n_rows, head_dim) * head_dim**-0.5)
 
     @classmethod
     def build(cls, *, n_heads: int, head_dim: int, causal: bool, max_relative_distance: int,
-              rope_base: float) -> RelativePosition:
-        return cls(n_heads, head_dim, max_distance=max_relative_distance, causal=causal)
+              rope_base: float, relative_buckets: int = 0) -> RelativePosition:
+        return cls(n_heads, head_dim, max_distance=max_relative_distance, causal=causal, buckets=relative_buckets)
+
+    def table(self) -> torch.Tensor:
+        """(H, N, D): one embedding per distance, as the skew reads it (a gather of the buckets' table)."""
+        if not self.buckets:
+            return self.relative_embeddings
+        return self.bucket_embeddings[:, self.bucket_of_distance]
 
     def logit_bias(self, q: torch.Tensor, *, n_keys: int, first_query_pos: int) -> torch.Tensor:
         if self.causal and q.shape[2] < n_keys:  # decoding against a cache: rows, no skew
-            return relative_rows(q * self.scale, self.relative_embeddings, n_keys=n_keys,
-                                 first_query_pos=first_query_pos)
-        return relative_logits(q, self.relative_embeddings, n_keys=n_keys, first_query_pos=first_query_pos,
+            return relative_rows(q * self.scale, self.table(), n_keys=n_keys, first_query_pos=first_query_pos)
+        return relative_logits(q, self.table(), n_keys=n_keys, first_query_pos=first_query_pos,
                                causal=self.causal, scale=self.scale)
 
     def fast_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, backend: str, scale: float,
                        dropout_p: float, block_size: int) -> torch.Tensor:
         if backend == "blocked":
-            return blocked_causal_relative_attention(q, k, v, self.relative_embeddings, scale=scale,
+            return blocked_causal_relative_attention(q, k, v, self.table(), scale=scale,
                                                      dropout_p=dropout_p, block_size=block_size)
         if backend == "flex":
-            return flex_causal_relative_attention(q, k, v, self.relative_embeddings, scale=scale)
+            return flex_causal_relative_attention(q, k, v, self.table(), scale=scale)
         raise ValueError(f"no relative attention kernel named {backend!r}")
 
 
@@ -130,7 +164,7 @@ class RotaryEmbedding(PositionScheme):
 
     @classmethod
     def build(cls, *, n_heads: int, head_dim: int, causal: bool, max_relative_distance: int,
-              rope_base: float) -> RotaryEmbedding:
+              rope_base: float, relative_buckets: int = 0) -> RotaryEmbedding:
         return cls(head_dim, base=rope_base)
 
     def _inverse_frequencies(self, device: torch.device | None) -> torch.Tensor:
@@ -209,7 +243,7 @@ class ALiBi(PositionScheme):
 
     @classmethod
     def build(cls, *, n_heads: int, head_dim: int, causal: bool, max_relative_distance: int,
-              rope_base: float) -> ALiBi:
+              rope_base: float, relative_buckets: int = 0) -> ALiBi:
         return cls(n_heads)
 
     def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
@@ -237,7 +271,9 @@ def position_scheme_type(position: str) -> type[PositionScheme]:
 
 
 def build_position_scheme(position: str, *, n_heads: int, head_dim: int, causal: bool = True,
-                          max_relative_distance: int = 1023, rope_base: float = 10000.0) -> PositionScheme:
+                          max_relative_distance: int = 1023, rope_base: float = 10000.0,
+                          relative_buckets: int = 0) -> PositionScheme:
     """The scheme of one attention layer; each takes the settings it uses and ignores the others."""
     return position_scheme_type(position).build(n_heads=n_heads, head_dim=head_dim, causal=causal,
-                                                max_relative_distance=max_relative_distance, rope_base=rope_base)
+                                                max_relative_distance=max_relative_distance, rope_base=rope_base,
+                                                relative_buckets=relative_buckets)

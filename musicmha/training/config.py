@@ -35,10 +35,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 LORA_LEARNING_RATE = 1e-3
 SHAPE_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "position", "max_relative_distance",
-                "rope_base", "bias")
+                "relative_buckets", "rope_base", "bias")
 
 MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "max_seq_len", "position",
-                "max_relative_distance", "rope_base", "bias", "attention_backend")
+                "max_relative_distance", "relative_buckets", "rope_base", "bias", "attention_backend")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
@@ -86,6 +86,7 @@ class TrainConfig:
     position: str | None = model_option("position", "relative, or the checkpoint's with --init-from")
     max_relative_distance: int | None = model_option("max_relative_distance",
                                                      "max_seq_len - 1, or the checkpoint's with --init-from")
+    relative_buckets: int | None = model_option("relative_buckets", "0, or the checkpoint's with --init-from")
     rope_base: float | None = model_option("rope_base", "10000, or the checkpoint's with --init-from")
     bias: bool | None = model_option("bias", "false, or the checkpoint's with --init-from")
     # how attention is computed (auto, sdpa, blocked, flex): speed only, the weights are the same function;

@@ -84,8 +84,13 @@ def decay_split(model: torch.nn.Module, reference: torch.nn.Module | None = None
         if dims is None:
             raise ConfigError(f"FSDP parameter {name!r} has no counterpart in the model: set "
                               "fsdp_use_orig_params: true in the accelerate config (or use FSDP2)")
-        (decay if dims >= 2 and "relative_embeddings" not in name else no_decay).append(param)
+        (decay if dims >= 2 and not _is_position_table(name) else no_decay).append(param)
     return decay, no_decay
+
+
+def _is_position_table(name: str) -> bool:
+    """The relative position tables (per distance or per bucket) are embeddings: no weight decay."""
+    return "relative_embeddings" in name or "bucket_embeddings" in name
 
 
 def export_on_every_rank(accelerator, model: torch.nn.Module, build: Callable[[], torch.nn.Module],
