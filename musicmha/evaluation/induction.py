@@ -7,6 +7,8 @@ Two synthetic tasks, rows of uniformly random tokens in which some tokens are co
 - "far": one segment of S tokens reappears at a distance drawn uniformly from [min_distance, max_distance]
   inside a row of random tokens; the targets are the copy's tokens after its first `skip` (the first ones
   cannot be known to be a copy). Only content matching finds the source: an induction mechanism.
+  With `copies` > 1 several segments are copied per row, each at its own drawn distance; no copy is written
+  over another copy or over any copy's source, so every copy is exact.
 
 The repeat probe asks the same of real music: tokens [first bar line, + length) of a piece, heard twice
 after BOS; a model that copies scores the second hearing far below the first.
@@ -40,6 +42,7 @@ class CopyTask:
     min_distance: int = 64
     max_distance: int = 1000
     skip: int = 4
+    copies: int = 1  # far: segments copied per row
 
     def __post_init__(self) -> None:
         if self.kind not in TASKS:
@@ -52,6 +55,9 @@ class CopyTask:
             if self.length < self.max_distance + self.segment:
                 raise ValueError(f"far task rows of {self.length} tokens cannot hold a copy at distance "
                                  f"{self.max_distance} of {self.segment} tokens")
+            if self.copies < 1 or 2 * self.copies * self.segment > self.length:
+                raise ValueError(f"far task rows of {self.length} tokens cannot hold {self.copies} copies "
+                                 f"(and their sources) of {self.segment} tokens")
 
     @property
     def row_length(self) -> int:
@@ -66,6 +72,10 @@ class CopyTask:
             tokens[:, self.length:] = tokens[:, :self.length]
             mask[:, self.length:] = True
             return tokens, mask
+        if self.copies > 1:
+            for b in range(batch):
+                self._copy_several(tokens[b], mask[b], generator)
+            return tokens, mask
         distance = torch.randint(self.min_distance, self.max_distance + 1, (batch,), generator=generator)
         # the source may start anywhere that leaves room for the copy after it
         room = self.row_length - self.segment - distance + 1
@@ -76,6 +86,31 @@ class CopyTask:
         tokens[rows, destination] = tokens[rows, source[:, None] + offsets]
         mask[rows, destination[:, self.skip:]] = True
         return tokens, mask
+
+    def _copy_several(self, row: torch.Tensor, mask: torch.Tensor, generator: torch.Generator) -> None:
+        """Copy `copies` segments inside one row (in place): each draws a distance and then a source as the
+        single copy does, and is drawn again while its copy would overlap another copy or any source, or its
+        source another copy (a whole row is redrawn after 100 failures)."""
+        while True:
+            placed: list[tuple[int, int]] = []  # (source, destination)
+            for _ in range(self.copies):
+                for _ in range(100):
+                    distance = int(torch.randint(self.min_distance, self.max_distance + 1, (1,),
+                                                 generator=generator))
+                    room = self.row_length - self.segment - distance + 1
+                    source = int(torch.rand(1, generator=generator) * room)
+                    destination = source + distance
+                    if all(abs(destination - d) >= self.segment and abs(destination - s) >= self.segment
+                           and abs(source - d) >= self.segment for s, d in placed):
+                        placed.append((source, destination))
+                        break
+                else:
+                    break
+            if len(placed) == self.copies:
+                break
+        for source, destination in placed:
+            row[destination:destination + self.segment] = row[source:source + self.segment].clone()
+            mask[destination + self.skip:destination + self.segment] = True
 
 
 def copy_rows(kind: str, batch: int, vocab: int, length: int, *, generator: torch.Generator,
@@ -90,6 +125,21 @@ def masked_nll(model, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     logits, _ = model(tokens[:, :-1])
     targets = tokens[:, 1:].masked_fill(~mask[:, 1:], -100)
     return F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100)
+
+
+@torch.no_grad()
+def split_losses(model, tokens: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """(copy loss, other loss) from one eval-mode pass: mean NLL of the masked copy targets, and of every
+    other target (tokens 1.. outside the mask: random tokens, ln(vocab) at best); the model's mode is kept."""
+    was_training = model.training
+    model.eval()
+    try:
+        logits, _ = model(tokens[:, :-1])
+        nll = F.cross_entropy(logits.float().transpose(1, 2), tokens[:, 1:], reduction="none")
+        copy = mask[:, 1:]
+        return float(nll[copy].mean()), float(nll[~copy].mean())
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -108,6 +158,7 @@ class CopyRun:
     """What `train_copy` measured: the held-out copy loss every `eval_every` steps, and the training speed."""
 
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, copy loss)
+    other_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, loss on the other targets)
     train_seconds: float = 0.0  # optimizer steps only, evaluations left out
     trained_tokens: int = 0  # tokens the model read while training
 
@@ -122,16 +173,21 @@ class CopyRun:
 
 def train_copy(model, task: CopyTask, steps: int, *, batch: int = 64, lr: float = 1e-3, eval_every: int = 25,
                eval_rows: int = 256, seed: int = 0, train_on: str = "copy", stop_below: float | None = None,
-               on_eval: Callable[[int, float], None] | None = None) -> CopyRun:
+               on_eval: Callable[[int, float], None] | None = None, warmup: CopyTask | None = None,
+               warmup_steps: int = 0) -> CopyRun:
     """Train `model` on fresh rows of `task` with plain AdamW (no weight decay, no schedule) for `steps` steps.
 
     train_on: "copy" puts the loss on the copy targets only (random tokens teach nothing but the uniform
     distribution, and would dilute the copy signal), "all" on every token. The copy loss is measured on one
     fixed held-out batch of `eval_rows` rows at step 0, every `eval_every` steps and at the end; `on_eval(step,
-    loss)` sees each, and training stops early once it is under `stop_below`.
+    loss)` sees each, and training stops early once it is under `stop_below`. With `warmup`, the first
+    `warmup_steps` of the `steps` train on its rows instead (rows of the same length: equal tokens); the
+    copy loss is still measured on `task`.
     """
     if train_on not in ("copy", "all"):
         raise ValueError(f"train_on must be 'copy' or 'all', got {train_on!r}")
+    if warmup_steps and (warmup is None or warmup.row_length != task.row_length or warmup_steps < 0):
+        raise ValueError("warmup_steps needs a warmup task whose rows are as long as the task's")
     device = next(model.parameters()).device
     held_out = [t.to(device) for t in task.rows(eval_rows, torch.Generator().manual_seed(seed + 1_000_003))]
     generator = torch.Generator().manual_seed(seed)
@@ -139,8 +195,9 @@ def train_copy(model, task: CopyTask, steps: int, *, batch: int = 64, lr: float 
     run = CopyRun()
 
     def evaluate(step: int) -> bool:
-        loss = copy_loss(model, *held_out)
+        loss, other = split_losses(model, *held_out)
         run.curve.append((step, loss))
+        run.other_curve.append((step, other))
         logger.debug("step %d: copy loss %.4f", step, loss)
         if on_eval is not None:
             on_eval(step, loss)
@@ -150,7 +207,8 @@ def train_copy(model, task: CopyTask, steps: int, *, batch: int = 64, lr: float 
     if evaluate(0):
         return run
     for step in range(1, steps + 1):
-        tokens, mask = (t.to(device) for t in task.rows(batch, generator))
+        source = warmup if step <= warmup_steps else task
+        tokens, mask = (t.to(device) for t in source.rows(batch, generator))
         if train_on == "all":
             mask = torch.ones_like(mask)
         started = time.perf_counter()

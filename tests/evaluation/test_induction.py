@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from musicmha import ModelConfig, MusicTransformer
-from musicmha.evaluation.induction import CopyTask, copy_loss, copy_rows, repeat_nll, repeat_row, train_copy
+from musicmha.evaluation.induction import (CopyTask, copy_loss, copy_rows, repeat_nll, repeat_row, split_losses,
+                                          train_copy)
 
 
 def test_xx_rows_are_x_twice_and_the_mask_is_the_second_half():
@@ -96,3 +97,85 @@ def test_repeat_nll_splits_the_row_into_the_two_hearings():
     first, repeat = repeat_nll(model, row)
     assert first == pytest.approx(sum(nll[:3]) / 3, rel=1e-5)
     assert repeat == pytest.approx(sum(nll[3:]) / 3, rel=1e-5)
+
+
+def test_far_rows_with_several_copies_hold_each_copy_exactly_and_disjoint():
+    segment, low, high, length, vocab, copies, skip = 6, 8, 60, 72, 1000, 4, 2
+    task = CopyTask("far", vocab, length, segment=segment, min_distance=low, max_distance=high, skip=skip,
+                    copies=copies)
+    tokens, mask = task.rows(32, torch.Generator().manual_seed(3))
+    assert tokens.shape == mask.shape == (32, length)
+    for b in range(32):
+        row, marked = tokens[b].tolist(), [t for t in range(length) if mask[b, t]]
+        assert len(marked) == copies * (segment - skip)  # the copies do not overlap
+        runs = [marked[i:i + segment - skip] for i in range(0, len(marked), segment - skip)]
+        for run in runs:
+            assert run == list(range(run[0], run[0] + segment - skip))
+            start = run[0] - skip
+            # with 1000 tokens, a match of 6 is no accident: the copy is exact, from an allowed distance
+            assert any(start - d >= 0 and row[start - d:start - d + segment] == row[start:start + segment]
+                       for d in range(low, high + 1)), f"row {b}: copy at {start} has no source"
+    # one copy keeps the single-copy rows as they were
+    one = CopyTask("far", vocab, length, segment=segment, min_distance=low, max_distance=high, skip=skip)
+    assert torch.equal(one.rows(4, torch.Generator().manual_seed(5))[0],
+                       copy_rows("far", 4, vocab, length, segment=segment, min_distance=low, max_distance=high,
+                                 skip=skip, copies=1, generator=torch.Generator().manual_seed(5))[0])
+    with pytest.raises(ValueError, match="cannot hold 7 copies"):
+        CopyTask("far", vocab, length, segment=segment, min_distance=low, max_distance=high, copies=7)
+
+
+def test_split_losses_are_the_copy_loss_and_the_loss_elsewhere():
+    torch.manual_seed(0)
+    model = MusicTransformer(ModelConfig(vocab_size=11, d_model=16, n_layers=1, n_heads=2, max_seq_len=16,
+                                         dropout=0.0))
+    tokens, mask = copy_rows("xx", 3, 11, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        logp = torch.log_softmax(model(tokens[:, :-1])[0], -1)
+    other = [-float(logp[b, t - 1, tokens[b, t]]) for b in range(3) for t in range(1, 12) if not mask[b, t]]
+    copy, rest = split_losses(model, tokens, mask)
+    assert copy == pytest.approx(copy_loss(model, tokens, mask), rel=1e-5)
+    assert rest == pytest.approx(sum(other) / len(other), rel=1e-5)
+
+
+def test_a_warmup_trains_its_steps_on_the_warmup_rows(monkeypatch):
+    torch.manual_seed(0)
+    model = MusicTransformer(ModelConfig(vocab_size=8, d_model=16, n_layers=1, n_heads=2, max_seq_len=19,
+                                         dropout=0.0))
+    task = CopyTask("far", 8, 20, segment=4, min_distance=4, max_distance=16, skip=1)
+    seen = []
+    original = CopyTask.rows
+
+    def spy(self, batch, generator):
+        seen.append(self.kind)
+        return original(self, batch, generator)
+
+    monkeypatch.setattr(CopyTask, "rows", spy)
+    run = train_copy(model, task, 5, batch=2, eval_every=5, eval_rows=2, train_on="all",
+                     warmup=CopyTask("xx", 8, 10), warmup_steps=2)
+    assert seen == ["far", "xx", "xx", "far", "far", "far"]  # the held-out batch, then the 5 steps
+    assert [s for s, _ in run.other_curve] == [s for s, _ in run.curve] == [0, 5]
+    with pytest.raises(ValueError, match="as long as"):
+        train_copy(model, task, 1, warmup=CopyTask("xx", 8, 4), warmup_steps=1)
+
+
+def test_the_benchmark_runs_a_warmed_up_several_copy_task(tmp_path):
+    """benchmarks/induction.py's --copies and --warmup-steps reach the task and the loop (a few seconds)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "run.json"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "induction.py"
+    done = subprocess.run([sys.executable, str(script), "--tasks", "far", "--modes", "relative", "--backends", "sdpa",
+                           "--vocab", "16", "--row-length", "40", "--segment", "4", "--min-distance", "8",
+                           "--max-distance", "30", "--skip", "1", "--copies", "3", "--train-on", "all", "--warmup-steps", "2",
+                           "--warmup-kind", "xx", "--steps", "4", "--batch", "2", "--eval-every", "2",
+                           "--eval-rows", "4", "--d-model", "16", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text())
+    assert record["settings"]["copies"] == 3 and record["settings"]["warmup_steps"] == 2
+    (result,) = record["results"]
+    assert [s for s, _ in result["curve"]] == [0, 2, 4] and len(result["other_curve"]) == 3
+    assert result["final_other_loss"] > 0 and "steps_to_0.5" in result
