@@ -3,8 +3,10 @@
 `TokenGrammar` follows each generated row token by token and gives, at every step, the mask of tokens that
 keep the sequence valid: the token-type successions of the tokenizer (Pitch -> Velocity -> Duration,
 Program before Pitch, ...), Positions that move forward inside a bar, and no pitch repeated by the same
-program at the same position when the tokenizer removes duplicated notes. These are exactly the checks of
-miditok's `tokens_errors`, so constrained samples measure 0 errors. Beyond syntax it keeps the drum kit's
+program at the same position. These include every check of miditok's `tokens_errors`, so constrained samples
+measure 0 errors; a note twice at one onset is refused even where the tokenizer would keep it, since no
+listener can hear it and it only piles notes up. With `limit_chords`, chords also stay within the sizes the
+conditioning music has (see `_full_chords`), so time must move on. Beyond syntax it keeps the drum kit's
 Program_-1 with PitchDrum tokens (and other programs with Pitch), and holds the meter once a TimeSig is
 known (the output keeps the prompt's time signatures, so a continuation written in another meter would be
 misplaced against its bar lines).
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from musicmha.generation.controls import InstrumentRule, LengthRule
 
 NOTE_TYPES = ("Pitch", "PitchDrum", "NoteOn")
+DEFAULT_CHORD_LIMIT = 10  # notes of one instrument at one onset, when the conditioning tokens show none
 
 
 @dataclass
@@ -52,6 +55,8 @@ class _Row:
     count: int = 0  # tokens since BOS, for the forced opening
     tempo_known: bool = False  # a Tempo token was read, or anchor() gave the tempo
     bar_notes: int = 0  # notes in the current bar
+    largest_chord: dict[int, int] = field(default_factory=dict)  # program -> most notes at one onset so far
+    chord_limit: dict[int, int] | None = None  # the largest chords of the conditioning tokens (limit_chords)
     finished: bool = False
 
     @property
@@ -77,7 +82,8 @@ class TokenGrammar:
 
     def __init__(self, spec: GrammarSpec, *, instruments: InstrumentRule | None = None,
                  length: LengthRule | None = None, opening: Sequence[int | None] = (), syntax: bool = True,
-                 start_qpm: float = 120.0, hold_tempo: bool = False, no_empty_bars: bool = False) -> None:
+                 start_qpm: float = 120.0, hold_tempo: bool = False, no_empty_bars: bool = False,
+                 limit_chords: bool = False) -> None:
         self.spec, self.length, self.opening, self.syntax = spec, length, list(opening), syntax
         # The tempo holds once one is known (a prompt's, or the first one written from nothing): a model that
         # cannot use an instrument it was denied otherwise spends that probability on tempo changes, and a
@@ -87,6 +93,11 @@ class TokenGrammar:
         # users' files: 12% of 8-bar continuations had empty last bars). With this, a new bar line needs a
         # note in the bar before it.
         self.no_empty_bars = no_empty_bars
+        # An instrument's new chords hold no more notes than its largest chord in the conditioning tokens (an
+        # instrument they lack: their largest chord; none at all: DEFAULT_CHORD_LIMIT). With no note twice at
+        # one onset (always, with syntax), time must move on: an untrained or lost model once stacked 69 drum
+        # hits on one tick, and two continuations piled 2,000 notes on the prompt's last onset.
+        self.limit_chords = limit_chords
         self.start_qpm = start_qpm
         vocab = len(spec.tokens)
         self.types = [t.split("_", 1)[0] for t in spec.tokens]
@@ -112,6 +123,7 @@ class TokenGrammar:
                     self.banned[i] = True
             if not instruments.drums:
                 self.banned |= self.drum_pitches
+        self._token_ids = {name: i for i, name in enumerate(spec.tokens)}
         self.rows: list[_Row] = []
         self._consumed = 0
 
@@ -131,6 +143,7 @@ class TokenGrammar:
                 row.tempo_seconds, row.tempo_quarters, row.qpm = row.seconds, row.quarters, qpm
                 row.tempo_known = True
             row.start_bars, row.start_seconds = row.bars, row.seconds
+            row.chord_limit = dict(row.largest_chord)
 
     def reached(self) -> torch.Tensor:
         """(B,) bool: rows whose requested bars/seconds are complete."""
@@ -166,7 +179,9 @@ class TokenGrammar:
         elif kind == "Program":
             row.program = int(value)
         elif kind in NOTE_TYPES:
-            row.pitches.setdefault(row.program, set()).add(int(value))
+            chord = row.pitches.setdefault(row.program, set())
+            chord.add(int(value))
+            row.largest_chord[row.program] = max(row.largest_chord.get(row.program, 0), len(chord))
             row.bar_notes += 1
         row.previous = kind
 
@@ -199,9 +214,11 @@ class TokenGrammar:
         if "TimeSig" in following and row.time_signature is not None:
             mask &= ~self.type_masks["TimeSig"]  # the meter holds (see the module docstring)
             mask[row.time_signature] = True
-        if self.spec.remove_duplicated_notes and row.pitches.get(row.program):
+        if row.pitches.get(row.program):  # no note twice at one onset, pitch and instrument
             played = torch.tensor(sorted(row.pitches[row.program]))
             mask &= ~torch.isin(self.pitch_values, played)
+        if self.limit_chords and row.chord_limit is not None:
+            mask &= ~self._full_chords(row)
         mask &= ~self.banned
         if self.hold_tempo and row.tempo_known and "Tempo" in self.type_masks:
             mask &= ~self.type_masks["Tempo"]
@@ -214,6 +231,21 @@ class TokenGrammar:
             mask[self.spec.eos_id] = may_end or not mask.any()  # never an empty mask
         return mask
 
+    def _full_chords(self, row: _Row) -> torch.Tensor:
+        """The tokens that would grow a chord past its limit: the Program of every instrument whose chord at
+        this onset is full, and every note while the current instrument's is."""
+        limits = row.chord_limit or {}
+        fallback = max(limits.values(), default=DEFAULT_CHORD_LIMIT)
+        full = torch.zeros(len(self.spec.tokens), dtype=torch.bool)
+        for program, chord in row.pitches.items():
+            if len(chord) >= limits.get(program, fallback):
+                name = f"Program_{program}"
+                if name in self._token_ids:
+                    full[self._token_ids[name]] = True
+                if program == row.program:
+                    full |= self.pitch_values >= 0
+        return full
+
     def prime(self, tokens: Sequence[int], batch_size: int, consumed: int) -> None:
         """Start every row in the state `tokens` leave it in, and treat the first `consumed` tokens of the
         sequences as already read. Infilling uses it: the sequence opens with a prefix · suffix scaffold, but
@@ -222,6 +254,7 @@ class TokenGrammar:
         for row in self.rows:
             for token in tokens:
                 self.advance(row, token)
+            row.chord_limit = dict(row.largest_chord)
         self._consumed = consumed
 
     def follow(self, sequences: torch.Tensor) -> None:

@@ -165,7 +165,7 @@ class MusicGenerator:
         if self.spec is not None:
             timeline = TokenGrammar(self.spec, instruments=rule, length=length, syntax=request.constrained,
                                     opening=opening.token_ids(self.spec), hold_tempo=not request.allow_tempo_changes,
-                                    no_empty_bars=not request.allow_empty_bars)
+                                    no_empty_bars=not request.allow_empty_bars, limit_chords=True)
             timeline.follow(start)
             # A prompt without tempo events plays at MIDI's default 120 BPM: that is its tempo to hold.
             timeline.anchor(qpm=(tempo_at_end(score) or 120.0) if score is not None else None)
@@ -199,7 +199,8 @@ class MusicGenerator:
         plan = self.plan_infill(ids, start_bar, end_bar)
         n_bars, count = end_bar - start_bar + 1, request.num_samples
         timeline = TokenGrammar(self.spec, instruments=rule, length=LengthRule(bars=n_bars),
-                                hold_tempo=True, no_empty_bars=True)  # the piece's tempo map is kept: a tempo token would be ignored
+                                hold_tempo=True, no_empty_bars=True,  # the piece's tempo map is kept
+                                limit_chords=True)
         fill.prime_middle_rows(timeline, plan, count)
         out = generate(self.model, torch.tensor([plan.scaffold] * count), request.sampling,
                        plan.new_token_limit, callback=callback, allowed=timeline,

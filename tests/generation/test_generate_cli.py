@@ -116,7 +116,7 @@ def test_copy_boost_sets_the_heads_sampling_boost(checkpoint, tmp_path, capsys):
     folders = {}
     for boost in (1.0, 7.0):
         folders[boost] = shutil.copytree(checkpoint, tmp_path / f"boost{boost:g}")
-        save_copy_head(folders[boost], CopyHead((4, 8), (0.2, 0.5), sampling_boost=boost))
+        save_copy_head(folders[boost], CopyHead((2, 4), (0.2, 0.5), sampling_boost=boost))  # matches often
     args = ["generate", "--prompt", str(PROMPT), "--max-new-tokens", "80", "--seed", "3"]
     assert main([*args, "--checkpoint", str(folders[1.0]), "--copy-boost", "7", "--out", str(tmp_path / "a.mid")]) == 0
     assert main([*args, "--checkpoint", str(folders[7.0]), "--out", str(tmp_path / "b.mid")]) == 0

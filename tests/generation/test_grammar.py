@@ -155,3 +155,56 @@ def test_length_caps():
                             ({"bars": 2, "seconds": 3}, "at most one"), ({"bars": 2.5}, "whole")):
         with pytest.raises(ConfigError, match=message):
             LengthRule(**kwargs)
+
+
+def _onsets(spec, tokens):
+    """(bar, position, program) -> pitches, read from the token strings with a plain loop (not the grammar)."""
+    chords, bar, position, program = {}, 0, -1, 0
+    for token in tokens:
+        kind, _, value = spec.tokens[token].partition("_")
+        if kind == "Bar":
+            bar, position = bar + 1, -1
+        elif kind == "Position":
+            position = int(value)
+        elif kind == "Program":
+            program = int(value)
+        elif kind in ("Pitch", "PitchDrum"):
+            chords.setdefault((bar, position, program), []).append(int(value))
+    return chords
+
+
+@pytest.fixture(scope="module")
+def band_spec():
+    return MusicTokenizer.load(CHECKPOINT.parent / "musicmha-1k").grammar_spec()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_walks_never_repeat_a_note_nor_grow_a_chord_past_the_prompts(band_spec, seed):
+    """A uniform random walk piles notes up wherever the mask lets it: the strongest test of the limits."""
+    spec = band_spec
+    # the prompt: a 3-note piano chord, one bass note and two drum hits at one onset
+    velocity = next(t for t in spec.tokens if t.startswith("Velocity_"))
+    note = lambda program, pitch: [f"Program_{program}", pitch, velocity, "Duration_1.0.8"]  # noqa: E731
+    prompt = _ids(spec, "Bar_None", "TimeSig_4/4", "Position_0", *note(0, "Pitch_60"), *note(0, "Pitch_64"),
+                  *note(0, "Pitch_67"), *note(33, "Pitch_40"), *note(-1, "PitchDrum_36"), *note(-1, "PitchDrum_42"))
+    grammar = TokenGrammar(spec, instruments=InstrumentRule(frozenset({0, 33}), drums=True), limit_chords=True,
+                           length=LengthRule(bars=40))  # no early end: the walk runs its 600 steps
+    grammar.follow(torch.tensor([[spec.bos_id, *prompt]]))
+    grammar.anchor()
+    tokens, _ = _walk(grammar, [spec.bos_id, *prompt], 600, seed)
+    new = _onsets(spec, tokens[len(prompt) + 1:])
+    assert sum(len(p) for p in new.values()) > 40  # the walk did write notes
+    limits = {0: 3, 33: 1, DRUMS: 2}
+    for (bar, position, program), pitches in new.items():
+        assert len(pitches) == len(set(pitches)), (bar, position, program, pitches)
+        assert len(pitches) <= limits[program], (bar, position, program, pitches)
+    assert len({(bar, position) for bar, position, _ in new}) > 5  # time moved on
+
+
+def test_without_the_limit_chords_grow_but_notes_still_never_repeat(band_spec):
+    spec = band_spec
+    grammar = TokenGrammar(spec, instruments=InstrumentRule(frozenset({0}), drums=False), length=LengthRule(bars=40))
+    tokens, _ = _walk(grammar, [spec.bos_id], 600, 0)
+    chords = _onsets(spec, tokens)
+    assert max(len(p) for p in chords.values()) > 3  # uniform draws stack notes when nothing limits them
+    assert all(len(p) == len(set(p)) for p in chords.values())
