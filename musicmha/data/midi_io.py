@@ -14,6 +14,7 @@ from pathlib import Path
 
 import symusic
 
+from musicmha.data.voices import assign_voices
 from musicmha.errors import MidiError
 
 MAX_BYTES = 10_000_000
@@ -133,16 +134,19 @@ def load_midi(source: str | os.PathLike | bytes | bytearray | memoryview | symus
 
 
 def add_notes(score: symusic.Score, tracks) -> None:
-    """Add each track's notes to `score`'s first track of the same program and drum flag (a copy of the
-    track when `score` has none), in place. New notes join the instrument they were written for, so a
-    continuation or an infill plays, and is drawn, on the prompt's own tracks."""
+    """Add each track's notes to `score`'s tracks of the same program and drum flag (a copy of the track when
+    `score` has none), in place. New notes join the instrument they were written for, so a continuation or
+    an infill plays, and is drawn, on the prompt's own tracks; where several tracks share the instrument (a
+    chorale's voices, a piano's hands), each note goes to the voice it continues (musicmha.data.voices)."""
     for track in tracks:
         same = [t for t in score.tracks if t.program == track.program and t.is_drum == track.is_drum]
-        if same:
-            same[0].notes.extend(track.notes)
-            same[0].notes.sort()
-        else:
+        if not same:
             score.tracks.append(track.copy())
+            continue
+        for voice, notes in zip(same, assign_voices(same, track.notes), strict=True):
+            if notes:
+                voice.notes.extend(notes)
+                voice.notes.sort()
 
 
 def bar_starts(score: symusic.Score, start: int = 0, end: int | None = None) -> list[int]:
