@@ -8,7 +8,8 @@ For every file of the folder (kinds from its manifest.json, written by tests/use
 `MusicGenerator.continue_midi(file, bars=8, num_samples=4, seed=0)` with every other setting at its
 default, timed on `--threads` CPU threads. With `--compare-legacy` the same request runs again with
 `allow_new_instruments=True, allow_early_end=True` and the prompt budget of half the context
-(`prompt_tokens=max_seq_len // 2`), roughly the behaviour before issue 14, so one run gives before/after.
+(`prompt_tokens=max_seq_len // 2`), roughly the behaviour before issue 14, so one run gives before/after;
+with `--compare-parts` with `allow_parts_to_stop=True` (issue 27: the band may fall apart).
 
 Measures, for each of the 4 continuations (GenerationResult.continuation: the new notes alone, in the
 prompt's ticks):
@@ -23,6 +24,9 @@ prompt's ticks):
 - density: new notes per quarter note from where the continuation starts (the prompt's last note-off, or
   its first new onset if earlier) to its last note-off, divided by the prompt's notes per quarter note in
   its last 8 bars (onsets within 8 bars of the prompt's end; the whole prompt when shorter).
+- parts: of the instruments with an onset in the prompt's last 8 bars, the share that plays in the
+  continuation; duplicate notes (same instrument, onset and pitch), continuations stuck at the prompt's last
+  onset, and the largest chord one instrument stacks on one onset (issue 27, item 0).
 - time: wall time of the call (tokenizing the prompt, 4 samples in one batch, decoding), per file.
 """
 
@@ -69,7 +73,10 @@ def prompt_facts(score, bars: int) -> dict:
     window = min(bars * bar, end)
     recent = sum(1 for on, _ in notes if on >= end - window)
     tpq = score.ticks_per_quarter
+    # the parts that play in the prompt's last `bars` bars (by onset): the band that should play on
+    playing = {instrument(t) for t in score.tracks for n in t.notes if n.time >= last_onset - bars * bar}
     return {"instruments": sorted({instrument(t) for t in score.tracks if len(t.notes)}, key=str),
+            "recent_parts": sorted(playing, key=str),
             "end": end, "last_onset": last_onset, "bar": bar, "meter": meter, "first_new_bar": first_new_bar,
             "density": recent / max(window / tpq, 1e-9), "tpq": tpq}
 
@@ -96,7 +103,15 @@ def measure(result, facts: dict, bars: int) -> dict:
         density = 0.0
     sounding, onset = (last_off - first) / bar, (last_on - first) / bar
     tempos = [t.qpm for t in cont.tempos]
+    keys = [(instrument(t), n.time, n.pitch) for t in cont.tracks for n in t.notes]
+    chords: dict[tuple, int] = {}
+    for key, time, _ in keys:
+        chords[(key, time)] = chords.get((key, time), 0) + 1
+    recent = set(facts["recent_parts"])
     return {"new_notes": len(notes), "on_prompt": on_prompt, "new_instruments": new_instruments,
+            "parts_kept": len(recent & seen) / len(recent) if recent else None,
+            "duplicates": len(keys) - len(set(keys)), "largest_chord": max(chords.values(), default=0),
+            "stuck": bool(notes) and last_on <= facts["last_onset"],
             "bars_sounding": round(sounding, 3), "bars_onset": round(onset, 3),
             "reached": onset >= bars - 1, "reached_sounding": sounding > bars - 1, "density": density,
             "tempo_changes": len(tempos), "tempo_range": [min(tempos), max(tempos)] if tempos else None,
@@ -126,6 +141,12 @@ def summarize(rows: list[dict]) -> dict:
             "new_instruments_mean": statistics.fmean(counts) if counts else math.nan,
             "new_instruments_max": max(counts, default=0),
             "requests_without_notes": sum(s["new_notes"] == 0 for s in samples),
+            "parts_kept_mean": statistics.fmean(kept) if (kept := [s["parts_kept"] for s in samples
+                                                                    if s.get("parts_kept") is not None]) else math.nan,
+            "duplicate_pct": 100.0 * sum(s.get("duplicates", 0) for s in samples) / new if new else math.nan,
+            "requests_with_duplicates": sum(s.get("duplicates", 0) > 0 for s in samples),
+            "stuck": sum(bool(s.get("stuck")) for s in samples),
+            "largest_chord": max((s.get("largest_chord", 0) for s in samples), default=0),
             "reached_pct": 100.0 * sum(s["reached"] for s in samples) / len(samples) if samples else math.nan,
             "bars_median": statistics.median(s["bars_onset"] for s in samples) if samples else math.nan,
             "tempo_changes_mean": statistics.fmean(s["tempo_changes"] for s in samples) if samples else math.nan,
@@ -140,8 +161,10 @@ def summarize(rows: list[dict]) -> dict:
 def table(summaries: dict[str, dict[str, dict]], kinds: list[str]) -> str:
     lines = ["| kind | setting | files | new notes on prompt's instruments | new instruments per request "
              "(mean / max; requests with any) | requests reaching 8 bars (median bars to last onset) | density ratio "
-             "median [q1-q3] | tempo changes written per request (mean) | s per request of 4 (median / max) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "median [q1-q3] | tempo changes written per request (mean) | s per request of 4 (median / max) | "
+             "parts of the last 8 bars that play on (mean) | duplicate notes (% of new; requests with any) | "
+             "stuck at the prompt's last onset | largest chord of one instrument |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for kind in [*kinds, "all"]:
         for setting, by_kind in summaries.items():
             s = by_kind[kind]
@@ -153,7 +176,8 @@ def table(summaries: dict[str, dict[str, dict]], kinds: list[str]) -> str:
                 f"/{s['requests']} | {s['reached_pct']:.0f}% ({s['bars_median']:.1f}) | "
                 f"{s['density_median']:.2f} [{s['density_q1']:.2f}-{s['density_q3']:.2f}] | "
                 f"{s['tempo_changes_mean']:.1f} | "
-                f"{s['seconds_median']:.1f} / {s['seconds_max']:.1f} |")
+                f"{s['seconds_median']:.1f} / {s['seconds_max']:.1f} | {s['parts_kept_mean']:.2f} | "
+                f"{s['duplicate_pct']:.1f}% ; {s['requests_with_duplicates']} | {s['stuck']} | {s['largest_chord']} |")
     return "\n".join(lines)
 
 
@@ -192,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run allow_new_instruments=True, allow_early_end=True, prompt_tokens=context/2")
     ap.add_argument("--legacy-only", action="store_true",
                     help="only the legacy setting (to run it on a subset beside a full default run)")
+    ap.add_argument("--compare-parts", action="store_true",
+                    help="also run allow_parts_to_stop=True: the parts of the prompt's last bars may drop out")
     ap.add_argument("--limit", type=int, default=None, help="first N files only (a quick look)")
     ap.add_argument("--resume", action="store_true", help="keep the files already in --json and run the rest")
     ap.add_argument("--kinds", default=None, help="comma-separated kinds to run (default: all)")
@@ -233,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"legacy": legacy} if args.legacy_only else {"default": {}}
     if args.compare_legacy and not args.legacy_only:
         settings["legacy"] = legacy
+    if args.compare_parts:
+        settings["parts may stop"] = {"allow_parts_to_stop": True}
     rows: dict[str, list[dict]] = {name: [] for name in settings}
     if args.resume and args.json and args.json.is_file():  # keep what an interrupted run measured
         for name, rs in json.loads(args.json.read_text())["rows"].items():

@@ -52,6 +52,9 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
                    help="let the model end the piece before the --bars/--seconds asked for")
     p.add_argument("--allow-empty-bars", action="store_true",
                    help="let the model leave whole bars silent (default: every new bar holds a note)")
+    p.add_argument("--allow-parts-to-stop", action="store_true",
+                   help="let parts of the prompt's last bars stop (default: each plays on, resting no longer "
+                        "than it rested there)")
     p.add_argument("--allow-tempo-changes", action="store_true",
                    help="let the model change the tempo (default: the prompt's tempo, or the first one, holds)")
     opening = p.add_argument_group("from nothing (no --prompt)")
@@ -85,7 +88,8 @@ def request_from_args(args: argparse.Namespace, *, infill: bool = False) -> Gene
                       prompt_tokens=args.prompt_tokens, constrained=not args.unconstrained,
                       allow_early_end=args.allow_early_end, tempo=args.tempo,
                       time_signature=parse_time_signature(args.time_signature),
-                      allow_tempo_changes=args.allow_tempo_changes, allow_empty_bars=args.allow_empty_bars)
+                      allow_tempo_changes=args.allow_tempo_changes, allow_empty_bars=args.allow_empty_bars,
+                      allow_parts_to_stop=args.allow_parts_to_stop)
     return GenerationRequest(**fields)
 
 

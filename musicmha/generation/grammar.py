@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from musicmha.data.vocabulary import DRUMS, GrammarSpec
+from musicmha.generation.parts import PartTracker
 
 if TYPE_CHECKING:
     from musicmha.generation.controls import InstrumentRule, LengthRule
@@ -57,6 +58,7 @@ class _Row:
     bar_notes: int = 0  # notes in the current bar
     largest_chord: dict[int, int] = field(default_factory=dict)  # program -> most notes at one onset so far
     chord_limit: dict[int, int] | None = None  # the largest chords of the conditioning tokens (limit_chords)
+    parts: PartTracker = field(default_factory=PartTracker)  # who plays in each bar (keep_parts)
     finished: bool = False
 
     @property
@@ -83,7 +85,7 @@ class TokenGrammar:
     def __init__(self, spec: GrammarSpec, *, instruments: InstrumentRule | None = None,
                  length: LengthRule | None = None, opening: Sequence[int | None] = (), syntax: bool = True,
                  start_qpm: float = 120.0, hold_tempo: bool = False, no_empty_bars: bool = False,
-                 limit_chords: bool = False) -> None:
+                 limit_chords: bool = False, keep_parts: bool = False) -> None:
         self.spec, self.length, self.opening, self.syntax = spec, length, list(opening), syntax
         # The tempo holds once one is known (a prompt's, or the first one written from nothing): a model that
         # cannot use an instrument it was denied otherwise spends that probability on tempo changes, and a
@@ -98,6 +100,9 @@ class TokenGrammar:
         # one onset (always, with syntax), time must move on: an untrained or lost model once stacked 69 drum
         # hits on one tick, and two continuations piled 2,000 notes on the prompt's last onset.
         self.limit_chords = limit_chords
+        # The parts of the conditioning music's last bars play on, resting no longer than they rested there
+        # (musicmha.generation.parts): a bar line waits for a part whose rest is up.
+        self.keep_parts = keep_parts
         self.start_qpm = start_qpm
         vocab = len(spec.tokens)
         self.types = [t.split("_", 1)[0] for t in spec.tokens]
@@ -144,6 +149,8 @@ class TokenGrammar:
                 row.tempo_known = True
             row.start_bars, row.start_seconds = row.bars, row.seconds
             row.chord_limit = dict(row.largest_chord)
+            if self.keep_parts:
+                row.parts.anchor(self._may_play)
 
     def reached(self) -> torch.Tensor:
         """(B,) bool: rows whose requested bars/seconds are complete."""
@@ -164,6 +171,7 @@ class TokenGrammar:
         if kind == "Bar":
             if row.bars > 0:
                 row.bar_start += row.bar_positions * row.quarters_per_position
+                row.parts.bar_line()
             row.bars += 1
             row.position, row.pitches, row.bar_notes = -1, {}, 0
         elif kind == "TimeSig":
@@ -182,6 +190,7 @@ class TokenGrammar:
             chord = row.pitches.setdefault(row.program, set())
             chord.add(int(value))
             row.largest_chord[row.program] = max(row.largest_chord.get(row.program, 0), len(chord))
+            row.parts.note(row.program)
             row.bar_notes += 1
         row.previous = kind
 
@@ -226,10 +235,19 @@ class TokenGrammar:
             mask &= ~self.type_masks["Bar"]
         if row.previous is not None and "Bar" in following:
             mask[self.spec.eos_id] = may_end  # a piece may end wherever a new bar could start
+        if self.keep_parts and row.parts.waiting():  # the bar (and the piece) waits for a part whose rest is up
+            mask[self.spec.eos_id] = False
+            if "Bar" in self.type_masks:
+                mask &= ~self.type_masks["Bar"]
         if not mask.any():  # nothing fits (e.g. a bar already at its last position): start a new bar
             mask |= self.type_masks.get("Bar", torch.zeros(vocab, dtype=torch.bool))
             mask[self.spec.eos_id] = may_end or not mask.any()  # never an empty mask
         return mask
+
+    def _may_play(self, program: int) -> bool:
+        """The instrument rule allows `program` (a Program token exists and is not banned)."""
+        token = self._token_ids.get(f"Program_{program}")
+        return token is not None and not bool(self.banned[token])
 
     def _full_chords(self, row: _Row) -> torch.Tensor:
         """The tokens that would grow a chord past its limit: the Program of every instrument whose chord at

@@ -165,7 +165,8 @@ class MusicGenerator:
         if self.spec is not None:
             timeline = TokenGrammar(self.spec, instruments=rule, length=length, syntax=request.constrained,
                                     opening=opening.token_ids(self.spec), hold_tempo=not request.allow_tempo_changes,
-                                    no_empty_bars=not request.allow_empty_bars, limit_chords=True)
+                                    no_empty_bars=not request.allow_empty_bars, limit_chords=True,
+                                    keep_parts=not request.allow_parts_to_stop)
             timeline.follow(start)
             # A prompt without tempo events plays at MIDI's default 120 BPM: that is its tempo to hold.
             timeline.anchor(qpm=(tempo_at_end(score) or 120.0) if score is not None else None)

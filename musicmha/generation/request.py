@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "seed")  # SamplingOptions' fields, accepted loose
 # What infill takes no value for: its bar range is its length, and the piece keeps its own tempo and meter.
 NOT_FOR_INFILL = ("max_new_tokens", "bars", "seconds", "allow_early_end", "prompt_tokens", "tempo",
-                  "time_signature", "allow_tempo_changes", "allow_empty_bars", "constrained")
+                  "time_signature", "allow_tempo_changes", "allow_empty_bars", "allow_parts_to_stop", "constrained")
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ class GenerationRequest:
     0..127), `drums` or `allow_new_instruments` say otherwise. From nothing, `tempo` (BPM) and
     `time_signature` ((3, 4)) open the piece. `prompt_tokens` caps how much of the prompt conditions the
     model (None: as much as fits). Grammar: `constrained` syntax, the tempo holds unless
-    `allow_tempo_changes`, every new bar holds a note unless `allow_empty_bars`."""
+    `allow_tempo_changes`, every new bar holds a note unless `allow_empty_bars`, and every part of the
+    prompt's last 8 bars plays on, resting no longer than it rested there, unless `allow_parts_to_stop`."""
 
     max_new_tokens: int | None = None
     bars: int | None = None
@@ -58,6 +59,7 @@ class GenerationRequest:
     constrained: bool = True
     allow_tempo_changes: bool = False
     allow_empty_bars: bool = False
+    allow_parts_to_stop: bool = False
 
     def __post_init__(self) -> None:
         self.length  # noqa: B018 (each property validates its part)
@@ -73,7 +75,7 @@ class GenerationRequest:
         if self.copy_boost is not None:
             object.__setattr__(self, "copy_boost", checked_sampling_boost(self.copy_boost))
         for name in ("allow_early_end", "allow_new_instruments", "constrained", "allow_tempo_changes",
-                     "allow_empty_bars"):
+                     "allow_empty_bars", "allow_parts_to_stop"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         self._check_instruments()

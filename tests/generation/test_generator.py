@@ -303,5 +303,10 @@ def test_every_new_bar_holds_a_note_unless_empty_bars_are_allowed(generator):
 
     full = hasty.continue_midi(PROMPTS[0], bars=4, seed=3, num_samples=3)
     assert all(r.new_token_ids.count(bar) >= 4 and bars_without_notes(r) == 0 for r in full)
-    sparse = hasty.continue_midi(PROMPTS[0], bars=4, seed=3, num_samples=3, allow_empty_bars=True)
+    # the prompt's parts play in every bar: they keep playing, even where empty bars are allowed ...
+    kept = hasty.continue_midi(PROMPTS[0], bars=4, seed=3, num_samples=3, allow_empty_bars=True)
+    assert all(bars_without_notes(r) == 0 for r in kept)
+    # ... unless they may stop too
+    sparse = hasty.continue_midi(PROMPTS[0], bars=4, seed=3, num_samples=3, allow_empty_bars=True,
+                                 allow_parts_to_stop=True)
     assert sum(bars_without_notes(r) for r in sparse) >= 3

@@ -208,3 +208,51 @@ def test_without_the_limit_chords_grow_but_notes_still_never_repeat(band_spec):
     chords = _onsets(spec, tokens)
     assert max(len(p) for p in chords.values()) > 3  # uniform draws stack notes when nothing limits them
     assert all(len(p) == len(set(p)) for p in chords.values())
+
+
+def _programs_per_bar(spec, tokens):
+    """The programs that play in each bar, read from the token strings with a plain loop."""
+    bars, program = [], 0
+    for token in tokens:
+        kind, _, value = spec.tokens[token].partition("_")
+        if kind == "Bar":
+            bars.append(set())
+        elif kind == "Program":
+            program = int(value)
+        elif kind in ("Pitch", "PitchDrum") and bars:
+            bars[-1].add(program)
+    return bars
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_walks_keep_every_part_of_the_prompt_playing(band_spec, seed):
+    """Bass and drums play in every prompt bar, the piano rests two bars running: a uniform walk (which drops
+    parts freely) must then bring bass and drums into every new bar and leave the piano out at most two."""
+    spec = band_spec
+    velocity = next(t for t in spec.tokens if t.startswith("Velocity_"))
+    note = lambda program, pitch: [f"Program_{program}", pitch, velocity, "Duration_1.0.8"]  # noqa: E731
+    prompt = []
+    for bar in range(8):
+        prompt += ["Bar_None", "TimeSig_4/4", "Position_0", *note(33, "Pitch_40"), *note(-1, "PitchDrum_36")]
+        if bar not in (3, 4):
+            prompt += [*note(0, "Pitch_60")]
+    prompt = _ids(spec, *prompt)
+    rule = InstrumentRule(frozenset({0, 33}), drums=True)
+    grammar = TokenGrammar(spec, instruments=rule, limit_chords=True, keep_parts=True, length=LengthRule(bars=12))
+    grammar.follow(torch.tensor([[spec.bos_id, *prompt]]))
+    grammar.anchor()
+    tokens, _ = _walk(grammar, [spec.bos_id, *prompt], 3000, seed)
+    bars = _programs_per_bar(spec, tokens[len(prompt) + 1:])[:-1]  # complete new bars (the last one is open)
+    assert len(bars) >= 8
+    assert all({33, DRUMS} <= bar for bar in bars), bars
+    rest = longest = 0
+    for bar in bars:
+        rest = 0 if 0 in bar else rest + 1
+        longest = max(longest, rest)
+    assert longest <= 2
+    # the same walk without the rule lets parts drop out
+    free = TokenGrammar(spec, instruments=rule, limit_chords=True, length=LengthRule(bars=12))
+    free.follow(torch.tensor([[spec.bos_id, *prompt]]))
+    free.anchor()
+    loose, _ = _walk(free, [spec.bos_id, *prompt], 3000, seed)
+    assert not all({0, 33, DRUMS} <= bar for bar in _programs_per_bar(spec, loose[len(prompt) + 1:])[:-1])
