@@ -2,10 +2,12 @@
 
 The built-in corpus has no drums and few accompaniment textures, while users bring pop songs. For one
 converted piece we take the top line, find one chord per bar (from the piece's own voices when it has
-several, else by harmonizing the melody in its estimated key), write an `.mma` file with a groove that
-fits the meter, run `mma` and merge its tracks with the melody, aligned at the first full bar. Groove,
-tempo and lead instrument come from `random.Random(f"{seed}:{piece_id}")`, and mma is seeded too
-(`RndSeed`, fixed PYTHONHASHSEED), so the same piece and seed give byte-identical MIDI.
+several, else by harmonizing the melody in its estimated key), draw a texture and a groove that fits the
+meter (any of the ~690 usable grooves of musicmha/data/groove_table.py), the instruments (General MIDI
+families, musicmha/data/instruments.py), a tempo in the groove's range and a key, write an `.mma` file, run
+`mma`, put its tracks on the drawn instruments and merge them with the melody, aligned at the first full
+bar. Everything comes from `random.Random(f"{seed}:{piece_id}")`, and mma is seeded too (`RndSeed`, fixed
+PYTHONHASHSEED), so the same piece and seed give byte-identical MIDI.
 """
 
 from __future__ import annotations
@@ -23,34 +25,18 @@ from pathlib import Path
 import symusic
 
 from musicmha.errors import MusicmhaError
+from musicmha.data.grooves import grooves_for, track_kind
+from musicmha.data.instruments import (Instruments, draw_instruments, draw_shift, draw_texture,
+                                       shift_key_signature)
 from musicmha.data.midi_io import load_midi
 
 log = logging.getLogger(__name__)
 
-# Family -> (groove, lowest, highest quarter notes per minute of the melody). Each renders drums, a bass
-# line and comping (tests/data/test_arrange.py renders every one). Left out after trying: Folk (5 drum notes
-# in 8 bars), Hymn/FolkBallad/ArpeggioWaltz/Arpeggio68 (no drums), Ballad68 (4 beats to a 6/8 bar).
-GROOVES: dict[str, tuple[tuple[str, int, int], ...]] = {
-    "4/4": (("50sRock", 100, 150), ("60sRock", 100, 140), ("8Beat", 90, 130), ("BasicRock", 100, 140),
-            ("SoftRock", 80, 115), ("FolkRock", 90, 130), ("PopBallad", 66, 92), ("Swing", 110, 170),
-            ("EasySwing", 90, 130), ("BVFunk", 90, 115), ("BossaNova", 110, 140), ("CountrySwing", 110, 160),
-            ("SlowCountry", 70, 100), ("Bluegrass", 120, 170), ("Rhumba", 90, 120), ("Ska", 110, 150),
-            ("JazzRock", 100, 140), ("Twist", 120, 160), ("Foxtrot", 100, 140), ("Zydeco", 110, 150)),
-    "3/4": (("Waltz", 90, 150), ("Waltz1", 90, 150), ("CountryWaltz", 90, 140), ("JazzWaltz", 110, 180),
-            ("FastWaltz", 150, 200), ("LatinWaltz", 100, 150), ("RockWaltz", 90, 140),
-            ("ModernJazzWaltz", 110, 170), ("BroadwayWaltz", 100, 160)),
-    "6/8": (("68Swing", 100, 160), ("68Swing1", 100, 160), ("Blues68", 80, 130), ("68March", 150, 200)),
-}
-# mma beats (quarter notes in its output) per bar; every other groove above has 4 (4/4) or 3 (3/4).
-GROOVE_BEATS = {"68Swing": 6, "68Swing1": 6, "Blues68": 6, "68March": 2}
-# Their bass lines are a guitar (BossaNova) and a tuba (68March): a bass keeps "bass" one family of programs.
-GROOVE_SETUP = {"BossaNova": "Bass Voice AcousticBass", "68March": "Bass Voice AcousticBass"}
-# Meter -> (groove family, melody bars per mma bar): 2/4 and 3/8 bars are paired into 4/4 and 6/8 bars.
-METERS = {(4, 4): ("4/4", 1), (2, 2): ("4/4", 1), (2, 4): ("4/4", 2), (3, 4): ("3/4", 1),
-          (6, 8): ("6/8", 1), (3, 8): ("6/8", 2)}
-# General MIDI lead instruments: piano, e-piano, vibraphone, nylon guitar, violin, trumpet, alto sax,
-# clarinet, flute, square lead.
-LEAD_PROGRAMS = (0, 4, 11, 24, 40, 56, 65, 71, 73, 80)
+# Melody meter -> (groove meter of musicmha/data/grooves.json, melody bars per mma bar). 2/4 pairs into 4/4
+# grooves (mma's own 2/4 styles, polka and marches, are written in 4) and 3/8 into 6/8; 6/8 also pairs into
+# 12/8 grooves (mma's 6/8 ballads are written in 4 dotted-quarter beats); 5/4 takes Jazz54's.
+METERS = {(4, 4): (("4/4", 1),), (2, 2): (("4/4", 1),), (2, 4): (("4/4", 2), ("2/4", 1)), (3, 4): (("3/4", 1),),
+          (6, 8): (("6/8", 1), ("12/8", 2)), (3, 8): (("6/8", 2),), (12, 8): (("12/8", 1),), (5, 4): (("5/4", 1),)}
 NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 QUALITIES = {"": (0, 4, 7), "m": (0, 3, 7), "7": (0, 4, 7, 10), "dim": (0, 3, 6)}
 # A quality's handicap, so a passing seventh or a bare third does not outvote a plain triad.
@@ -68,10 +54,16 @@ MMA_TIMEOUT = 60.0
 class Plan:
     groove: str
     tempo: int  # quarter notes per minute
-    program: int
+    program: int  # the lead's
     pickup: int  # ticks before the first full bar
-    chords: list[str]  # one per melody bar from the first full bar
+    chords: list[str]  # one per melody bar from the first full bar, in the played key
     meter: tuple[int, int]
+    per: int = 1  # melody bars per mma bar
+    beats: int = 4  # mma beats per mma bar
+    instruments: Instruments | None = None  # None: mma's own voices, drums kept (tests)
+    family: str = ""  # the groove's family word (a style token for issue 28)
+    key_shift: int = 0  # semitones the chords moved
+    melody_shift: int = 0  # semitones the melody moved (key_shift plus octaves for the lead's range)
 
 
 def melody_notes(score: symusic.Score) -> list[symusic.Note]:
@@ -184,21 +176,38 @@ def plan_arrangement(score: symusic.Score, piece_id: str, seed: int, pickup: flo
             chord = harmonize_bar(pitch_weights(melody, lo, hi), tonic, mode)
         chords.append(chord or (chords[-1] if chords else NAMES[tonic] + ("m" if mode == "minor" else "")))
     rng = random.Random(f"{seed}:{piece_id}")
-    groove, low, high = rng.choice(GROOVES[METERS[meter][0]])
-    return Plan(groove, rng.randint(low, high), rng.choice(LEAD_PROGRAMS), start, chords, meter)
+    texture = draw_texture(rng)
+    options = [(g, per) for gmeter, per in METERS[meter]
+               for g in grooves_for(gmeter, ("band",) if texture == "band" else ("band", "quiet"))
+               if g["beats"] % per == 0]
+    if not options:
+        raise MusicmhaError(f"no groove for {meter[0]}/{meter[1]} ({texture})")
+    # Families with many variations (jazz, latin) would crowd out the rest: weigh 1/sqrt(family size).
+    sizes = {g["family"]: 0 for g, _ in options}
+    for g, _ in options:
+        sizes[g["family"]] += 1
+    groove, per = rng.choices(options, weights=[sizes[g["family"]] ** -0.5 for g, _ in options])[0]
+    instruments = draw_instruments(rng, texture, groove["family"])
+    tempo = rng.randint(*groove["tempo"])
+    key_shift, melody_shift = draw_shift(rng, [n.pitch for n in melody], instruments.lead)
+    return Plan(groove["name"], tempo, instruments.lead, start, [transpose_chord(c, key_shift) for c in chords],
+                meter, per, groove["beats"], instruments, groove["family"], key_shift, melody_shift)
+
+
+def transpose_chord(chord: str, semitones: int) -> str:
+    """`chord` ("F#m", "Bb7") with its root moved by `semitones`, spelled from NAMES."""
+    root = max((n for n in NAMES if chord.startswith(n)), key=len)
+    return NAMES[(NAMES.index(root) + semitones) % 12] + chord[len(root):]
 
 
 def mma_source(plan: Plan, rnd_seed: int) -> str:
-    """The `.mma` text: groove, tempo, time signature and one line per mma bar (two melody bars when the
-    meter is paired, with the second chord halfway through)."""
-    family, per = METERS[plan.meter]
-    beats = GROOVE_BEATS.get(plan.groove, int(family[0]))
+    """The `.mma` text: groove, tempo, time signature and one line per mma bar (`per` melody bars, each
+    chord taking its share of the mma beats)."""
+    beats, per = plan.beats, plan.per
     quarters = plan.meter[0] * 4 / plan.meter[1] * per
     lines = [f"// musicmha arrangement: {plan.groove}", f"Groove {plan.groove}",
              f"Tempo {plan.tempo * beats / quarters:.3f}", f"TimeSig {plan.meter[0]} {plan.meter[1]}",
              f"RndSeed {rnd_seed}"]
-    if plan.groove in GROOVE_SETUP:
-        lines.append(GROOVE_SETUP[plan.groove])
     for number, i in enumerate(range(0, len(plan.chords), per), start=1):
         group = (plan.chords[i:i + per] + plan.chords[-1:] * per)[:per]
         lines.append(f"{number} " + " ".join(c + " /" * (beats // per - 1) for c in group))
@@ -216,6 +225,11 @@ def require_mma() -> str:
 
 def run_mma(text: str, timeout: float = MMA_TIMEOUT) -> symusic.Score:
     """Render `.mma` text with the `mma` command into a Score (its own tick resolution)."""
+    return run_mma_raw(text, timeout)[0]
+
+
+def run_mma_raw(text: str, timeout: float = MMA_TIMEOUT) -> tuple[symusic.Score, str]:
+    """`run_mma`, and what mma printed (its `Print` lines)."""
     exe = require_mma()
     with tempfile.TemporaryDirectory(prefix="musicmha-mma-") as tmp:
         src, out = Path(tmp) / "piece.mma", Path(tmp) / "piece.mid"
@@ -229,7 +243,7 @@ def run_mma(text: str, timeout: float = MMA_TIMEOUT) -> symusic.Score:
         if done.returncode != 0 or not out.is_file():
             errors = [ln.strip() for ln in (done.stdout + done.stderr).splitlines() if "rror" in ln]
             raise MusicmhaError(f"mma failed: {(errors or ['exit status %d' % done.returncode])[0][:200]}")
-        return load_midi(out)
+        return load_midi(out), done.stdout
 
 
 def arrange(source: str | os.PathLike | bytes | symusic.Score, piece_id: str, seed: int = 0,
@@ -240,8 +254,7 @@ def arrange(source: str | os.PathLike | bytes | symusic.Score, piece_id: str, se
     plan = plan_arrangement(score, piece_id, seed, pickup)
     rng = random.Random(f"{seed}:{piece_id}:mma")
     accompaniment = run_mma(mma_source(plan, rng.randrange(1, 2**31)))
-    family, per = METERS[plan.meter]
-    beats = GROOVE_BEATS.get(plan.groove, int(family[0]))
+    beats, per = plan.beats, plan.per
     # One mma bar of `beats` quarters spans `per` melody bars: relabel its resolution so that holds, then
     # resample to the melody's ticks and start at the first full bar.
     quarters_num, quarters_den = plan.meter[0] * 4 * per, plan.meter[1]
@@ -254,14 +267,38 @@ def arrange(source: str | os.PathLike | bytes | symusic.Score, piece_id: str, se
     out.tempos.append(symusic.Tempo(0, qpm=float(plan.tempo)))
     out.time_signatures.append(symusic.TimeSignature(0, *plan.meter))
     for key in score.key_signatures[:1]:
-        out.key_signatures.append(key.copy())
+        out.key_signatures.append(symusic.KeySignature(
+            0, shift_key_signature(key.key, key.tonality, plan.key_shift), key.tonality))
     lead = symusic.Track(name="Melody", program=plan.program, is_drum=False)
     for note in melody_notes(score):
+        note.pitch = min(127, max(0, note.pitch + plan.melody_shift))
         lead.notes.append(note)
     out.tracks.append(lead)
-    for track in accompaniment.tracks:
-        if len(track.notes):
-            out.tracks.append(track.copy())
-    log.debug("%s: %s at %d qpm, program %d, %d bars", piece_id, plan.groove, plan.tempo, plan.program,
-              len(plan.chords))
+    out.tracks.extend(voice_tracks(accompaniment, plan.instruments))
+    log.debug("%s: %s at %d qpm, program %d, shift %d, %d bars", piece_id, plan.groove, plan.tempo, plan.program,
+              plan.melody_shift, len(plan.chords))
     return out, plan
+
+
+def voice_tracks(accompaniment: symusic.Score, instruments: Instruments | None) -> list[symusic.Track]:
+    """mma's tracks with notes, on the drawn instruments: bass tracks (Bass*, Walk*) on the bass program,
+    comping tracks on the comping programs in turn (tracks on one mma voice stay on one program), drum
+    tracks dropped when the texture has none. None keeps mma's voices."""
+    tracks = [t.copy() for t in accompaniment.tracks if len(t.notes)]
+    if instruments is None:
+        return tracks
+    voices: dict[int, int] = {}
+    kept = []
+    for track in tracks:
+        kind = track_kind(track.name, track.is_drum)
+        if kind == "drums":
+            if not instruments.drums:
+                continue
+        elif kind == "bass":
+            track.program = instruments.bass
+        else:
+            if track.program not in voices:
+                voices[track.program] = instruments.comping[len(voices) % len(instruments.comping)]
+            track.program = voices[track.program]
+        kept.append(track)
+    return kept

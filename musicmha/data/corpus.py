@@ -6,8 +6,9 @@ fail or run past the time limit are skipped and listed in `manifest.json` with t
 a stable id ("bach/bwv66.6.mxl", "essenFolksong/han1.abc#12") whose hash fixes its split.
 
 The `arrangements` collection is made from converted pieces rather than music21 files: a melody over
-drums, bass and comping from Debian's `mma` (musicmha/data/arrange.py). Each arrangement keeps its source's
-split, so no test piece reaches training through its arrangement.
+drums, bass and comping from Debian's `mma` (musicmha/data/arrange.py), about two per source melody by
+default (musicmha/data/arrangements.py; a second build re-renders only what changed). Each arrangement keeps
+its source's split, so no test piece reaches training through its arrangement.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from musicmha.errors import ConfigError, MusicmhaError
-from musicmha.data.arrangements import ARRANGEMENTS, build_arrangements
+from musicmha.data.arrangements import ARRANGEMENTS, DEFAULT_ARRANGEMENTS, build_arrangements
 from musicmha.data.manifest import CORPUS_KIND, read_corpus_manifest, replace_collection, write_manifest
 from musicmha.data.score_to_midi import PieceResult, convert_file, corpus_root
 from musicmha.data.split import SPLITS, split_of
@@ -42,8 +43,8 @@ class CorpusConfig:
     workers: int = 0  # 0: all cores
     timeout: float = 60.0  # CPU seconds for parsing one file, and again for converting each piece
     limit: int | None = None  # at most this many files per collection and pieces per file (quick tests)
-    arrangements: int = 2000  # source pieces to arrange when the arrangements collection is built
-    seed: int = 0  # picks each arrangement's groove, tempo and lead instrument
+    arrangements: int = DEFAULT_ARRANGEMENTS  # arrangements to make (several per source melody past ~12,000)
+    seed: int = 0  # draws each arrangement's groove, texture, instruments, tempo and key
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)

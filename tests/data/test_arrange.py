@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 import symusic
 
-from musicmha.data.arrange import (GROOVE_BEATS, GROOVES, Plan, detect_chord, estimate_key, harmonize_bar, mma_source,
-                              pitch_weights, plan_arrangement, run_mma)
+from musicmha.data.arrange import (METERS, Plan, detect_chord, estimate_key, harmonize_bar, mma_source, pitch_weights,
+                                   plan_arrangement, run_mma, transpose_chord)
+from musicmha.data.grooves import load_grooves, track_kind
+from musicmha.data.instruments import (BASS_PROGRAMS, COMPING_PROGRAMS, LEAD_FAMILIES, TEXTURES, lead_range,
+                                       shift_key_signature)
 from musicmha.cli import main
 from musicmha.errors import MusicmhaError
 from musicmha.data.midi_io import load_midi
@@ -46,8 +49,8 @@ def test_harmonizing_a_c_major_melody_gives_tonic_subdominant_dominant():
     score = line([(C, 1), (E, 1), (G, 1), (C + 12, 1)], [(F, 1), (A, 1), (C + 12, 2)],
                  [(G, 1), (B, 1), (D + 12, 2)], [(B, 2), (D, 2)], [(C + 12, 4)])
     plan = plan_arrangement(score, "test/c-major", seed=0, pickup=0)
-    # Bar 4 (B and D) is covered by V and vii° alike: the tie goes to V.
-    assert plan.chords == ["C", "F", "G", "G", "C"]
+    # Bar 4 (B and D) is covered by V and vii° alike: the tie goes to V. The plan plays it in another key.
+    assert plan.chords == [transpose_chord(c, plan.key_shift) for c in ["C", "F", "G", "G", "C"]]
     assert estimate_key(pitch_weights(list(score.tracks[0].notes), 0, score.end())) == (0, "major")
     assert harmonize_bar(weights((C, 1)), 0, "major") == "C"  # I, IV and vi cover it: I wins
     assert harmonize_bar(weights((A, 2), (C, 1)), 9, "minor") == "Am"
@@ -57,7 +60,7 @@ def test_harmonizing_a_c_major_melody_gives_tonic_subdominant_dominant():
 def test_a_pickup_moves_the_bars():
     score = line([(C, 4)], [(F, 2), (A, 2)], [(C, 4)], pickup=[(G - 12, 1)])
     plan = plan_arrangement(score, "test/pickup", seed=0, pickup=1.0)
-    assert plan.pickup == TPQ and plan.chords == ["C", "F", "C"]
+    assert plan.pickup == TPQ and plan.chords == [transpose_chord(c, plan.key_shift) for c in ["C", "F", "C"]]
     guessed = plan_arrangement(score, "test/pickup", seed=0)  # no manifest value: estimated from the notes
     assert guessed.pickup == TPQ
 
@@ -75,8 +78,8 @@ def test_chord_detection_from_four_voices():
 
 
 def test_meters_without_a_groove_are_refused():
-    with pytest.raises(MusicmhaError, match="no groove for 5/4"):
-        plan_arrangement(line([(C, 5)], meter=(5, 4)), "test/five", seed=0, pickup=0)
+    with pytest.raises(MusicmhaError, match="no groove for 7/8"):
+        plan_arrangement(line([(C, 3.5)], meter=(7, 8)), "test/seven", seed=0, pickup=0)
     changing = line([(C, 4)], [(C, 3)])
     changing.time_signatures.append(symusic.TimeSignature(4 * TPQ, 3, 4))
     with pytest.raises(MusicmhaError, match="meter changes"):
@@ -84,10 +87,10 @@ def test_meters_without_a_groove_are_refused():
 
 
 def test_two_four_bars_are_paired_into_one_mma_bar():
-    plan = Plan("Swing", 120, 0, 0, ["C", "G", "F"], (2, 4))
+    plan = Plan("Swing", 120, 0, 0, ["C", "G", "F"], (2, 4), per=2, beats=4)
     body = [ln for ln in mma_source(plan, 1).splitlines() if ln[:1].isdigit()]
     assert body == ["1 C / G /", "2 F / F /"]
-    six = Plan("68March", 160, 0, 0, ["Am", "E7"], (6, 8))
+    six = Plan("68March", 160, 0, 0, ["Am", "E7"], (6, 8), per=1, beats=2)
     assert [ln for ln in mma_source(six, 1).splitlines() if ln[:1].isdigit()] == ["1 Am /", "2 E7 /"]
 
 
@@ -118,24 +121,99 @@ def test_arranging_without_converted_sources_says_to_convert_first(tmp_path, cap
 
 
 def bass_tracks(score: symusic.Score) -> list[symusic.Track]:
-    return [t for t in score.tracks if not t.is_drum and 32 <= t.program < 40 and len(t.notes)]
+    return [t for t in score.tracks if track_kind(t.name, t.is_drum) == "bass" and len(t.notes)]
+
+
+def check_groove(groove: dict) -> None:
+    """`groove` renders as the table says: four bars of its beats; bass and comping; drums when a band's."""
+    score = run_mma(mma_source(Plan(groove["name"], groove["tempo"][0], 0, 0, ["C", "Am", "Dm", "G7"], (4, 4),
+                                    beats=groove["beats"]), 3))
+    kinds = {"drums": 0, "bass": 0, "comping": 0}
+    for t in score.tracks:
+        kinds[track_kind(t.name, t.is_drum)] += len(t.notes)
+    assert kinds["bass"] >= 4 and kinds["comping"] >= 4, (groove["name"], kinds)
+    if groove["use"] == "band":
+        assert kinds["drums"] >= 4 * groove["beats"], (groove["name"], kinds)
+    # Four bars of `beats` quarter notes each (a ring-out may pass the end a little).
+    beats = groove["beats"]
+    assert 3 * beats < score.end() / score.ticks_per_quarter <= 4 * beats + 1, (groove["name"], score.end())
+    assert 40 <= groove["tempo"][0] < groove["tempo"][1] <= 260
+
+
+def test_the_groove_table():
+    table = load_grooves()
+    assert len(table) > 600
+    meters = {g["meter"] for g in table.values() if g["use"] == "band"}
+    assert {"4/4", "3/4", "6/8", "12/8", "5/4"} <= meters
+    families = {g["family"] for g in table.values()}
+    assert {"rock", "swing", "bossa nova", "waltz", "march", "funk", "latin", "country", "blues", "ballad",
+            "jazz"} <= families
+    assert table["Swing"]["use"] == "band" and table["Hymn"]["use"] == "quiet" and table["Folk"]["use"] == "quiet"
+    assert not any(w in name for name in table for w in ("Intro", "End", "Fill"))
+    for melody_meter, options in METERS.items():  # every melody meter has a band groove
+        assert any(g["meter"] == gm and g["use"] == "band" for gm, _ in options for g in table.values())
+
+
+@needs_mma
+def test_a_sample_of_grooves_renders_as_the_table_says():
+    table = load_grooves()
+    names = sorted(table)[::60] + ["Hymn", "68March", "Ballad68", "Jazz54", "VieneseWaltz", "BossaNova"]
+    for name in names:
+        check_groove(table[name])
 
 
 @needs_mma
 @pytest.mark.slow
-@pytest.mark.parametrize("family", sorted(GROOVES))
-def test_every_groove_renders_drums_bass_and_comping(family):
-    for groove, low, high in GROOVES[family]:
-        beats = GROOVE_BEATS.get(groove, int(family[0]))
-        meter = tuple(int(x) for x in family.split("/"))
-        score = run_mma(mma_source(Plan(groove, low, 0, 0, ["C", "Am", "Dm", "G7"], meter), 3))
-        names = [t.name for t in score.tracks]
-        assert any(t.is_drum and len(t.notes) for t in score.tracks), (groove, names)
-        assert bass_tracks(score), (groove, names)
-        assert any(not t.is_drum and t not in bass_tracks(score) and len(t.notes) > 4 for t in score.tracks), groove
-        # Four bars of `beats` quarter notes each (a ring-out may pass the end a little).
-        assert 3 * beats < score.end() / score.ticks_per_quarter <= 4 * beats + 1, (groove, score.end())
-        assert low < high
+def test_every_groove_renders_as_the_table_says():
+    for groove in load_grooves().values():
+        check_groove(groove)
+
+
+def test_instruments_keys_and_meters_are_drawn_from_their_families():
+    leads = {p for _, programs in LEAD_FAMILIES.values() for p in programs}
+    tune = line([(C, 1), (E, 1), (G, 2)], [(F, 2), (A, 2)], [(G, 4)], [(C, 4)])
+    seen = {"textures": set(), "shifts": set(), "families": set()}
+    for i in range(150):
+        plan = plan_arrangement(tune, f"test/{i}", seed=1, pickup=0)
+        tx = plan.instruments
+        seen["textures"].add(tx.texture)
+        seen["shifts"].add(plan.key_shift)
+        seen["families"].add(plan.family)
+        assert plan.groove in load_grooves() and load_grooves()[plan.groove]["meter"] == "4/4"
+        low, high = load_grooves()[plan.groove]["tempo"]
+        assert low <= plan.tempo <= high
+        assert plan.melody_shift % 12 == plan.key_shift % 12 and -6 <= plan.key_shift <= 5
+        assert all(lead_range(plan.program)[0] <= p + plan.melody_shift <= lead_range(plan.program)[1]
+                   for p in (C, A))
+        if tx.texture == "band":
+            assert tx.drums and load_grooves()[plan.groove]["use"] == "band"
+            assert plan.program in leads and tx.bass in BASS_PROGRAMS and set(tx.comping) <= set(COMPING_PROGRAMS)
+        elif tx.texture == "piano":
+            assert not tx.drums and tx.lead == tx.bass == tx.comping[0] < 8
+        elif tx.texture == "strings":
+            assert not tx.drums and tx.lead == 40 and tx.bass in (42, 43) and set(tx.comping) <= {40, 41, 48, 49}
+        else:
+            assert tx.texture == "brass" and tx.lead in (56, 60) and tx.bass in (57, 58)
+    assert seen["textures"] == set(TEXTURES) and len(seen["shifts"]) == 12 and len(seen["families"]) > 8
+    again = plan_arrangement(tune, "test/7", seed=1, pickup=0)
+    assert again == plan_arrangement(tune, "test/7", seed=1, pickup=0)
+    assert shift_key_signature(0, 0, 2) == 2 and shift_key_signature(-1, 0, -1) == 4  # D major; E major
+    assert shift_key_signature(0, 1, 2) == 2  # A minor up a tone: B minor, two sharps
+
+
+@pytest.mark.parametrize("meter, grooves, per", [((3, 4), {"3/4"}, {1}), ((6, 8), {"6/8", "12/8"}, {1, 2}),
+                                                 ((2, 4), {"4/4"}, {2}), ((3, 8), {"6/8"}, {2}),
+                                                 ((12, 8), {"12/8"}, {1}), ((5, 4), {"5/4"}, {1})])
+def test_each_meter_gets_its_grooves(meter, grooves, per):
+    quarters = meter[0] * 4 / meter[1]
+    tune = line(*[[(C, quarters / 2), (G, quarters / 2)]] * 4, meter=meter)
+    found = set()
+    for i in range(40):
+        plan = plan_arrangement(tune, f"meter/{i}", seed=0, pickup=0)
+        found.add((load_grooves()[plan.groove]["meter"], plan.per))
+        assert plan.beats % plan.per == 0 and plan.meter == meter
+    assert {g for g, _ in found} <= grooves and {p for _, p in found} <= per
+    assert {g for g, _ in found} == grooves or meter == (6, 8)  # 12/8 grooves are few: not always drawn
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +222,7 @@ def arranged(tmp_path_factory) -> Path:
         pytest.skip("needs Debian's mma (apt-get install mma)")
     out = tmp_path_factory.mktemp("arranged")
     assert main(["corpus", "--out", str(out), "--collections", "bach", "--limit", "2", "--workers", "2"]) == 0
-    assert main(["corpus", "--out", str(out), "--collections", "arrangements", "--arrangements", "2",
+    assert main(["corpus", "--out", str(out), "--collections", "arrangements", "--arrangements", "4",
                  "--workers", "2", "--seed", "5"]) == 0
     return out
 
@@ -155,22 +233,28 @@ def test_arrangements_of_real_chorales(arranged):
     sources = {p["id"]: p for p in manifest["pieces"] if p["collection"] == "bach"}
     pieces = [p for p in manifest["pieces"] if p["collection"] == "arrangements"]
     stats = manifest["collections"]["arrangements"]
-    assert len(pieces) == stats["pieces"] == 2 and stats["failures"] == [] and stats["seed"] == 5
-    assert manifest["pieces_total"] == len(manifest["pieces"]) == 4
+    assert len(pieces) == stats["pieces"] == 4 and stats["failures"] == [] and stats["seed"] == 5
+    assert manifest["pieces_total"] == len(manifest["pieces"]) == 6
+    assert sorted((p["source"], p["variant"]) for p in pieces) == sorted((s, v) for s in sources for v in (0, 1))
     for piece in pieces:
         source = sources[piece["source"]]
-        assert piece["id"] == "arrangements/" + source["id"]
+        assert piece["id"] == "arrangements/" + source["id"] + ("~1" if piece["variant"] else "")
         assert piece["split"] == source["split"]
         original, score = load_midi(arranged / source["path"]), load_midi(arranged / piece["path"])
         assert score.ticks_per_quarter == original.ticks_per_quarter
         assert [round(t.qpm, 3) for t in score.tempos] == [piece["tempo"]]
+        assert piece["meter"] == "4/4" and piece["family"] == load_grooves()[piece["groove"]]["family"]
         melody, *band = score.tracks
         assert melody.name == "Melody" and melody.program == piece["program"] and not melody.is_drum
         soprano = original.tracks[0].notes
-        assert [(n.time, n.pitch, n.duration) for n in melody.notes] == [(n.time, n.pitch, n.duration) for n in soprano]
+        shift = piece["melody_shift"]
+        assert [(n.time, n.pitch, n.duration) for n in melody.notes] == \
+            [(n.time, n.pitch + shift, n.duration) for n in soprano]
         drums = [t for t in band if t.is_drum]
-        assert len(drums) == 1 and len(drums[0].notes) > 20
-        assert bass_tracks(score) and any(not t.is_drum and t not in bass_tracks(score) for t in band)
+        assert piece["drums"] == bool(drums) and (piece["texture"] in ("band", "brass") or not drums)
+        assert not drums or (len(drums) == 1 and len(drums[0].notes) > 20)
+        assert bass_tracks(score) and all(t.program == piece["bass"] for t in bass_tracks(score))
+        assert any(track_kind(t.name, t.is_drum) == "comping" for t in band)
         # The accompaniment starts on the chorale's first downbeat (after its pickup) and lasts as long.
         downbeat = round(source["pickup"] * score.ticks_per_quarter)
         assert piece["pickup"] == source["pickup"] and piece["pickup_estimated"] is False
@@ -178,15 +262,27 @@ def test_arrangements_of_real_chorales(arranged):
         assert abs(max(t.end() for t in band) - original.end()) <= 4 * score.ticks_per_quarter
 
 
+def midi_files(folder: Path) -> dict[Path, tuple[bytes, int]]:
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted((folder / "arrangements").rglob("*.mid"))}
+
+
 @pytest.mark.slow
-def test_arrangements_rebuild_byte_identical_and_the_seed_changes_them(arranged, tmp_path):
-    before = {p: p.read_bytes() for p in sorted((arranged / "arrangements").rglob("*.mid"))}
-    assert len(before) == 2
-    args = ["corpus", "--out", str(arranged), "--collections", "arrangements", "--arrangements", "2", "--workers", "1"]
+def test_a_rebuild_reuses_the_files_and_the_seed_changes_them(arranged):
+    before = midi_files(arranged)
+    assert len(before) == 4
+    args = ["corpus", "--out", str(arranged), "--collections", "arrangements", "--arrangements", "4", "--workers", "1"]
     assert main([*args, "--seed", "5"]) == 0
-    assert {p: p.read_bytes() for p in sorted((arranged / "arrangements").rglob("*.mid"))} == before
+    stats = json.loads((arranged / "manifest.json").read_text())["collections"]["arrangements"]
+    assert stats["rendered"] == 0 and stats["reused"] == 4
+    assert midi_files(arranged) == before  # same bytes, not even rewritten
     assert main([*args, "--seed", "6"]) == 0
-    assert {p: p.read_bytes() for p in sorted((arranged / "arrangements").rglob("*.mid"))} != before
+    assert {p: b for p, (b, _) in midi_files(arranged).items()} != {p: b for p, (b, _) in before.items()}
+    assert main([*args, "--seed", "5"]) == 0  # rendered again: byte-identical to the first build
+    stats = json.loads((arranged / "manifest.json").read_text())["collections"]["arrangements"]
+    assert stats["rendered"] == 4
+    assert {p: b for p, (b, _) in midi_files(arranged).items()} == {p: b for p, (b, _) in before.items()}
+    assert main([*args[:-2], "--arrangements", "2", "--seed", "5"]) == 0  # fewer: the others' files go
+    assert len(midi_files(arranged)) == 2
     assert main([*args, "--seed", "5"]) == 0  # leave the fixture as it was
 
 
