@@ -32,9 +32,14 @@ def add_corpus(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="CPU seconds allowed per file parse and per piece")
     p.add_argument("--limit", type=int, default=None,
                    help="at most N files per collection and N pieces per file (quick tests)")
-    p.add_argument("--arrangements", type=int, default=2000,
-                   help="how many converted pieces to arrange (needs Debian's mma: apt-get install mma)")
-    p.add_argument("--seed", type=int, default=0, help="seed for each arrangement's groove, tempo and instrument")
+    p.add_argument("--arrangements", type=int, default=None,
+                   help="how many arrangements to make, several per source melody past the ~12,000 sources "
+                        "(default 24000; needs Debian's mma: apt-get install mma); a rebuild reuses the files")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for each arrangement's groove, texture, instruments, tempo and key")
+    p.add_argument("--report", action="store_true",
+                   help="print the coverage of the corpus in --out (programs, drums, meters, tempi, keys, "
+                        "grooves) instead of building; see benchmarks/corpus_coverage.py for tokens")
     p.add_argument("--list", action="store_true", help="list the collections and their file counts, then exit")
     p.set_defaults(run=_run_corpus)
 
@@ -46,8 +51,14 @@ def _run_corpus(args: argparse.Namespace) -> int:
         for name, files in available_collections().items():
             print(f"{name}: {len(files)} files")
         return 0
+    if args.report:
+        from musicmha.data.coverage import corpus_coverage, format_coverage
+
+        print(format_coverage({args.out: corpus_coverage(args.out)}))
+        return 0
+    extra = {} if args.arrangements is None else {"arrangements": args.arrangements}
     cfg = CorpusConfig(out=args.out, collections=collections_arg(args.collections), workers=args.workers,
-                       timeout=args.timeout, limit=args.limit, arrangements=args.arrangements, seed=args.seed)
+                       timeout=args.timeout, limit=args.limit, seed=args.seed, **extra)
     for line in summary(build_corpus(cfg)):
         print(line)
     return 0
