@@ -128,13 +128,15 @@ def _convert(cfg: CorpusConfig) -> dict:
     if not tasks:
         raise MusicmhaError("no source files selected")
     root = corpus_root()
+    reused = _reusable(cfg, tasks)
+    tasks = [rel for rel in tasks if rel not in reused]
     # Biggest files first (multi-tune ABC files take seconds): the pool then ends with short tasks and
     # both cores stay busy to the end.
     tasks.sort(key=lambda rel: -(root / rel).stat().st_size)
     cfg.out.mkdir(parents=True, exist_ok=True)
     workers = cfg.workers or os.cpu_count() or 1
     args = [(rel, str(cfg.out), cfg.timeout, cfg.limit) for rel in tasks]
-    results: list[PieceResult] = []
+    results: list[PieceResult] = [r for rel in sorted(reused) for r in reused[rel]]
     bar = tqdm(total=len(tasks), desc="corpus", unit="file", dynamic_ncols=True)
     # maxtasksperchild: music21 keeps caches that grow with every parsed file.
     with multiprocessing.Pool(workers, maxtasksperchild=50) as pool:
@@ -144,6 +146,8 @@ def _convert(cfg: CorpusConfig) -> dict:
             bar.set_postfix(pieces=sum(r.path is not None for r in results),
                             failed=sum(r.error is not None for r in results))
     bar.close()
+    if reused:
+        log.info("reused the conversion of %d of %d files", len(reused), len(reused) + len(tasks))
     manifest = _manifest(cfg, files, results, time.perf_counter() - started)
     old = read_corpus_manifest(cfg.out)
     if old and ARRANGEMENTS in old.get("collections", {}) and ARRANGEMENTS not in manifest["collections"]:
@@ -153,6 +157,32 @@ def _convert(cfg: CorpusConfig) -> dict:
         replace_collection(manifest, ARRANGEMENTS, old["collections"][ARRANGEMENTS], kept)
     write_manifest(cfg.out, manifest)
     return manifest
+
+
+def _convert_settings(cfg: CorpusConfig) -> dict:
+    import music21
+
+    return {"music21": music21.__version__, "timeout": cfg.timeout, "limit": cfg.limit}
+
+
+def _reusable(cfg: CorpusConfig, tasks: list[str]) -> dict[str, list[PieceResult]]:
+    """Source file -> its results in the corpus manifest already in `cfg.out`, for the files an earlier build
+    converted with the same music21 version, time limit and piece limit and whose MIDI files are all there:
+    a second build converts only what is new."""
+    old = read_corpus_manifest(cfg.out)
+    if not old or old.get("convert_settings") != _convert_settings(cfg):
+        return {}
+    found: dict[str, list[PieceResult]] = {}
+    for p in old["pieces"]:
+        if p["collection"] != ARRANGEMENTS:
+            found.setdefault(p["id"].split("#")[0], []).append(PieceResult(
+                p["id"], p["collection"], p["path"], p["notes"], note=p.get("note"), pickup=p.get("pickup")))
+    for name, stats in old["collections"].items():
+        for f in stats["failures"] if name != ARRANGEMENTS else []:
+            found.setdefault(f["id"].split("#")[0], []).append(PieceResult(f["id"], name, error=f["reason"]))
+    wanted = set(tasks)
+    return {rel: results for rel, results in found.items() if rel in wanted
+            and all(r.path is None or (cfg.out / r.path).is_file() for r in results)}
 
 
 def _manifest(cfg: CorpusConfig, files: dict[str, list[str]], results: list[PieceResult], seconds: float) -> dict:
@@ -172,7 +202,7 @@ def _manifest(cfg: CorpusConfig, files: dict[str, list[str]], results: list[Piec
                **({"note": r.note} if r.note else {}), **({"pickup": r.pickup} if r.pickup is not None else {})}
               for r in results if r.path is not None]
     return {
-        "kind": CORPUS_KIND, "version": 1, "music21": music21.__version__,
+        "kind": CORPUS_KIND, "version": 1, "music21": music21.__version__, "convert_settings": _convert_settings(cfg),
         "split_rule": "sha256(piece id) -> train < 0.90 <= validation < 0.95 <= test",
         "pieces_total": len(pieces), "notes_total": sum(p["notes"] for p in pieces),
         "failures_total": sum(len(c["failures"]) for c in collections.values()),

@@ -91,3 +91,15 @@ def test_malformed_repeats_keep_the_piece_unexpanded():
     assert why is not None and "repeats" in why
     notes = load_midi(data).tracks[0].notes
     assert [n.pitch for n in notes] == [60, 61, 62]  # each measure once
+
+
+def test_a_second_build_reuses_the_conversion(built, caplog):
+    """Same music21, time limit and piece limit: nothing is converted again (files not even rewritten)."""
+    before = {p: p.stat().st_mtime_ns for p in built.rglob("*.mid")}
+    manifest = json.loads((built / "manifest.json").read_text())
+    with caplog.at_level("INFO", logger="musicmha.data.corpus"):
+        assert main(["corpus", "--out", str(built), "--collections", "bach", "--limit", "3", "--workers", "2"]) == 0
+    assert "reused the conversion of 3 of 3 files" in caplog.text
+    assert {p: p.stat().st_mtime_ns for p in built.rglob("*.mid")} == before
+    again = json.loads((built / "manifest.json").read_text())
+    assert {k: v for k, v in again.items() if k != "seconds"} == {k: v for k, v in manifest.items() if k != "seconds"}
