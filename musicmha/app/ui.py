@@ -32,6 +32,17 @@ def _slots(count: float | None) -> list:
     return [gr.Column(visible=index < n) for index in range(MAX_VARIATIONS)]
 
 
+def _rewound(count: int = MAX_VARIATIONS) -> list:
+    """Players back at 0:00. Gradio's player keeps the position it was left at (its `playback_position`) and
+    puts the next audio it is given there: a new result would start where the old one stopped."""
+    return [gr.Audio(playback_position=0) for _ in range(count)]
+
+
+def _fresh_slots(count: float | None) -> list:
+    """Before a run: the slots it fills, and every result's player back at 0:00 for the audio to come."""
+    return [*_slots(count), *_rewound()]
+
+
 def _slots_with_results(*files: str | None) -> list:
     return [gr.Column(visible=index == 0 or bool(f)) for index, f in enumerate(files)]
 
@@ -177,8 +188,9 @@ def build_app(config: AppConfig) -> gr.Blocks:
         checkpoint.change(lambda value: (about_summary(handlers.checkpoint_folder(value)),
                                          model_card(handlers.checkpoint_folder(value))),
                           inputs=checkpoint, outputs=[about, card], queue=False, api_visibility="private")
-        full_view.change(handlers.views, inputs=[full_view, results], outputs=[*audios, *rolls],
-                         api_visibility="private", show_progress="hidden")
+        (full_view.change(_rewound, outputs=audios, queue=False, api_visibility="private")
+         .then(handlers.views, inputs=[full_view, results], outputs=[*audios, *rolls], api_visibility="private",
+               show_progress="hidden"))
 
         # The page's settings by name (settings.CONTINUE_SETTINGS / FILL_SETTINGS name them in the API's order):
         # the handlers receive them as keywords and make one request of them.
@@ -190,7 +202,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
         # A bad value stops the chain at the check: one message, nothing else on the page changes.
         run = (generate.click(handlers.check, inputs=[current], inputs_kwargs=settings, api_visibility="private",
                               show_progress="hidden", concurrency_limit=None)
-               .success(_slots, inputs=variations, outputs=slots, queue=False, api_visibility="private")
+               .success(_fresh_slots, inputs=variations, outputs=[*slots, *audios], queue=False,
+                        api_visibility="private")
                .success(handlers.generate, inputs=[current],
                         inputs_kwargs={**settings, "full_view": full_view, "session": session},
                         outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="generate",
@@ -207,7 +220,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
         fill_settings = {name: fields[name] for name in FILL_SETTINGS}
         refill = (regenerate.click(fill.check, inputs=[current, first_bar, last_bar], inputs_kwargs=fill_settings,
                                    api_visibility="private", show_progress="hidden", concurrency_limit=None)
-                  .success(_slots, inputs=variations, outputs=slots, queue=False, api_visibility="private")
+                  .success(_fresh_slots, inputs=variations, outputs=[*slots, *audios], queue=False,
+                           api_visibility="private")
                   .success(fill.regenerate, inputs=[current, first_bar, last_bar],
                            inputs_kwargs={**fill_settings, "full_view": full_view, "session": session},
                            outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="regenerate",

@@ -144,7 +144,8 @@ PLAYHEAD_JS = """
     roll.dataset.time = t.toFixed(3);
   };
   window.musicmhaPlayhead = sync;
-  for (const type of ['play', 'pause', 'ended', 'seeked', 'timeupdate', 'emptied', 'loadedmetadata']) {
+  for (const type of ['play', 'pause', 'ended', 'seeked', 'timeupdate', 'emptied', 'loadstart',
+                      'loadedmetadata']) {
     document.addEventListener(type, (event) => {
       if (event.target instanceof HTMLMediaElement) sync(event.target);
     }, true);

@@ -448,6 +448,48 @@ def test_browser_regenerate_these_bars_keep_one_and_undo(page, tmp_path):
     assert page.locator("#result-roll-2 .mm-range").count() == 1 and page.external == []
 
 
+def _play(page, slot: int, seconds: float) -> float:
+    """Play result `slot` with its own play button for about `seconds`, pause it, and say where it stopped."""
+    audio = f"document.querySelector('#result-audio-{slot} audio')"
+    page.wait_for_function(f"{audio}.duration > 0", timeout=30_000)
+    player = page.locator(f"#result-audio-{slot} audio").bounding_box()
+    page.mouse.click(player["x"] + 18, player["y"] + player["height"] / 2)
+    page.wait_for_function(f"!{audio}.paused", timeout=10_000)
+    time.sleep(seconds)
+    page.mouse.click(player["x"] + 18, player["y"] + player["height"] / 2)
+    page.wait_for_function(f"{audio}.paused", timeout=10_000)
+    return page.evaluate(f"{audio}.currentTime")
+
+
+@pytest.mark.slow
+def test_browser_every_new_result_is_ready_at_the_start(page):
+    """Issue 30 item 1: a result played to 3 s, then Generate again: the new result's player and playhead are
+    at 0:00 (gradio's player kept the old position and put the new audio there)."""
+    _example(page, "essen_folksong_han1_1")
+    _set_slider(page, "variations", 2)
+    page.locator("#length input").fill("4")
+    _generate(page, 2)
+    assert _play(page, 2, 1.2) > 0.5
+    played = _play(page, 1, 0.8)
+    assert played > 0.3
+    old = page.evaluate("document.querySelector('#result-audio-1 audio').src")
+    _generate(page, 2)
+    for slot in (1, 2):
+        audio = f"document.querySelector('#result-audio-{slot} audio')"
+        page.wait_for_function(f"{audio}.duration > 0 && {audio}.src !== {old!r}", timeout=30_000)
+        time.sleep(0.5)  # a late seek would land by now
+        assert page.evaluate(f"{audio}.currentTime") == 0
+        assert _playhead(page, slot)[1] == "none"  # nothing drawn before Play
+    short = page.evaluate("+document.querySelector('#result-roll-1 .mm-roll').dataset.end")
+    assert _play(page, 1, 0.6) > 0.2
+    page.locator("#full-view input").check()  # a new audio for the same result: at 0:00 too
+    page.wait_for_function(f"+document.querySelector('#result-roll-1 .mm-roll').dataset.end > {short} + 1 && "
+                           f"document.querySelector('#result-audio-1 audio').duration > {short} + 1", timeout=30_000)
+    time.sleep(0.5)
+    assert page.evaluate("document.querySelector('#result-audio-1 audio').currentTime") == 0
+    assert _playhead(page, 1)[1] == "none"
+
+
 @pytest.mark.slow
 def test_browser_phone_width(server, tmp_path):
     _skip_without_browser()
