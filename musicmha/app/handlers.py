@@ -19,6 +19,7 @@ from musicmha.errors import MusicmhaError
 from musicmha.generation.request import GenerationRequest
 from musicmha.data.midi_io import MAX_BYTES, load_midi
 from musicmha.render.audio import music_end_seconds
+from musicmha.render.pianoroll import track_keys
 from musicmha.app import history
 from musicmha.app.bars import edit_name
 from musicmha.app.history import new_session  # noqa: F401 (re-exported for the UI and tests)
@@ -42,6 +43,12 @@ class AppConfig:
     time_limit: float = 300.0  # seconds one generation may run; it then stops and keeps what it made
     cache: ModelCache = field(default_factory=ModelCache)
     files: TempFiles = field(default_factory=TempFiles)
+
+
+def prompt_palette(score: symusic.Score | None) -> list | None:
+    """The prompt's track keys: every roll of its results colors each track as the prompt's roll does
+    (None: no prompt, each roll its own)."""
+    return None if score is None else [key for key in track_keys(score) if key is not None]
 
 
 def _session_key(request: gr.Request | None) -> str:
@@ -235,12 +242,13 @@ class Handlers:
                   count: int) -> list:
         boundary = int(score.end()) if score is not None else 0
         start = 0 if full or not boundary else window_start(score, boundary)
+        palette = prompt_palette(score)
         rolls: list = [gr.skip()] * MAX_VARIATIONS
         for index, sketch in enumerate(job.sketches()[:count]):
             if sketch is not None:
                 rolls[index] = roll_html(window(sketch, start), f"result-audio-{index + 1}", size=size,
                                          boundary_tick=boundary - start if boundary else None,
-                                         title=None,
+                                         title=None, keys=track_keys(sketch), palette=palette,
                                          note="Live sketch: the final roll and audio come when it is done.")
         return rolls
 
@@ -251,9 +259,10 @@ class Handlers:
         results = job.results
         seed = results[0].seed if results else None
         named = f"{base}-bars-{bars[0]}-{bars[1]}" if bars else base
+        palette = prompt_palette(job.prompt)
         records = [{"midi": str(write_midi(r.score, self.config.files, f"{named}-variation-{i + 1}.mid")),
                     "boundary": int(r.boundary_tick), "seed": r.seed, "base": base, "steps": steps,
-                    "count": len(results), "notes": r.continuation.note_num(),
+                    "count": len(results), "notes": r.continuation.note_num(), "palette": palette,
                     "edits": [*edits, *([edit_name(*bars)] if bars else [])],
                     **({"bars": list(bars), "span": [int(t) for t in r.span]} if bars and r.span else {})}
                    for i, r in enumerate(results)]
@@ -279,7 +288,7 @@ class Handlers:
             return View(None, placeholder_html(f"Variation {i + 1}: no notes yet."), 0)
         try:
             return render_view(score, f"result-audio-{i + 1}", boundary_tick=record["boundary"] or None,
-                               full=full, size=size, note=note, bars=bars)
+                               full=full, size=size, note=note, bars=bars, palette=record.get("palette"))
         except MusicmhaError as error:
             raise gr.Error(f"cannot render variation {i + 1}: {error}") from None
 

@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from musicmha import assets, checkpoint
 from musicmha.errors import MusicmhaError
 from musicmha.generation.music_generator import MusicGenerator
 from musicmha.render.audio import render_audio
+from musicmha.render.pianoroll import TrackKey, track_keys
 from musicmha.app import bars as bar_range
 from musicmha.app.views import RollSize, roll_html, window, window_start
 
@@ -117,11 +119,12 @@ class View:
 
 def render_view(score: symusic.Score, audio_id: str, *, boundary_tick: int | None = None, full: bool = True,
                 size: RollSize = RollSize(1000, 340), title: str | None = None, note: str = "",
-                bars: tuple[int, int] | None = None) -> View:
+                bars: tuple[int, int] | None = None, palette: Sequence[TrackKey] | None = None) -> View:
     """Audio and piano roll of `score`: the whole piece, or (full=False) the prompt's last bars and then the
     continuation. Both start at the same tick, so the audio's second 0 is the roll's left edge. `bars` (a
     regenerated range first..last) shades the range under bar numbers instead of marking a boundary, and
-    (full=False) shows it with two bars either side."""
+    (full=False) shows it with two bars either side. `palette`: the prompt's track keys, so each track has
+    the color it has in the prompt's roll (default: the score's own)."""
     stop, marks = None, None
     if bars is not None:
         start, stop = (0, None) if full else bar_range.focus(score, *bars)
@@ -131,7 +134,8 @@ def render_view(score: symusic.Score, audio_id: str, *, boundary_tick: int | Non
     shown = window(score, start, stop)
     boundary = boundary_tick - start if boundary_tick and bars is None else None
     audio, rate = render_audio(shown, sample_rate=SAMPLE_RATE, max_seconds=MAX_AUDIO_SECONDS)
-    html = roll_html(shown, audio_id, boundary_tick=boundary, size=size, title=title, note=note, marks=marks)
+    html = roll_html(shown, audio_id, boundary_tick=boundary, size=size, title=title, note=note, marks=marks,
+                     keys=track_keys(score), palette=palette)
     return View((rate, audio), html, start)
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import html
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import symusic
 
 from musicmha.data.midi_io import bar_starts
-from musicmha.render.pianoroll import piano_roll
+from musicmha.render.pianoroll import TrackKey, piano_roll
 
 CONTEXT_BARS = 2  # bars of the prompt heard and shown before the continuation
 
@@ -74,19 +76,24 @@ def roll_size(variations: int) -> RollSize:
 
 def roll_html(score: symusic.Score, audio_id: str, *, boundary_tick: int | None = None,
               size: RollSize = RollSize(1000, 340), title: str | None = None, note: str = "",
-              marks: BarMarks | None = None) -> str:
+              marks: BarMarks | None = None, keys: Sequence[TrackKey | None] | None = None,
+              palette: Sequence[TrackKey] | None = None) -> str:
     """The piano roll as an inline PNG with a playhead that follows the audio player `audio_id`. The data
     attributes give the plot's left/right edges (fractions of the width) and the time at the right edge,
-    which is all the page script needs. `marks` adds bar numbers and a shaded range over the picture (HTML,
-    so they stay sharp and the page can find them)."""
-    roll = piano_roll(score, boundary_tick=boundary_tick, width=size.width, height=size.height, title=title)
+    which is all the page script needs, and the legend (`data-tracks`: [label, color] per track drawn).
+    `marks` adds bar numbers and a shaded range over the picture (HTML, so they stay sharp and the page can
+    find them). `keys` and `palette` color the tracks (`musicmha.render.pianoroll.track_colors`): the whole
+    piece's keys when `score` is a part of it, the prompt's keys so every roll of the page agrees."""
+    roll = piano_roll(score, boundary_tick=boundary_tick, width=size.width, height=size.height, title=title,
+                      keys=keys, palette=palette)
+    legend = json.dumps([[label, "#%02x%02x%02x" % color] for label, color in roll.legend])
     left, top, right, bottom = roll.plot
     png = base64.b64encode(roll.png()).decode("ascii")
     w, h = size.width, size.height
     caption = f'<div class="mm-caption">{html.escape(note)}</div>' if note else ""
     overlay = _marks_html(score, roll, marks, size) if marks is not None else ""
     return (f'<div class="mm-roll" data-audio="{html.escape(audio_id)}" data-x0="{left / w:.5f}" '
-            f'data-x1="{right / w:.5f}" data-end="{roll.end:.4f}">'
+            f'data-x1="{right / w:.5f}" data-end="{roll.end:.4f}" data-tracks="{html.escape(legend)}">'
             f'<img src="data:image/png;base64,{png}" alt="piano roll{": " + html.escape(title) if title else ""}">'
             f'{overlay}'
             f'<div class="mm-playhead" style="top:{100 * top / h:.2f}%;height:{100 * (bottom - top) / h:.2f}%">'

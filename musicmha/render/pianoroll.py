@@ -1,5 +1,9 @@
 """Piano-roll pictures of a score: time across, pitch up, one color per track, drums in their own lane.
 
+A track's color comes from its key (name, program, drum flag, and which of the tracks alike it is), placed in
+a `palette` of keys (by default the score's own tracks, in order): pictures of one piece given the same
+palette (its prompt's tracks) color each track the same, whichever tracks have notes in the part shown.
+
 Drawn with Pillow (no matplotlib: importing it alone takes longer than drawing a minute of music) using
 Pillow's bundled font, so nothing is fetched. A vertical red line can mark where a prompt ends and the
 model's continuation begins; the prompt side is lightly shaded. `PianoRoll.x_of` maps times to pixels,
@@ -10,9 +14,11 @@ from __future__ import annotations
 
 import functools
 import io
+import zlib
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +29,8 @@ from musicmha.data.midi_io import load_midi
 
 Unit = Literal["seconds", "beats"]
 Color = tuple[int, int, int]
+# A track's name (stripped), program, drum flag, and how many earlier tracks with notes share those three
+TrackKey = tuple[str, int, bool, int]
 
 # Tableau-like colors without red (kept for the boundary) and gray (kept for drums).
 PALETTE: tuple[Color, ...] = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (140, 86, 75),
@@ -45,12 +53,55 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def track_label(track: symusic.core.TrackTick | symusic.core.TrackSecond) -> str:
-    """Legend text: the track's name, else its General MIDI family, with the program number."""
+def track_label(track: symusic.core.TrackTick | symusic.core.TrackSecond, number: int | None = None) -> str:
+    """Legend text: the track's name, else its General MIDI family, with the program number; `number`
+    tells apart tracks that would read the same ('Piano 1 (0)', 'Piano 2 (0)')."""
+    nth = f" {number}" if number else ""
     if track.is_drum:
-        return f"Drums{': ' + track.name.strip() if track.name.strip() else ''}"
+        return f"Drums{nth}{': ' + track.name.strip() if track.name.strip() else ''}"
     name = track.name.strip() or FAMILIES[int(track.program) // 8]
-    return f"{name} ({int(track.program)})"
+    return f"{name}{nth} ({int(track.program)})"
+
+
+def track_keys(score: symusic.Score) -> list[TrackKey | None]:
+    """One key per track of `score` (in its order; None for a track without notes): what colors it, the same
+    in every picture of the piece."""
+    seen: dict[tuple[str, int, bool], int] = {}
+    keys: list[TrackKey | None] = []
+    for track in score.tracks:
+        if not track.note_num():
+            keys.append(None)
+            continue
+        alike = (track.name.strip(), int(track.program), bool(track.is_drum))
+        keys.append((*alike, seen.get(alike, 0)))
+        seen[alike] = seen.get(alike, 0) + 1
+    return keys
+
+
+def track_colors(keys: Sequence[TrackKey | None], palette: Sequence[TrackKey]) -> dict[int, Color]:
+    """Track index -> color: drums gray; a pitched track in `palette` the color of its place among the
+    palette's pitched tracks; one that is not (an instrument a continuation added) a color the palette
+    leaves free, chosen from its key (so it too is the same in every picture), not one used in this picture."""
+    pitched = [tuple(k) for k in dict.fromkeys(tuple(k) for k in palette) if not k[2]]
+    place = {key: i % len(PALETTE) for i, key in enumerate(pitched)}
+    taken, used, colors = set(place.values()), set(), {}
+    for index, key in enumerate(keys):
+        if key is None:
+            continue
+        key = tuple(key)
+        if key[2]:
+            colors[index] = DRUM_COLOR
+            continue
+        if key in place:
+            choice = place[key]
+        else:
+            start = zlib.crc32(repr(key).encode()) % len(PALETTE)
+            free = ([c for c in range(len(PALETTE)) if c not in taken and c not in used]
+                    or [c for c in range(len(PALETTE)) if c not in used] or list(range(len(PALETTE))))
+            choice = min(free, key=lambda c: (c - start) % len(PALETTE))
+        used.add(choice)
+        colors[index] = PALETTE[choice]
+    return colors
 
 
 def _nice_step(span: float, max_ticks: int, unit: Unit = "seconds") -> float:
@@ -72,6 +123,7 @@ class PianoRoll:
     end: float                       # time at the right edge, in `unit` (the left edge is 0)
     unit: Unit
     colors: dict[int, Color]         # track index -> fill color of its notes
+    legend: list[tuple[str, Color]] = field(default_factory=list)  # (label, color) of each track drawn
 
     def x_of(self, time: float) -> int:
         """Pixel column of `time` (in `unit`)."""
@@ -86,9 +138,12 @@ class PianoRoll:
 
 def piano_roll(score: symusic.Score | str | os.PathLike | bytes, *, boundary: float | None = None,
                boundary_tick: int | None = None, unit: Unit = "seconds", width: int = 1200, height: int = 480,
-               title: str | None = None) -> PianoRoll:
+               title: str | None = None, keys: Sequence[TrackKey | None] | None = None,
+               palette: Sequence[TrackKey] | None = None) -> PianoRoll:
     """Draw `score` (a tick Score, a path or MIDI bytes). `boundary` (in `unit`) or `boundary_tick` (in the
-    score's ticks) marks the end of the prompt."""
+    score's ticks) marks the end of the prompt. `keys` (one per track of `score`; default `track_keys(score)`)
+    and `palette` (default: the same keys) choose the colors, see `track_colors`: a part of a piece is drawn
+    with the whole piece's keys, and every picture of a piece with its prompt's keys as palette."""
     if unit not in ("seconds", "beats"):
         raise ValueError(f"unit must be 'seconds' or 'beats', not {unit!r}")
     if width < 200 or height < 120:
@@ -103,6 +158,12 @@ def piano_roll(score: symusic.Score | str | os.PathLike | bytes, *, boundary: fl
         marker.tracks.append(symusic.Track(notes=[symusic.Note(int(boundary_tick), 0, 60, 1)]))
         boundary = float(marker.to("second" if unit == "seconds" else "quarter").tracks[0].notes[0].time)
     tracks = [(i, t) for i, t in enumerate(timed.tracks) if t.note_num()]
+    keys = list(track_keys(tick_score) if keys is None else keys)
+    if len(keys) != len(timed.tracks):
+        raise ValueError(f"{len(keys)} track keys for {len(timed.tracks)} tracks")
+    own = track_keys(tick_score)
+    keys = [key if key is not None else own[i] for i, key in enumerate(keys)]  # notes the whole piece lacked
+    palette = [k for k in keys if k is not None] if palette is None else list(palette)
     end = max([float(timed.end()), boundary or 0.0, 1e-3]) * 1.02  # a little room after the last note
 
     font = _font(11)
@@ -110,7 +171,7 @@ def piano_roll(score: symusic.Score | str | os.PathLike | bytes, *, boundary: fl
     draw = ImageDraw.Draw(image)
     legend_w = min(190, width // 4)
     left, top, right, bottom = 34, 18, width - legend_w - 8, height - 20
-    roll = PianoRoll(image, (left, top, right, bottom), end, unit, {})
+    roll = PianoRoll(image, (left, top, right, bottom), end, unit, track_colors(keys, palette))
     has_drums = any(t.is_drum for _, t in tracks)
     drum_h = max(16, (bottom - top) // 7) if has_drums else 0
     pitch_bottom = bottom - drum_h - (4 if has_drums else 0)
@@ -140,9 +201,15 @@ def piano_roll(score: symusic.Score | str | os.PathLike | bytes, *, boundary: fl
         draw.rectangle([left, bottom - drum_h, right, bottom], outline=_GRID)
         draw.text((left - 3, bottom - drum_h / 2), "dr", fill=_TEXT, font=font, anchor="rm")
 
-    for order, (index, track) in enumerate(tracks):
-        color = DRUM_COLOR if track.is_drum else PALETTE[order % len(PALETTE)]
-        roll.colors[index] = color
+    for index in [i for i in roll.colors if not timed.tracks[i].note_num()]:
+        del roll.colors[index]  # colored like the whole piece, but nothing to draw here
+    alike = [tuple(k[:3]) for k in [*keys, *palette] if k is not None and k[3] > 0]
+    for index, track in tracks:
+        key = keys[index]
+        number = key[3] + 1 if tuple(key[:3]) in alike else None
+        roll.legend.append((track_label(track, number), roll.colors[index]))
+    for index, track in tracks:
+        color = roll.colors[index]
         for note in track.notes:
             x0 = roll.x_of(float(note.time))
             if track.is_drum:  # a short mark per hit, placed in the lane by key number (35..81)
@@ -167,8 +234,8 @@ def piano_roll(score: symusic.Score | str | os.PathLike | bytes, *, boundary: fl
         if ly + 14 > bottom:
             draw.text((lx, ly), f"+{len(tracks) - shown} more", fill=_TEXT, font=font)
             break
-        draw.rectangle([lx, ly + 1, lx + 10, ly + 11], fill=roll.colors[index])
-        label = track_label(track)
+        label, color = roll.legend[shown]
+        draw.rectangle([lx, ly + 1, lx + 10, ly + 11], fill=color)
         while len(label) > 3 and draw.textlength(label, font=font) > legend_w - 20:
             label = label[:-2] + "…"
         draw.text((lx + 15, ly), label, fill=_TEXT, font=font)

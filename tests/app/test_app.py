@@ -221,6 +221,65 @@ def test_history_names_undo_redo(handlers):
     assert not history.can_redo(session) and len(session["entries"]) == 4
 
 
+def _legend(roll: str) -> dict[str, str]:
+    """A roll's legend, label -> color, from its data-tracks attribute."""
+    import html
+
+    return dict(json.loads(html.unescape(re.search(r'data-tracks="([^"]*)"', roll).group(1))))
+
+
+def test_each_track_has_one_color_in_every_roll_of_the_page(handlers, tmp_path):
+    """Issue 30 item 2: a track's color came from its place among the tracks with notes in the picture, so a
+    track silent in a result's short view moved every color after it. Now: the prompt's colors everywhere."""
+    import symusic
+
+    from musicmha.app.handlers import prompt_palette
+    from musicmha.app.views import roll_html, window, window_start
+
+    def track(name: str, program: int, bars: range) -> symusic.Track:
+        t = symusic.Track(name, program=program)
+        t.notes.extend(symusic.Note(bar * 1920 + beat * 480, 400, 60 + program % 12 + beat, 80)
+                       for bar in bars for beat in range(4))
+        return t
+
+    prompt = symusic.Score(480)
+    prompt.tempos.append(symusic.Tempo(0, 120))
+    prompt.tracks.extend([track("Lead", 0, range(2)), track("Honky", 3, range(6)), track("", 0, range(6)),
+                          track("  ", 0, range(6))])  # two unnamed pianos
+    (tmp_path / "four tracks.mid").write_bytes(prompt.dumps_midi())
+    _, file, _, roll, *_ = handlers.upload(str(tmp_path / "four tracks.mid"), new_session())
+    colors = _legend(roll)
+    assert list(colors) == ["Lead (0)", "Honky (3)", "Piano 1 (0)", "Piano 2 (0)"]  # told apart
+    assert len(set(colors.values())) == 4
+    loaded = load_midi(file)
+    records = []
+    for index, (program, bars) in enumerate(((48, range(6, 8)), (33, range(6, 9)))):
+        result = loaded.copy()
+        for t in result.tracks[1:]:  # the lead rests in the new bars, and in the short view
+            t.notes.extend(track("", 0, range(6, 8)).notes)
+        result.tracks.append(track("", program, bars))  # an instrument the continuation added
+        path = tmp_path / f"variation-{index + 1}.mid"
+        path.write_bytes(result.dumps_midi())
+        records.append({"midi": str(path), "boundary": int(loaded.end()), "seed": index, "count": 2,
+                        "palette": prompt_palette(loaded)})
+    for full in (False, True):
+        rolls = handlers.views(full, records)[4:6]
+        for roll in rolls:
+            shown = _legend(roll)
+            assert "Lead (0)" in shown or not full  # silent in the short view: not in its legend
+            assert {k: v for k, v in shown.items() if k in colors} == {k: colors[k] for k in shown if k in colors}
+            new = [v for k, v in shown.items() if k not in colors]
+            assert len(new) == 1 and new[0] not in colors.values()  # an added instrument: a color of its own
+        assert "Honky (3)" in _legend(rolls[0]) and "Piano 2 (0)" in _legend(rolls[1])
+    # a live sketch, drawn from the prompt's last bars, agrees too
+    sketch = symusic.Score(records[0]["midi"])
+    start = window_start(sketch, int(loaded.end()))
+    from musicmha.render.pianoroll import track_keys
+    drawn = _legend(roll_html(window(sketch, start), "result-audio-1", keys=track_keys(sketch),
+                              palette=prompt_palette(loaded)))
+    assert "Lead (0)" not in drawn and drawn["Honky (3)"] == colors["Honky (3)"]
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"unit": "bars", "length": 33}, "between 1 and 32 bars"),
     ({"unit": "seconds", "length": 61}, "between 1 and 60 seconds"),
