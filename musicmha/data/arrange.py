@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import symusic
@@ -32,11 +33,14 @@ from musicmha.data.midi_io import load_midi
 
 log = logging.getLogger(__name__)
 
-# Melody meter -> (groove meter of musicmha/data/grooves.json, melody bars per mma bar). 2/4 pairs into 4/4
-# grooves (mma's own 2/4 styles, polka and marches, are written in 4) and 3/8 into 6/8; 6/8 also pairs into
-# 12/8 grooves (mma's 6/8 ballads are written in 4 dotted-quarter beats); 5/4 takes Jazz54's.
-METERS = {(4, 4): (("4/4", 1),), (2, 2): (("4/4", 1),), (2, 4): (("4/4", 2), ("2/4", 1)), (3, 4): (("3/4", 1),),
-          (6, 8): (("6/8", 1), ("12/8", 2)), (3, 8): (("6/8", 2),), (12, 8): (("12/8", 1),), (5, 4): (("5/4", 1),)}
+# Melody meter -> (groove meter of musicmha/data/groove_table.py, melody bars per mma bar). 2/4 pairs into
+# 4/4 grooves (mma's own 2/4 styles, polka and marches, are written in 4) and 3/8 into 6/8; 6/8 also pairs
+# into 12/8 grooves (mma's 6/8 ballads are written in 4 dotted-quarter beats); 5/4 takes Jazz54's; 9/8 takes
+# 3/4 grooves on dotted-quarter beats; a 3/2, 6/4 or 4/2 bar is two mma bars (per 1/2).
+HALF = Fraction(1, 2)
+METERS = {(4, 4): (("4/4", 1),), (2, 2): (("4/4", 1),), (2, 4): (("4/4", 2),), (3, 4): (("3/4", 1),),
+          (6, 8): (("6/8", 1), ("12/8", 2)), (3, 8): (("6/8", 2),), (12, 8): (("12/8", 1),), (5, 4): (("5/4", 1),),
+          (9, 8): (("3/4", 1),), (3, 2): (("3/4", HALF),), (6, 4): (("3/4", HALF),), (4, 2): (("4/4", HALF),)}
 NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 QUALITIES = {"": (0, 4, 7), "m": (0, 3, 7), "7": (0, 4, 7, 10), "dim": (0, 3, 6)}
 # A quality's handicap, so a passing seventh or a bare third does not outvote a plain triad.
@@ -58,7 +62,7 @@ class Plan:
     pickup: int  # ticks before the first full bar
     chords: list[str]  # one per melody bar from the first full bar, in the played key
     meter: tuple[int, int]
-    per: int = 1  # melody bars per mma bar
+    per: int | Fraction = 1  # melody bars per mma bar (1/2: a melody bar is two mma bars)
     beats: int = 4  # mma beats per mma bar
     instruments: Instruments | None = None  # None: mma's own voices, drums kept (tests)
     family: str = ""  # the groove's family word (a style token for issue 28)
@@ -144,18 +148,33 @@ def estimate_pickup(melody: list[symusic.Note], score: symusic.Score, bar: int) 
     return max(range(0, bar, step), key=lambda o: (round(fit(o), 9), -o))
 
 
-def plan_arrangement(score: symusic.Score, piece_id: str, seed: int, pickup: float | None = None) -> Plan:
-    """Chords, groove, tempo and lead instrument for one piece; raises MusicmhaError for unmapped meters."""
+def piece_meter(score: symusic.Score) -> tuple[tuple[int, int], int | None]:
+    """The one meter of a piece and, when its pickup is written as a short bar of its own (music21 writes
+    e.g. 1/16 or 1/8 before 2/4 for a sixteenth or eighth upbeat), that bar's ticks; MusicmhaError when the
+    meter changes later on."""
     # A signature replaced at the same tick (music21 writes e.g. 1/16 then 3/4 at tick 0) never sounds.
-    signatures = {ts.time: (ts.numerator, ts.denominator) for ts in score.time_signatures if ts.time < score.end()}
-    meters = set(signatures.values()) or {(4, 4)}
+    signatures = sorted({ts.time: (ts.numerator, ts.denominator) for ts in score.time_signatures
+                         if ts.time < score.end()}.items())
+    anacrusis = None
+    if len(signatures) > 1:
+        (t0, first), (t1, second) = signatures[:2]
+        if t1 - t0 < second[0] * score.ticks_per_quarter * 4 // second[1] and t0 == 0:
+            signatures, anacrusis = signatures[1:], t1
+    meters = {m for _, m in signatures} or {(4, 4)}
     if len(meters) > 1:
         raise MusicmhaError(f"meter changes ({', '.join(f'{n}/{d}' for n, d in sorted(meters))})")
-    meter = meters.pop()
+    return meters.pop(), anacrusis
+
+
+def plan_arrangement(score: symusic.Score, piece_id: str, seed: int, pickup: float | None = None) -> Plan:
+    """Chords, groove, tempo and lead instrument for one piece; raises MusicmhaError for unmapped meters."""
+    meter, anacrusis = piece_meter(score)
     if meter not in METERS:
         raise MusicmhaError(f"no groove for {meter[0]}/{meter[1]}")
     tpq = score.ticks_per_quarter
     bar = meter[0] * tpq * 4 // meter[1]
+    if pickup is None and anacrusis is not None:
+        pickup = anacrusis / tpq
     melody = melody_notes(score)
     voices = [n for t in score.tracks if not t.is_drum for n in t.notes]
     several = sum(1 for t in score.tracks if not t.is_drum and len(t.notes)) > 1
@@ -206,8 +225,12 @@ def mma_source(plan: Plan, rnd_seed: int) -> str:
     beats, per = plan.beats, plan.per
     quarters = plan.meter[0] * 4 / plan.meter[1] * per
     lines = [f"// musicmha arrangement: {plan.groove}", f"Groove {plan.groove}",
-             f"Tempo {plan.tempo * beats / quarters:.3f}", f"TimeSig {plan.meter[0]} {plan.meter[1]}",
+             f"Tempo {plan.tempo * beats / float(quarters):.3f}", f"TimeSig {plan.meter[0]} {plan.meter[1]}",
              f"RndSeed {rnd_seed}"]
+    if per < 1:
+        bars = [c for c in plan.chords for _ in range(int(1 / per))]
+        lines += [f"{number} {c}" + " /" * (beats - 1) for number, c in enumerate(bars, start=1)]
+        return "\n".join(lines) + "\n"
     for number, i in enumerate(range(0, len(plan.chords), per), start=1):
         group = (plan.chords[i:i + per] + plan.chords[-1:] * per)[:per]
         lines.append(f"{number} " + " ".join(c + " /" * (beats // per - 1) for c in group))
@@ -257,11 +280,10 @@ def arrange(source: str | os.PathLike | bytes | symusic.Score, piece_id: str, se
     beats, per = plan.beats, plan.per
     # One mma bar of `beats` quarters spans `per` melody bars: relabel its resolution so that holds, then
     # resample to the melody's ticks and start at the first full bar.
-    quarters_num, quarters_den = plan.meter[0] * 4 * per, plan.meter[1]
-    relabeled, rest = divmod(accompaniment.ticks_per_quarter * beats * quarters_den, quarters_num)
-    if rest:
+    relabeled = Fraction(accompaniment.ticks_per_quarter * beats * plan.meter[1]) / (plan.meter[0] * 4 * per)
+    if relabeled.denominator != 1:
         raise MusicmhaError(f"mma resolution {accompaniment.ticks_per_quarter} does not divide a {plan.groove} bar")
-    accompaniment.ticks_per_quarter = relabeled
+    accompaniment.ticks_per_quarter = int(relabeled)
     accompaniment = accompaniment.resample(score.ticks_per_quarter, min_dur=1).shift_time(plan.pickup)
     out = symusic.Score(score.ticks_per_quarter)
     out.tempos.append(symusic.Tempo(0, qpm=float(plan.tempo)))

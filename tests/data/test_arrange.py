@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import symusic
 
-from musicmha.data.arrange import (METERS, Plan, detect_chord, estimate_key, harmonize_bar, mma_source, pitch_weights,
-                                   plan_arrangement, run_mma, transpose_chord)
+from musicmha.data.arrange import (HALF, METERS, Plan, arrange, detect_chord, estimate_key, harmonize_bar, mma_source,
+                                   piece_meter, pitch_weights, plan_arrangement, run_mma, transpose_chord)
 from musicmha.data.grooves import load_grooves, track_kind
 from musicmha.data.instruments import (BASS_PROGRAMS, COMPING_PROGRAMS, LEAD_FAMILIES, TEXTURES, lead_range,
                                        shift_key_signature)
@@ -92,6 +92,28 @@ def test_two_four_bars_are_paired_into_one_mma_bar():
     assert body == ["1 C / G /", "2 F / F /"]
     six = Plan("68March", 160, 0, 0, ["Am", "E7"], (6, 8), per=1, beats=2)
     assert [ln for ln in mma_source(six, 1).splitlines() if ln[:1].isdigit()] == ["1 Am /", "2 E7 /"]
+
+
+@needs_mma
+@pytest.mark.parametrize("meter", [(9, 8), (3, 2), (4, 2), (6, 8), (2, 4)])
+def test_other_meters_render_bar_for_bar(meter):
+    """The accompaniment of a 9/8, 3/2, ... tune lasts its bars: one mma bar per melody bar, two, or half."""
+    quarters = meter[0] * 4 / meter[1]
+    tune = line(*[[(C, quarters / 3), (E, quarters / 3), (G, quarters / 3)]] * 6, meter=meter)
+    score, plan = arrange(tune, f"bars/{meter}", seed=2, pickup=0)
+    band = [t for t in score.tracks[1:] if len(t.notes)]
+    assert min(t.notes[0].time for t in band) == 0
+    assert abs(max(t.end() for t in band) - tune.end()) <= quarters * TPQ / 2, (plan.groove, plan.per)
+    assert [(n.time, n.duration) for n in score.tracks[0].notes] == [(n.time, n.duration) for n in tune.tracks[0].notes]
+
+
+def test_a_pickup_written_as_a_short_bar_is_a_pickup():
+    score = line([(C, 4)], [(F, 2), (A, 2)], [(C, 4)], pickup=[(G - 12, 0.5)])
+    score.time_signatures.clear()
+    score.time_signatures.append(symusic.TimeSignature(0, 1, 8))
+    score.time_signatures.append(symusic.TimeSignature(TPQ // 2, 4, 4))
+    assert piece_meter(score) == ((4, 4), TPQ // 2)
+    assert plan_arrangement(score, "test/short", seed=0).pickup == TPQ // 2
 
 
 def test_missing_mma_is_a_one_line_error(monkeypatch, tmp_path, capsys):
@@ -203,7 +225,9 @@ def test_instruments_keys_and_meters_are_drawn_from_their_families():
 
 @pytest.mark.parametrize("meter, grooves, per", [((3, 4), {"3/4"}, {1}), ((6, 8), {"6/8", "12/8"}, {1, 2}),
                                                  ((2, 4), {"4/4"}, {2}), ((3, 8), {"6/8"}, {2}),
-                                                 ((12, 8), {"12/8"}, {1}), ((5, 4), {"5/4"}, {1})])
+                                                 ((12, 8), {"12/8"}, {1}), ((5, 4), {"5/4"}, {1}),
+                                                 ((9, 8), {"3/4"}, {1}), ((3, 2), {"3/4"}, {HALF}),
+                                                 ((6, 4), {"3/4"}, {HALF}), ((4, 2), {"4/4"}, {HALF})])
 def test_each_meter_gets_its_grooves(meter, grooves, per):
     quarters = meter[0] * 4 / meter[1]
     tune = line(*[[(C, quarters / 2), (G, quarters / 2)]] * 4, meter=meter)
