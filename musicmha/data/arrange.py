@@ -19,13 +19,14 @@ import random
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import symusic
 
 from musicmha.errors import MusicmhaError
+from musicmha.data import mma_server
 from musicmha.data.grooves import grooves_for, track_kind
 from musicmha.data.instruments import (Instruments, draw_instruments, draw_shift, draw_texture,
                                        shift_key_signature)
@@ -52,6 +53,7 @@ DIATONIC = {"major": ((0, ""), (5, ""), (7, ""), (9, "m"), (2, "m"), (4, "m"), (
 PROFILES = {"major": (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
             "minor": (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)}
 MMA_TIMEOUT = 60.0
+USE_MMA_SERVER = True  # fork songs from a helper that imported mma once (mma_server.py); False: plain runs
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Plan:
     family: str = ""  # the groove's family word (a style token for issue 28)
     key_shift: int = 0  # semitones the chords moved
     melody_shift: int = 0  # semitones the melody moved (key_shift plus octaves for the lead's range)
+    inserts: list[tuple[int, int]] = field(default_factory=list)  # the melody's short bars (tick, length)
 
 
 def melody_notes(score: symusic.Score) -> list[symusic.Note]:
@@ -148,27 +151,47 @@ def estimate_pickup(melody: list[symusic.Note], score: symusic.Score, bar: int) 
     return max(range(0, bar, step), key=lambda o: (round(fit(o), 9), -o))
 
 
-def piece_meter(score: symusic.Score) -> tuple[tuple[int, int], int | None]:
-    """The one meter of a piece and, when its pickup is written as a short bar of its own (music21 writes
-    e.g. 1/16 or 1/8 before 2/4 for a sixteenth or eighth upbeat), that bar's ticks; MusicmhaError when the
-    meter changes later on."""
+def piece_meter(score: symusic.Score) -> tuple[tuple[int, int], int | None, list[tuple[int, int]]]:
+    """The meter of a piece; when its pickup is written as a short bar of its own (1/8 before 4/4), that
+    bar's ticks; and the short bars inside it, (tick, length) of at most a quarter bar, that music21 writes
+    for an ABC tune's incomplete bars (a 1/16 upbeat before a section). MusicmhaError when the meter changes."""
     # A signature replaced at the same tick (music21 writes e.g. 1/16 then 3/4 at tick 0) never sounds.
     signatures = sorted({ts.time: (ts.numerator, ts.denominator) for ts in score.time_signatures
                          if ts.time < score.end()}.items())
+    if not signatures:
+        return (4, 4), None, []
+
+    def ticks(m: tuple[int, int]) -> int:
+        return m[0] * score.ticks_per_quarter * 4 // m[1]
     anacrusis = None
-    if len(signatures) > 1:
-        (t0, first), (t1, second) = signatures[:2]
-        if t1 - t0 < second[0] * score.ticks_per_quarter * 4 // second[1] and t0 == 0:
-            signatures, anacrusis = signatures[1:], t1
-    meters = {m for _, m in signatures} or {(4, 4)}
+    if len(signatures) > 1 and signatures[0][0] == 0 and signatures[1][0] < ticks(signatures[1][1]):
+        anacrusis, signatures = signatures[1][0], signatures[1:]
+    meter = signatures[0][1]
+    ends = [t for t, _ in signatures[1:]] + [score.end()]
+    # Up to a quarter of a bar: the accompaniment waits that long (a half bar would be a hole).
+    short = [(t, e - t) for (t, m), e in zip(signatures, ends) if m != meter and 4 * (e - t) <= ticks(meter)]
+    meters = {m for (t, m), e in zip(signatures, ends) if m == meter or 4 * (e - t) > ticks(meter)}
     if len(meters) > 1:
         raise MusicmhaError(f"meter changes ({', '.join(f'{n}/{d}' for n, d in sorted(meters))})")
-    return meters.pop(), anacrusis
+    return meter, anacrusis, short
+
+
+def warp(inserts: list[tuple[int, int]]):
+    """Accompaniment tick -> melody tick, for a melody with short bars (tick, length) the accompaniment
+    has not: past each, the accompaniment moves on by its length."""
+    points, dropped = [], 0
+    for tick, length in inserts:
+        points.append((tick - dropped, length))
+        dropped += length
+
+    def to_melody(tick: int) -> int:
+        return tick + sum(length for at, length in points if at <= tick)
+    return to_melody
 
 
 def plan_arrangement(score: symusic.Score, piece_id: str, seed: int, pickup: float | None = None) -> Plan:
     """Chords, groove, tempo and lead instrument for one piece; raises MusicmhaError for unmapped meters."""
-    meter, anacrusis = piece_meter(score)
+    meter, anacrusis, inserts = piece_meter(score)
     if meter not in METERS:
         raise MusicmhaError(f"no groove for {meter[0]}/{meter[1]}")
     tpq = score.ticks_per_quarter
@@ -182,8 +205,9 @@ def plan_arrangement(score: symusic.Score, piece_id: str, seed: int, pickup: flo
     end = max(n.time + n.duration for n in voices)
     tonic, mode = estimate_key(pitch_weights(melody, 0, end))
     chords: list[str] = []
-    for i in range(max(1, math.ceil((end - start) / bar))):
-        lo, hi = start + i * bar, start + (i + 1) * bar
+    to_melody = warp(inserts)
+    for i in range(max(1, math.ceil((end - sum(n for _, n in inserts) - start) / bar))):
+        lo, hi = to_melody(start + i * bar), to_melody(start + (i + 1) * bar)
         if several:
             lowest: dict[int, symusic.Note] = {}  # the bass line: lowest note at each onset
             for n in voices:
@@ -210,7 +234,7 @@ def plan_arrangement(score: symusic.Score, piece_id: str, seed: int, pickup: flo
     tempo = rng.randint(*groove["tempo"])
     key_shift, melody_shift = draw_shift(rng, [n.pitch for n in melody], instruments.lead)
     return Plan(groove["name"], tempo, instruments.lead, start, [transpose_chord(c, key_shift) for c in chords],
-                meter, per, groove["beats"], instruments, groove["family"], key_shift, melody_shift)
+                meter, per, groove["beats"], instruments, groove["family"], key_shift, melody_shift, inserts)
 
 
 def transpose_chord(chord: str, semitones: int) -> str:
@@ -257,16 +281,22 @@ def run_mma_raw(text: str, timeout: float = MMA_TIMEOUT) -> tuple[symusic.Score,
     with tempfile.TemporaryDirectory(prefix="musicmha-mma-") as tmp:
         src, out = Path(tmp) / "piece.mma", Path(tmp) / "piece.mid"
         src.write_text(text)
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        argv = ["-xNOCREDIT", "-w", "-m", "5000", str(src), "-f", str(out)]
+        log = Path(tmp) / "mma.log"
         try:
-            done = subprocess.run([exe, "-xNOCREDIT", "-w", "-m", "5000", str(src), "-f", str(out)], env=env,
-                                  capture_output=True, text=True, timeout=timeout, cwd=tmp)
-        except subprocess.TimeoutExpired:
+            code = mma_server.run(exe, argv, str(log), timeout) if USE_MMA_SERVER else None
+            if code is None:  # no helper: a plain mma run
+                env = {**os.environ, "PYTHONHASHSEED": "0"}
+                done = subprocess.run([exe, *argv], env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp)
+                code, printed = done.returncode, done.stdout + done.stderr
+            else:
+                printed = log.read_text(errors="replace") if log.is_file() else ""
+        except (subprocess.TimeoutExpired, TimeoutError):
             raise MusicmhaError(f"mma took longer than {timeout:g} s") from None
-        if done.returncode != 0 or not out.is_file():
-            errors = [ln.strip() for ln in (done.stdout + done.stderr).splitlines() if "rror" in ln]
-            raise MusicmhaError(f"mma failed: {(errors or ['exit status %d' % done.returncode])[0][:200]}")
-        return load_midi(out), done.stdout
+        if code != 0 or not out.is_file():
+            errors = [ln.strip() for ln in printed.splitlines() if "rror" in ln]
+            raise MusicmhaError(f"mma failed: {(errors or ['exit status %d' % code])[0][:200]}")
+        return load_midi(out), printed
 
 
 def arrange(source: str | os.PathLike | bytes | symusic.Score, piece_id: str, seed: int = 0,
@@ -285,6 +315,12 @@ def arrange(source: str | os.PathLike | bytes | symusic.Score, piece_id: str, se
         raise MusicmhaError(f"mma resolution {accompaniment.ticks_per_quarter} does not divide a {plan.groove} bar")
     accompaniment.ticks_per_quarter = int(relabeled)
     accompaniment = accompaniment.resample(score.ticks_per_quarter, min_dur=1).shift_time(plan.pickup)
+    if plan.inserts:
+        to_melody = warp(plan.inserts)
+        for track in accompaniment.tracks:
+            notes = [symusic.Note(to_melody(n.time), n.duration, n.pitch, n.velocity) for n in track.notes]
+            track.notes.clear()
+            track.notes.extend(notes)
     out = symusic.Score(score.ticks_per_quarter)
     out.tempos.append(symusic.Tempo(0, qpm=float(plan.tempo)))
     out.time_signatures.append(symusic.TimeSignature(0, *plan.meter))
