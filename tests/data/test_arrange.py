@@ -356,3 +356,21 @@ def test_converting_again_keeps_the_arrangements_listed(arranged):
     keep = [p for p in before["pieces"] if p["collection"] == "arrangements"]
     assert [p for p in after["pieces"] if p["collection"] == "arrangements"] == keep
     assert after["collections"]["arrangements"] == before["collections"]["arrangements"]
+
+
+@pytest.mark.slow
+def test_the_coverage_report(arranged, capsys):
+    from musicmha.data.coverage import corpus_coverage, format_coverage
+
+    manifest = json.loads((arranged / "manifest.json").read_text())
+    pieces = [p for p in manifest["pieces"] if p["collection"] == "arrangements"]
+    cov = corpus_coverage(arranged, {"arrangements"})
+    assert cov["pieces"] == 4 and sum(cov["grooves"].values()) == 4 and sum(cov["textures"].values()) == 4
+    assert cov["drums"] == sum(p["drums"] for p in pieces) and sum(cov["meters"].values()) == 4
+    assert sum(cov["leads"].values()) == 4 and sum(cov["keys"].values()) == 4
+    sources = corpus_coverage(arranged, exclude={"arrangements"})
+    assert sources["pieces"] == 2 and not sources["grooves"] and sources["drums"] == 0
+    table = format_coverage({"bach": sources, "arranged": cov})
+    assert table.startswith("| | bach | arranged |") and "| groove families | - | " in table
+    assert main(["corpus", "--out", str(arranged), "--report"]) == 0
+    assert "| pieces | 6 |" in capsys.readouterr().out
