@@ -44,6 +44,7 @@ def settings_key() -> str:
 def _arrange_star(args: tuple) -> PieceResult:
     """Arrange one converted piece and write it under the output folder. Runs in a worker."""
     from musicmha.data.arrange import arrange
+    from musicmha.data.grooves import track_kind
     from musicmha.data.midi_io import count_notes
 
     source_id, source_path, out, seed, pickup, variant, extra = args
@@ -56,10 +57,11 @@ def _arrange_star(args: tuple) -> PieceResult:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(score.dumps_midi())
         result.path, result.notes = rel, count_notes(score)
+        comping = {t.program for t in score.tracks[1:] if track_kind(t.name, t.is_drum) == "comping"}
         result.extra = {**extra, "groove": plan.groove, "family": plan.family,
                         "texture": plan.instruments.texture, "meter": f"{plan.meter[0]}/{plan.meter[1]}",
                         "tempo": plan.tempo, "program": plan.program, "bass": plan.instruments.bass,
-                        "comping": sorted({t.program for t in score.tracks[1:] if not t.is_drum} - {plan.instruments.bass}),
+                        "comping": sorted(comping),
                         "drums": any(t.is_drum for t in score.tracks), "key_shift": plan.key_shift,
                         "melody_shift": plan.melody_shift, "pickup": plan.pickup / score.ticks_per_quarter,
                         "pickup_estimated": pickup is None}

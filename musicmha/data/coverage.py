@@ -100,7 +100,8 @@ def format_coverage(columns: dict[str, dict]) -> str:
     row("tempo (qpm)", lambda c: ", ".join(f"{k} {100 * c['tempi'][k] / max(c['pieces'], 1):.0f}%"
                                            for k in order if c["tempi"][k]))
     row("keys (distinct; top 5)", lambda c: f"{len(c['keys'])}: " + _share(c["keys"], c["pieces"], 5))
-    row("groove families", lambda c: f"{len(c['grooves'])}: " + _share(c["grooves"], c["pieces"]) if c["grooves"] else "-")
+    row("groove families",
+        lambda c: f"{len(c['grooves'])}: " + _share(c["grooves"], c["pieces"]) if c["grooves"] else "-")
     row("distinct grooves", lambda c: str(len(c["groove_names"])) if c["groove_names"] else "-")
     row("textures", lambda c: _share(c["textures"], c["pieces"]) if c["textures"] else "-")
     row("tokens per piece (mean)", lambda c: f"{np.mean(c['tokens']):.0f}" if c.get("tokens") else "-")
