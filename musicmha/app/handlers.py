@@ -97,9 +97,10 @@ class Handlers:
                 f"{plural(len(score.tracks), 'track')}, {music_end_seconds(score):.1f} s.")
         return str(path), view.audio, view.html, info, history.markdown(session), undo, redo, session
 
-    def upload(self, path: str | None, session: dict) -> tuple:
+    def upload(self, path: str | None, session: dict, results: list[dict] | None = None) -> tuple:
         """A dropped file becomes the prompt; a refused one leaves the previous prompt as it was, one message
-        says why, and the upload box empties itself so the next file can be dropped at once."""
+        says why, and the upload box empties itself so the next file can be dropped at once. `results` (here
+        and in every prompt change): what the page shows, kept with the prompt it leaves (`history.remember`)."""
         try:
             data, _ = self.read_prompt(path)
         except gr.Error as error:
@@ -107,29 +108,38 @@ class Handlers:
             return (None, *[gr.skip()] * 8)
         if data is None:
             return (None, *[gr.skip()] * 8)
-        return (None, *self.show(history.push(session, data, Path(path).stem)))
+        return (None, *self._change(session, results, data, Path(path).stem))
 
-    def pick_example(self, name: str | None, session: dict) -> tuple:
+    def _change(self, session: dict, results: list[dict] | None, *prompt: Any, **named: Any) -> tuple:
+        """Show a new prompt pushed after the current one, which keeps the results shown with it; the
+        prompt outputs left as they are when it is the current one already."""
+        kept = history.remember(session, results)
+        pushed = history.push(kept, *prompt, **named)
+        if pushed is kept:
+            return tuple(gr.skip() for _ in range(8))
+        return self.show(pushed)
+
+    def pick_example(self, name: str | None, session: dict, results: list[dict] | None = None) -> tuple:
         if not name:
             return tuple(gr.skip() for _ in range(8))
         if name not in self.config.examples:
             raise gr.Error(f"unknown example {name!r}")
-        return self.show(history.push(session, self.config.examples[name].read_bytes(), name))
+        return self._change(session, results, self.config.examples[name].read_bytes(), name, example=name)
 
-    def start_from_nothing(self, session: dict) -> tuple:
-        return self.show(history.push(session, None, None))
+    def start_from_nothing(self, session: dict, results: list[dict] | None = None) -> tuple:
+        return self._change(session, results, None, None)
 
-    def undo(self, session: dict) -> tuple:
+    def undo(self, session: dict, results: list[dict] | None = None) -> tuple:
         if not history.can_undo(session):
             gr.Info("This is the first prompt: nothing to undo.")
             return tuple(gr.skip() for _ in range(8))
-        return self.show(history.move(session, -1))
+        return self.show(history.move(history.remember(session, results), -1))
 
-    def redo(self, session: dict) -> tuple:
+    def redo(self, session: dict, results: list[dict] | None = None) -> tuple:
         if not history.can_redo(session):
             gr.Info("Nothing to redo.")
             return tuple(gr.skip() for _ in range(8))
-        return self.show(history.move(session, +1))
+        return self.show(history.move(history.remember(session, results), +1))
 
     def continue_from(self, index: int, results: list[dict] | None, session: dict) -> tuple:
         if not results or index >= len(results):
@@ -137,8 +147,36 @@ class Handlers:
         result = results[index]
         data = Path(result["midi"]).read_bytes()
         continued = 0 if result.get("bars") else 1  # a regenerated range is kept as an edit, not a continuation
-        return self.show(history.push(session, data, result["base"], result["steps"] + continued,
-                                      result.get("edits") or []))
+        edits = result.get("edits") or []
+        pushed = history.push(history.remember(session, results), data, result["base"], result["steps"] + continued,
+                              edits)
+        if result.get("bars") and pushed is not session:  # kept bars: the range stays chosen on the new prompt
+            pushed["entries"][-1]["range"] = list(result["bars"])
+        return self.show(pushed)
+
+    def restore(self, prompt: str | None, session: dict, shown_for: str | None, full_view: bool | None = False
+                ) -> tuple:
+        """After a prompt change: what belongs to the prompt now shown, instead of the last one's: the example
+        menu (its name, or empty), and the results it had when it was left (history.remember; none: the
+        results, their status and slots cleared). Returns (example, status, 4 audios, 4 rolls, 4 MIDI files,
+        results, 4 slots, 4 result buttons, shown_for); `shown_for` is the prompt file this was last done
+        for, so a refused upload (the prompt unchanged) changes nothing."""
+        from musicmha.app.regenerate import button_labels
+
+        if prompt == shown_for:
+            return tuple(gr.skip() for _ in range(4 * MAX_VARIATIONS + 5))
+        entry = history.current(session)
+        records = [dict(r) for r in entry.get("results") or []]
+        if not all(Path(r["midi"]).is_file() for r in records):  # swept with the app's old files
+            records = []
+        views = self.views(bool(full_view), records) if records else [None] * MAX_VARIATIONS + [""] * MAX_VARIATIONS
+        status = (f"Earlier results of this prompt: {plural(len(records), 'variation')}, seed {records[0]['seed']}."
+                  if records else "")
+        midis = [r["midi"] for r in records] + [None] * (MAX_VARIATIONS - len(records))
+        slots = [gr.Column(visible=i == 0 or i < len(records)) for i in range(MAX_VARIATIONS)]
+        audios = [gr.Audio(value=audio, playback_position=0) for audio in views[:MAX_VARIATIONS]]  # at 0:00
+        return (entry.get("example"), status, *audios, *views[MAX_VARIATIONS:], *midis, records, *slots,
+                *button_labels(records), prompt)
 
     # --- generation ----------------------------------------------------------------------------------
     def checkpoint_folder(self, value: str | None) -> Path:

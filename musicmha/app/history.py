@@ -13,7 +13,9 @@ NOTHING = "nothing (the model starts from scratch)"
 
 def new_session() -> dict[str, Any]:
     """No prompt yet. `entries[i]` = {"data": bytes | None, "base": piece name, "steps": continuations,
-    "edits": bar ranges regenerated, e.g. ["3-4"] (absent: none)}."""
+    "edits": bar ranges regenerated, e.g. ["3-4"] (absent: none), "example": the example menu's name for it
+    (absent: not an example), and what the page showed with it when it was left (`remember`): "results" (the
+    variations' records) and "range" (the bars last regenerated, [first, last])}."""
     return {"entries": [{"data": None, "base": None, "steps": 0}], "index": 0}
 
 
@@ -38,16 +40,31 @@ def file_name(entry: dict) -> str:
     return f"{stem}{'+' + str(entry['steps']) if entry['steps'] else ''}.mid"
 
 
-def push(session: dict, data: bytes | None, base: str | None, steps: int = 0, edits: Sequence[str] = ()) -> dict:
+def push(session: dict, data: bytes | None, base: str | None, steps: int = 0, edits: Sequence[str] = (),
+         example: str | None = None) -> dict:
     """A new session with this prompt after the current one (redo steps beyond it are dropped, as in any
-    editor); unchanged when it is the current prompt already."""
+    editor); unchanged (the same object) when it is the current prompt already."""
     now = current(session)
     if now["data"] == data and (data is None or now["base"] == base):
         return session
-    entry = {"data": data, "base": base, "steps": steps, **({"edits": list(edits)} if edits else {})}
+    entry = {"data": data, "base": base, "steps": steps, **({"edits": list(edits)} if edits else {}),
+             **({"example": example} if example else {})}
     entries = [*session["entries"][:session["index"] + 1], entry]
     entries = entries[-HISTORY_STEPS:]
     return {"entries": entries, "index": len(entries) - 1}
+
+
+def remember(session: dict, results: list[dict] | None) -> dict:
+    """A new session whose current prompt keeps the results shown with it (and the bars they regenerated as
+    its range), so undo / redo bring them back with it. No results: the session as it is."""
+    if not results:
+        return session
+    entry = {**current(session), "results": list(results)}
+    if results[0].get("bars"):
+        entry["range"] = list(results[0]["bars"])
+    entries = list(session["entries"])
+    entries[session["index"]] = entry
+    return {**session, "entries": entries}
 
 
 def can_undo(session: dict) -> bool:

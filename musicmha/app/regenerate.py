@@ -13,6 +13,7 @@ import gradio as gr
 import symusic
 
 from musicmha.app import bars as bar_range
+from musicmha.app import history
 from musicmha.app.handlers import Handlers, plural
 from musicmha.app.job import GenerationJob
 from musicmha.app.settings import MAX_VARIATIONS
@@ -54,18 +55,20 @@ class Regenerate:
         return roll_html(score, "prompt-audio", title="prompt", note=note,
                          marks=bar_range.marks(score, first, last))
 
-    def choose(self, prompt: str | None, first: float | None, last: float | None) -> tuple:
-        """A new prompt: keep the chosen range when the piece still has those bars (the fields are left alone,
-        so a value typed meanwhile stays), else its last two; the roll's caption says how many bars there are."""
+    def choose(self, prompt: str | None, session: dict | None = None, chosen_for: str | None = None) -> tuple:
+        """A new prompt: its own range (the bars last regenerated on it, see history.remember), else its last
+        two bars; no prompt: no range. Returns (first, last, the prompt's roll with the range drawn and a
+        caption saying how many bars there are, chosen_for); `chosen_for` is the prompt file this was last
+        done for, so a refused upload (the prompt unchanged) leaves a range typed meanwhile as it is."""
+        if prompt is not None and prompt == chosen_for:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         score = self._prompt_score(prompt)
         if score is None:
-            return gr.skip(), gr.skip(), gr.skip()
+            return None, None, gr.skip(), None
         count = bar_range.count_bars(score)
-        first, last = bar_range.whole(first), bar_range.whole(last)
-        if bar_range.fits(first, last, count):
-            return gr.skip(), gr.skip(), self.prompt_roll(score, first, last)
-        first, last = bar_range.default_range(count)
-        return first, last, self.prompt_roll(score, first, last)
+        kept = history.current(session).get("range") if session else None
+        first, last = kept if kept and bar_range.fits(*kept, count) else bar_range.default_range(count)
+        return first, last, self.prompt_roll(score, first, last), prompt
 
     def mark(self, prompt: str | None, first: float | None, last: float | None) -> Any:
         """The range typed in, drawn on the prompt's roll (a range that does not fit is simply not shaded)."""

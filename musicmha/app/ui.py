@@ -66,6 +66,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
     checkpoint_choices = [(p.name, str(p)) for p in config.checkpoints]
     with gr.Blocks(title=TITLE, delete_cache=DELETE_CACHE, analytics_enabled=False) as app:
         session, results = gr.State(new_session()), gr.State([])
+        # The prompt file the bar range and the results were last set for (see Regenerate.choose, Handlers.restore)
+        range_for, results_for = gr.State(None), gr.State(None)
         gr.Markdown(f"## {TITLE}\nDrop a MIDI file or pick an example, listen, then let the model continue it "
                     "or regenerate some of its bars. Continue from a result you like; undo and redo walk your "
                     "history.")
@@ -157,20 +159,22 @@ def build_app(config: AppConfig) -> gr.Blocks:
             with gr.Accordion("Full model card, data and training your own", open=False):
                 card = gr.Markdown(model_card(config.checkpoint))
 
-        # Prompt: every change goes through the session history and shows the same outputs; then the bar
-        # range follows the new prompt (kept when the piece still has those bars) and is drawn on its roll.
+        # Prompt: every change goes through the session history (the prompt left keeps the results shown with
+        # it) and shows the same outputs; then what belonged to the last prompt follows the new one: the bar
+        # range (its own, else its last 2 bars) drawn on its roll, the example menu, and its results (none yet:
+        # cleared).
         shown = [current, prompt_audio, prompt_roll, prompt_info, history_md, undo, redo, session]
         prompt_changes = [
-            prompt_file.upload(handlers.upload, inputs=[prompt_file, session], outputs=[prompt_file, *shown],
+            prompt_file.upload(handlers.upload, inputs=[prompt_file, session, results], outputs=[prompt_file, *shown],
                                api_name="preview", concurrency_limit=2, show_progress_on=prompt_audio),
-            example.input(handlers.pick_example, inputs=[example, session], outputs=shown, api_visibility="private",
-                          show_progress_on=prompt_audio),
-            empty.click(handlers.start_from_nothing, inputs=session, outputs=shown, api_visibility="private",
-                          show_progress_on=prompt_audio),
-            undo.click(handlers.undo, inputs=session, outputs=shown, api_visibility="private",
-                          show_progress_on=prompt_audio),
-            redo.click(handlers.redo, inputs=session, outputs=shown, api_visibility="private",
-                          show_progress_on=prompt_audio)]
+            example.input(handlers.pick_example, inputs=[example, session, results], outputs=shown,
+                          api_visibility="private", show_progress_on=prompt_audio),
+            empty.click(handlers.start_from_nothing, inputs=[session, results], outputs=shown,
+                        api_visibility="private", show_progress_on=prompt_audio),
+            undo.click(handlers.undo, inputs=[session, results], outputs=shown, api_visibility="private",
+                       show_progress_on=prompt_audio),
+            redo.click(handlers.redo, inputs=[session, results], outputs=shown, api_visibility="private",
+                       show_progress_on=prompt_audio)]
         for index, button in enumerate(continues):
             prompt_changes.append(button.click(functools.partial(handlers.continue_from, index),
                                                inputs=[results, session], outputs=shown, api_visibility="private",
@@ -178,9 +182,12 @@ def build_app(config: AppConfig) -> gr.Blocks:
         # One lane, first come first served, for the range's drawings: a prompt's late redraw can then never
         # land after (and undo) a range typed later. Each takes a fraction of a second.
         for change in prompt_changes:
-            change.success(fill.choose, inputs=[current, first_bar, last_bar],
-                           outputs=[first_bar, last_bar, prompt_roll], api_visibility="private",
+            change.success(fill.choose, inputs=[current, session, range_for],
+                           outputs=[first_bar, last_bar, prompt_roll, range_for], api_visibility="private",
                            show_progress="hidden", concurrency_id="bar-range", concurrency_limit=1)
+            change.success(handlers.restore, inputs=[current, session, results_for, full_view],
+                           outputs=[example, status, *audios, *rolls, *midis, results, *slots, *continues,
+                                    results_for], api_visibility="private", show_progress="hidden")
         unit.change(_length_input, inputs=unit, outputs=length, queue=False, api_visibility="private")
         instruments_mode.change(lambda mode: [gr.Dropdown(visible=mode == CHOOSE), gr.Checkbox(visible=mode == CHOOSE)],
                                 inputs=instruments_mode, outputs=[programs, drums], queue=False,

@@ -70,8 +70,10 @@ def test_prompt_preview_gives_audio_roll_and_info(handlers):
 
 
 def test_start_from_nothing(handlers):
-    file, audio, roll, info, *_ = handlers.start_from_nothing(new_session())
+    *_, session = handlers.pick_example("bach_bwv66.6_chorale", new_session())
+    file, audio, roll, info, *_, session = handlers.start_from_nothing(session)
     assert file is None and audio is None and "nothing" in info and "mm-empty" in roll
+    assert all(v == gr.skip() for v in handlers.start_from_nothing(session))  # already nothing: as it is
 
 
 @pytest.mark.parametrize("content, message", [
@@ -496,8 +498,8 @@ def test_bar_lines_ranges_and_the_window_around_a_range():
 
 def test_the_bar_range_is_chosen_beside_the_prompt_and_drawn_on_its_roll(handlers, fill):
     prompt, *_, session = handlers.pick_example("bach_bwv66.6_chorale", new_session())
-    first, last, roll = fill.choose(prompt, None, None)  # a new prompt: its last two bars (of 5)
-    assert (first, last) == (4, 5)
+    first, last, roll, chosen_for = fill.choose(prompt, session, None)  # a new prompt: its last two bars (of 5)
+    assert (first, last, chosen_for) == (4, 5, prompt)
     assert 'data-audio="prompt-audio"' in roll and "bars 4-5" in roll and "Bars 4-5 of 5 chosen" in roll
     assert re.findall(r'class="mm-bar"[^>]*>(\d+)<', roll) == ["1", "2", "3", "4", "5"]  # bar numbers
     # The shading starts where bar 4 starts: 12 quarters in (4/4), at the chorale's constant tempo.
@@ -510,11 +512,52 @@ def test_the_bar_range_is_chosen_beside_the_prompt_and_drawn_on_its_roll(handler
     assert "bars 2-3" in moved and _range_left(moved) < _range_left(roll)
     assert "mm-range" not in fill.mark(prompt, 4, 9) and "Choose bars from 1 to 5" in fill.mark(prompt, 4, 9)
     assert "mm-range" not in fill.mark(prompt, None, 3)
-    kept = fill.choose(prompt, 2, 3)  # a range that fits the new prompt is kept (the fields left as they are)
-    assert kept[:2] == (gr.skip(), gr.skip()) and "bars 2-3" in kept[2]
-    folk, *_ = handlers.pick_example("essen_folksong_han1_1", session)
-    assert fill.choose(folk, 6, 8)[0] == 4  # ... one that does not becomes the new prompt's last two bars
-    assert all(v == gr.skip() for v in (*fill.choose(None, 2, 3), fill.mark(None, 2, 3)))  # no prompt: as it is
+    # the same prompt file again (a refused upload): the range typed meanwhile stays as it is
+    assert all(v == gr.skip() for v in fill.choose(prompt, session, prompt))
+    quartet, *_, session = handlers.pick_example("beethoven_op18no1_quartet", session)  # issue 30 item 3: a new
+    assert fill.choose(quartet, session, prompt)[:2] == (7, 8)  # prompt gets its own last two bars (of 8)
+    assert fill.choose(None, session, quartet)[:2] == (None, None)  # no prompt: no range (not the last one's)
+    assert fill.mark(None, 2, 3) == gr.skip()
+
+
+def test_a_new_prompt_clears_what_the_last_one_left_and_undo_brings_it_back(handlers, fill):
+    """Issue 30 item 3: the bar range, the example menu and the results followed the last prompt."""
+    def restore(prompt, session, before):  # (example, status, audios, rolls, midis, records, slots, buttons)
+        example, status, *rest = handlers.restore(prompt, session, before)
+        audios, rolls, midis, records = rest[0:4], rest[4:8], rest[8:12], rest[12]
+        slots, buttons, shown_for = rest[13:17], rest[17:21], rest[21]
+        assert shown_for == prompt and all(a.playback_position == 0 for a in audios)  # players at 0:00
+        return example, status, [a.value is not None for a in audios], rolls, midis, records, \
+            [s.visible for s in slots], [b.value for b in buttons]
+
+    bach, *_, session = handlers.pick_example("bach_bwv66.6_chorale", new_session())
+    example, status, audios, rolls, midis, records, slots, _ = restore(bach, session, None)
+    assert example == "bach_bwv66.6_chorale" and status == "" and records == [] and not any(audios)
+    assert all(v == gr.skip() for v in handlers.restore(bach, session, bach))  # unchanged (a refused upload)
+    made = final(handlers, bach, variations=2, session=session)[-1]
+    kept = list(fill.regenerate(bach, 2, 3, **{**FILL, "variations": 1}, session=session))[-1][-1]
+    quartet, *_, session = handlers.pick_example("beethoven_op18no1_quartet", session, made)
+    example, status, audios, rolls, midis, records, slots, _ = restore(quartet, session, bach)
+    assert example == "beethoven_op18no1_quartet" and status == "" and records == [] and not any(audios)
+    assert rolls == [""] * 4 and midis == [None] * 4 and slots == [True, False, False, False]
+    assert fill.choose(quartet, session, bach)[:2] == (7, 8)
+    _, file, *_, session = handlers.upload(str(BACH), session, [])
+    example, *_ = restore(file, session, quartet)
+    assert example is None  # an upload is no example
+    nothing, *_, session = handlers.start_from_nothing(session)
+    assert restore(nothing, session, file)[0] is None and fill.choose(nothing, session, file)[:2] == (None, None)
+    for _ in range(3):
+        prompt, *_, session = handlers.undo(session)
+    example, status, audios, rolls, midis, records, slots, buttons = restore(prompt, session, quartet)
+    assert example == "bach_bwv66.6_chorale" and records == made  # undo brings the chorale's results back
+    assert status.startswith("Earlier results of this prompt: 2 variations") and audios == [True, True, False, False]
+    assert 'data-audio="result-audio-2"' in rolls[1] and midis[:2] == [r["midi"] for r in made]
+    assert slots == [True, True, False, False] and buttons[:2] == ["Continue this one"] * 2
+    # "Keep this one" keeps the range regenerated, on the kept prompt and on the one it came from
+    *_, session = handlers.continue_from(0, kept, session)
+    assert fill.choose(handlers.show(session)[0], session, bach)[:2] == (2, 3)
+    prompt, *_, session = handlers.undo(session, kept)
+    assert fill.choose(prompt, session, None)[:2] == (2, 3) and restore(prompt, session, None)[5] == kept
 
 
 def test_regenerate_keeps_every_note_outside_the_range_and_keeps_history(handlers, fill):

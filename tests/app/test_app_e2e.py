@@ -436,6 +436,8 @@ def test_browser_regenerate_these_bars_keep_one_and_undo(page, tmp_path):
     page.locator("#undo").click()  # ... and undo brings the chorale back
     page.wait_for_function(f"{INFO}.includes('84 notes')", timeout=30_000)
     page.wait_for_function(f"{range_label} === 'bars 2-3'", timeout=30_000)  # its roll redrawn with the range
+    page.wait_for_function(f"{STATUS}.startsWith('Earlier results of this prompt: 2 variations')",
+                           timeout=30_000)  # ... and the variations it had
     assert page.locator("#undo").is_disabled()
     status = page.locator("#status").inner_text()
     page.locator("#last-bar input").fill("9")  # past the piece's end: one message, nothing else changes
@@ -488,6 +490,40 @@ def test_browser_every_new_result_is_ready_at_the_start(page):
     time.sleep(0.5)
     assert page.evaluate("document.querySelector('#result-audio-1 audio').currentTime") == 0
     assert _playhead(page, 1)[1] == "none"
+
+
+@pytest.mark.slow
+def test_browser_a_new_prompt_clears_what_the_last_one_left_and_undo_brings_it_back(page):
+    """Issue 30 item 3: the bar range, the example menu and the results stayed with the next prompt."""
+    range_label = "document.querySelector('#prompt-roll .mm-range')?.innerText || ''"
+    fields = "[document.querySelector('#first-bar input').value, document.querySelector('#last-bar input').value]"
+    menu = "document.querySelector('#example input').value"
+    _example(page)
+    page.wait_for_function(f"{range_label} === 'bars 4-5'", timeout=30_000)
+    for field, value in (("#first-bar", "2"), ("#last-bar", "3")):
+        page.locator(f"{field} input").fill(value)
+        page.locator(f"{field} input").press("Tab")
+    page.wait_for_function(f"{range_label} === 'bars 2-3'", timeout=30_000)
+    page.locator("#length input").fill("2")
+    _generate(page, 1)
+    _example(page, "beethoven_op18no1_quartet")  # 8 bars: its own last two, whatever was typed before
+    page.wait_for_function(f"{range_label} === 'bars 7-8'", timeout=30_000)
+    assert page.evaluate(fields) == ["7", "8"] and page.evaluate(menu) == "beethoven_op18no1_quartet"
+    page.wait_for_function("!document.querySelector('#result-audio-1 audio[src]')", timeout=30_000)
+    assert page.locator("#status").inner_text().strip() == ""  # the chorale's results went with it
+    assert page.locator("#result-roll-1 .mm-roll").count() == 0
+    page.locator("#empty").click()  # nothing: no range, no example named
+    page.wait_for_function(f"{INFO}.includes('No prompt')", timeout=30_000)
+    page.wait_for_function(f"{fields}.join() === ',' && {menu} === ''", timeout=30_000)
+    page.locator("#undo").click()
+    page.wait_for_function(f"{INFO}.includes('beethoven') && {menu} === 'beethoven_op18no1_quartet'",
+                           timeout=30_000)
+    page.locator("#undo").click()  # undo brings the chorale back, named in the menu, with its results
+    page.wait_for_function(f"{INFO}.includes('84 notes') && {menu} === 'bach_bwv66.6_chorale'", timeout=30_000)
+    page.wait_for_function(f"{STATUS}.startsWith('Earlier results of this prompt: 1 variation')", timeout=30_000)
+    page.wait_for_selector("#result-audio-1 audio[src]", state="attached", timeout=30_000)
+    assert page.locator("#result-roll-1 .mm-roll img").count() == 1
+    page.wait_for_function(f"{range_label} === 'bars 4-5'", timeout=30_000)
 
 
 @pytest.mark.slow
