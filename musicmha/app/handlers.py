@@ -283,7 +283,8 @@ class Handlers:
         palette = prompt_palette(score)
         rolls: list = [gr.skip()] * MAX_VARIATIONS
         for index, sketch in enumerate(job.sketches()[:count]):
-            if sketch is not None:
+            # a prompt ending in a long note leaves its last bars without onsets: nothing to draw there yet
+            if sketch is not None and window(sketch, start).note_num():
                 rolls[index] = roll_html(window(sketch, start), f"result-audio-{index + 1}", size=size,
                                          boundary_tick=boundary - start if boundary else None,
                                          title=None, keys=track_keys(sketch), palette=palette,
