@@ -27,8 +27,10 @@ import symusic
 
 from musicmha.errors import MusicmhaError
 from musicmha.data import mma_server
+from musicmha.data.chords import (NAMES, QUALITIES, detect_chord, estimate_key, harmonize_bar,  # noqa: F401
+                                  pitch_weights, transpose_chord)
 from musicmha.data.grooves import grooves_for, track_kind
-from musicmha.data.instruments import (Instruments, draw_instruments, draw_shift, draw_texture,
+from musicmha.data.instruments import (TEXTURES, Instruments, draw_instruments, draw_shift, draw_texture,
                                        shift_key_signature)
 from musicmha.data.midi_io import load_midi
 
@@ -42,16 +44,6 @@ HALF = Fraction(1, 2)
 METERS = {(4, 4): (("4/4", 1),), (2, 2): (("4/4", 1),), (2, 4): (("4/4", 2),), (3, 4): (("3/4", 1),),
           (6, 8): (("6/8", 1), ("12/8", 2)), (3, 8): (("6/8", 2),), (12, 8): (("12/8", 1),), (5, 4): (("5/4", 1),),
           (9, 8): (("3/4", 1),), (3, 2): (("3/4", HALF),), (6, 4): (("3/4", HALF),), (4, 2): (("4/4", HALF),)}
-NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-QUALITIES = {"": (0, 4, 7), "m": (0, 3, 7), "7": (0, 4, 7, 10), "dim": (0, 3, 6)}
-# A quality's handicap, so a passing seventh or a bare third does not outvote a plain triad.
-QUALITY_COST = {"": 0.0, "m": 0.0, "7": 0.1, "dim": 0.05}
-# Diatonic triads (degree, quality) in order of preference on ties: I, IV, V first.
-DIATONIC = {"major": ((0, ""), (5, ""), (7, ""), (9, "m"), (2, "m"), (4, "m"), (11, "dim")),
-            "minor": ((0, "m"), (5, "m"), (7, ""), (8, ""), (3, ""), (10, ""), (2, "dim"))}
-# Krumhansl-Kessler key profiles (C major / C minor), rotated for the other tonics.
-PROFILES = {"major": (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
-            "minor": (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)}
 MMA_TIMEOUT = 60.0
 USE_MMA_SERVER = True  # fork songs from a helper that imported mma once (mma_server.py); False: plain runs
 
@@ -62,7 +54,7 @@ class Plan:
     tempo: int  # quarter notes per minute
     program: int  # the lead's
     pickup: int  # ticks before the first full bar
-    chords: list[str]  # one per melody bar from the first full bar, in the played key
+    chords: list[str]  # one per melody bar from the first full bar, in the source's key (mma plays them moved)
     meter: tuple[int, int]
     per: int | Fraction = 1  # melody bars per mma bar (1/2: a melody bar is two mma bars)
     beats: int = 4  # mma beats per mma bar
@@ -84,57 +76,6 @@ def melody_notes(score: symusic.Score) -> list[symusic.Note]:
         if note.time not in top or note.pitch > top[note.time].pitch:
             top[note.time] = note
     return [top[t].copy() for t in sorted(top)]
-
-
-def pitch_weights(notes: list[symusic.Note], start: int, end: int) -> list[float]:
-    """Duration (ticks) each pitch class sounds within [start, end)."""
-    weights = [0.0] * 12
-    for n in notes:
-        overlap = min(n.time + n.duration, end) - max(n.time, start)
-        if overlap > 0:
-            weights[n.pitch % 12] += overlap
-    return weights
-
-
-def estimate_key(weights: list[float]) -> tuple[int, str]:
-    """(tonic pitch class, "major"/"minor") whose rotated profile correlates best with `weights`."""
-    def corr(a: list[float], b: list[float]) -> float:
-        ma, mb = sum(a) / 12, sum(b) / 12
-        num = sum((x - ma) * (y - mb) for x, y in zip(a, b))
-        den = math.sqrt(sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b))
-        return num / den if den else 0.0
-    keys = [(tonic, mode) for mode in ("major", "minor") for tonic in range(12)]
-    return max(keys, key=lambda k: corr(weights, [PROFILES[k[1]][(pc - k[0]) % 12] for pc in range(12)]))
-
-
-def harmonize_bar(weights: list[float], tonic: int, mode: str) -> str | None:
-    """The diatonic triad covering most of the bar's melody duration; earlier DIATONIC entries win ties."""
-    if not any(weights):
-        return None
-    total = sum(weights)
-    best = max(enumerate(DIATONIC[mode]), key=lambda item: (
-        round(sum(weights[(tonic + item[1][0] + i) % 12] for i in QUALITIES[item[1][1]]) / total, 9), -item[0]))
-    degree, quality = best[1]
-    return NAMES[(tonic + degree) % 12] + quality
-
-
-def detect_chord(weights: list[float], bass: list[float] | None = None) -> str | None:
-    """Major, minor, dominant-seventh or diminished chord best matching a bar's sounding pitch classes:
-    chord tones count, other tones count against it by half, a root in the bass helps."""
-    total = sum(weights)
-    if not total:
-        return None
-    w = [x / total for x in weights]
-    b = [x / (sum(bass) or 1) for x in bass] if bass else [0.0] * 12
-    best, best_score = None, -math.inf
-    for quality, intervals in QUALITIES.items():
-        for root in range(12):
-            tones = {(root + i) % 12 for i in intervals}
-            score = sum(w[pc] if pc in tones else -0.5 * w[pc] for pc in range(12))
-            score += 0.25 * b[root] - QUALITY_COST[quality]
-            if score > best_score + 1e-9:
-                best, best_score = NAMES[root] + quality, score
-    return best
 
 
 def estimate_pickup(melody: list[symusic.Note], score: symusic.Score, bar: int) -> int:
@@ -189,8 +130,10 @@ def warp(inserts: list[tuple[int, int]]):
     return to_melody
 
 
-def plan_arrangement(score: symusic.Score, piece_id: str, seed: int, pickup: float | None = None) -> Plan:
-    """Chords, groove, tempo and lead instrument for one piece; raises MusicmhaError for unmapped meters."""
+def plan_arrangement(score: symusic.Score, piece_id: str, seed: int, pickup: float | None = None,
+                     texture: str | None = None) -> Plan:
+    """Chords, texture (`texture`, or drawn), groove, instruments, tempo and key for one piece; raises
+    MusicmhaError for unmapped meters."""
     meter, anacrusis, inserts = piece_meter(score)
     if meter not in METERS:
         raise MusicmhaError(f"no groove for {meter[0]}/{meter[1]}")
@@ -219,7 +162,10 @@ def plan_arrangement(score: symusic.Score, piece_id: str, seed: int, pickup: flo
             chord = harmonize_bar(pitch_weights(melody, lo, hi), tonic, mode)
         chords.append(chord or (chords[-1] if chords else NAMES[tonic] + ("m" if mode == "minor" else "")))
     rng = random.Random(f"{seed}:{piece_id}")
-    texture = draw_texture(rng)
+    drawn = draw_texture(rng)  # drawn even when given: the other draws stay the seed's
+    if texture is not None and texture not in TEXTURES:
+        raise ValueError(f"texture must be one of {', '.join(TEXTURES)}, got {texture!r}")
+    texture = texture or drawn
     options = [(g, per) for gmeter, per in METERS[meter]
                for g in grooves_for(gmeter, ("band",) if texture == "band" else ("band", "quiet"))
                if g["beats"] % per == 0]
@@ -233,14 +179,8 @@ def plan_arrangement(score: symusic.Score, piece_id: str, seed: int, pickup: flo
     instruments = draw_instruments(rng, texture, groove["family"])
     tempo = rng.randint(*groove["tempo"])
     key_shift, melody_shift = draw_shift(rng, [n.pitch for n in melody], instruments.lead)
-    return Plan(groove["name"], tempo, instruments.lead, start, [transpose_chord(c, key_shift) for c in chords],
+    return Plan(groove["name"], tempo, instruments.lead, start, chords,
                 meter, per, groove["beats"], instruments, groove["family"], key_shift, melody_shift, inserts)
-
-
-def transpose_chord(chord: str, semitones: int) -> str:
-    """`chord` ("F#m", "Bb7") with its root moved by `semitones`, spelled from NAMES."""
-    root = max((n for n in NAMES if chord.startswith(n)), key=len)
-    return NAMES[(NAMES.index(root) + semitones) % 12] + chord[len(root):]
 
 
 def mma_source(plan: Plan, rnd_seed: int) -> str:
@@ -251,12 +191,13 @@ def mma_source(plan: Plan, rnd_seed: int) -> str:
     lines = [f"// musicmha arrangement: {plan.groove}", f"Groove {plan.groove}",
              f"Tempo {plan.tempo * beats / float(quarters):.3f}", f"TimeSig {plan.meter[0]} {plan.meter[1]}",
              f"RndSeed {rnd_seed}"]
+    chords = [transpose_chord(c, plan.key_shift) for c in plan.chords]
     if per < 1:
-        bars = [c for c in plan.chords for _ in range(int(1 / per))]
+        bars = [c for c in chords for _ in range(int(1 / per))]
         lines += [f"{number} {c}" + " /" * (beats - 1) for number, c in enumerate(bars, start=1)]
         return "\n".join(lines) + "\n"
-    for number, i in enumerate(range(0, len(plan.chords), per), start=1):
-        group = (plan.chords[i:i + per] + plan.chords[-1:] * per)[:per]
+    for number, i in enumerate(range(0, len(chords), per), start=1):
+        group = (chords[i:i + per] + chords[-1:] * per)[:per]
         lines.append(f"{number} " + " ".join(c + " /" * (beats // per - 1) for c in group))
     return "\n".join(lines) + "\n"
 
@@ -300,11 +241,12 @@ def run_mma_raw(text: str, timeout: float = MMA_TIMEOUT) -> tuple[symusic.Score,
 
 
 def arrange(source: str | os.PathLike | bytes | symusic.Score, piece_id: str, seed: int = 0,
-            pickup: float | None = None) -> tuple[symusic.Score, Plan]:
+            pickup: float | None = None, texture: str | None = None) -> tuple[symusic.Score, Plan]:
     """The melody of `source` on its lead instrument over mma's drums, bass and comping, one Score at the
-    source's resolution with one tempo; `pickup` (quarter notes) is estimated when None."""
+    source's resolution with one tempo; `pickup` (quarter notes) is estimated when None; `texture` ("band",
+    "piano", "strings", "brass") pins the texture, e.g. for test files that need drums."""
     score = load_midi(source)
-    plan = plan_arrangement(score, piece_id, seed, pickup)
+    plan = plan_arrangement(score, piece_id, seed, pickup, texture)
     rng = random.Random(f"{seed}:{piece_id}:mma")
     accompaniment = run_mma(mma_source(plan, rng.randrange(1, 2**31)))
     beats, per = plan.beats, plan.per
