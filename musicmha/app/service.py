@@ -132,6 +132,9 @@ def render_view(score: symusic.Score, audio_id: str, *, boundary_tick: int | Non
     else:
         start = 0 if full or not boundary_tick else window_start(score, boundary_tick)
     shown = window(score, start, stop)
+    if not shown.note_num():  # nothing starts in the window (a long last note, no new notes): the whole piece
+        start, stop, shown = 0, None, score
+        marks = bar_range.marks(score, *bars) if bars is not None else None
     boundary = boundary_tick - start if boundary_tick and bars is None else None
     audio, rate = render_audio(shown, sample_rate=SAMPLE_RATE, max_seconds=MAX_AUDIO_SECONDS)
     html = roll_html(shown, audio_id, boundary_tick=boundary, size=size, title=title, note=note, marks=marks,

@@ -197,6 +197,10 @@ def test_a_sketch_with_nothing_to_draw_yet_is_skipped(handlers):
     job = SimpleNamespace(sketches=lambda: [prompt.copy(), None])
     assert handlers._sketches(job, prompt, False, roll_size(2), 2) == [gr.skip()] * 4
     assert "Live sketch" in handlers._sketches(job, prompt, True, roll_size(2), 2)[0]  # the whole piece: drawn
+    from musicmha.app.service import render_view  # a result without new notes there: the whole piece is shown
+
+    view = render_view(prompt, "result-audio-1", boundary_tick=int(prompt.end()), full=False)
+    assert view.start_tick == 0 and 'data-audio="result-audio-1"' in view.html
 
 
 def test_stop_keeps_what_was_made(handlers, monkeypatch):
