@@ -93,7 +93,8 @@ class Handlers:
             view = render_view(score, "prompt-audio", title="prompt")
         except MusicmhaError as error:  # e.g. a missing SoundFont named in $MUSICMHA_SOUNDFONT
             raise gr.Error(f"cannot render the prompt: {error}") from None
-        info = (f"**{history.name_of(entry)}**: {plural(score.note_num(), 'note')}, "
+        came = history.origin(entry, kept=True)
+        info = (f"**{history.name_of(entry)}**{f' ({came})' if came else ''}: {plural(score.note_num(), 'note')}, "
                 f"{plural(len(score.tracks), 'track')}, {music_end_seconds(score):.1f} s.")
         return str(path), view.audio, view.html, info, history.markdown(session), undo, redo, session
 
@@ -149,7 +150,7 @@ class Handlers:
         continued = 0 if result.get("bars") else 1  # a regenerated range is kept as an edit, not a continuation
         edits = result.get("edits") or []
         pushed = history.push(history.remember(session, results), data, result["base"], result["steps"] + continued,
-                              edits)
+                              edits, variation=index + 1, seed=result.get("seed"), kept=bool(result.get("bars")))
         if result.get("bars") and pushed is not session:  # kept bars: the range stays chosen on the new prompt
             pushed["entries"][-1]["range"] = list(result["bars"])
         return self.show(pushed)

@@ -40,15 +40,25 @@ def file_name(entry: dict) -> str:
     return f"{stem}{'+' + str(entry['steps']) if entry['steps'] else ''}.mid"
 
 
+def origin(entry: dict, kept: bool = False) -> str:
+    """Which result a prompt was: 'variation 2, seed 8' (with `kept`, for regenerated bars: 'variation 2
+    kept, seed 8'); '' for a prompt that was no result."""
+    if not entry.get("variation"):
+        return ""
+    seed = f", seed {entry['seed']}" if entry.get("seed") is not None else ""
+    return f"variation {entry['variation']}{' kept' if kept and entry.get('kept') else ''}{seed}"
+
+
 def push(session: dict, data: bytes | None, base: str | None, steps: int = 0, edits: Sequence[str] = (),
-         example: str | None = None) -> dict:
+         example: str | None = None, **result: Any) -> dict:
     """A new session with this prompt after the current one (redo steps beyond it are dropped, as in any
-    editor); unchanged (the same object) when it is the current prompt already."""
+    editor); unchanged (the same object) when it is the current prompt already. `result`: which result it
+    was (variation, seed, kept: regenerated bars kept), see `origin`."""
     now = current(session)
     if now["data"] == data and (data is None or now["base"] == base):
         return session
     entry = {"data": data, "base": base, "steps": steps, **({"edits": list(edits)} if edits else {}),
-             **({"example": example} if example else {})}
+             **({"example": example} if example else {}), **result}
     entries = [*session["entries"][:session["index"] + 1], entry]
     entries = entries[-HISTORY_STEPS:]
     return {"entries": entries, "index": len(entries) - 1}
@@ -89,5 +99,6 @@ def markdown(session: dict) -> str:
     if len(shown) <= 1:
         return ""
     lines = [f"{'**▶ ' if i == session['index'] else '&nbsp;&nbsp;&nbsp;'}{n}. {name_of(e)}"
-             f"{'**' if i == session['index'] else ''}" for n, (i, e) in enumerate(shown, 1)]
-    return "History (undo / redo walk it):  \n" + "  \n".join(lines)
+             f"{' (' + origin(e) + ')' if origin(e) else ''}{'**' if i == session['index'] else ''}"
+             for n, (i, e) in enumerate(shown, 1)]
+    return "History, oldest first (▶ the prompt shown; undo / redo walk it):  \n" + "  \n".join(lines)

@@ -81,6 +81,8 @@ def page_request(unit: str | None = None, length: float | None = None, temperatu
             raise ConfigError(f"length unit must be one of {', '.join(LIMITS)}, not {unit!r}")
         if not length or not 0 < length <= LIMITS[unit]:
             raise ConfigError(f"length must be between 1 and {LIMITS[unit]} {unit}, not {length}")
+        if unit != "seconds" and not float(length).is_integer():
+            raise ConfigError(f"length in {unit} must be a whole number, not {length:g}")
         fields[LENGTH_FIELDS[unit]] = float(length) if unit == "seconds" else int(length)
     if not 1 <= int(variations or 0) <= MAX_VARIATIONS:
         raise ConfigError(f"variations must be between 1 and {MAX_VARIATIONS}, not {variations}")

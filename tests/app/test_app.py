@@ -232,7 +232,9 @@ def test_history_names_undo_redo(handlers):
     records = final(handlers, handlers.show(session)[0], session=session)[-1]
     *_, session = handlers.continue_from(0, records, session)
     assert history.name_of(history.current(session)) == "bach_bwv66.6_chorale + 2 continuations"
-    assert "3. bach_bwv66.6_chorale + 2 continuations" in history.markdown(session)
+    assert "3. bach_bwv66.6_chorale + 2 continuations (variation 1, seed 7)" in history.markdown(session)
+    assert history.markdown(session).startswith("History, oldest first")  # issue 30 item 4: it says which
+    assert history.markdown(session).index("1. bach") < history.markdown(session).index("2. bach")
 
     file, *_, info, history_md, undo, redo, session = handlers.undo(session)
     assert "+ 1 continuation" in info and redo.interactive
@@ -306,6 +308,8 @@ def test_each_track_has_one_color_in_every_roll_of_the_page(handlers, tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"unit": "bars", "length": 33}, "between 1 and 32 bars"),
+    ({"unit": "bars", "length": 2.5}, "length in bars must be a whole number, not 2.5"),  # not silently 2
+    ({"length": 48.5}, "length in tokens must be a whole number"),
     ({"unit": "seconds", "length": 61}, "between 1 and 60 seconds"),
     ({"length": 4096}, "between 1 and 2048 tokens"),
     ({"variations": 5}, "variations"),
@@ -606,6 +610,7 @@ def test_regenerate_keeps_every_note_outside_the_range_and_keeps_history(handler
 
     file, *_, info, history_md, undo, redo, session = handlers.continue_from(1, records, session)
     assert "bach_bwv66.6_chorale, bars 2-3 regenerated" in info and undo.interactive and not redo.interactive
+    assert "(variation 2 kept, seed 8)" in info  # issue 30 item 4: which one was kept
     assert Path(file).read_bytes() == Path(midis[1]).read_bytes()
     assert "2. bach_bwv66.6_chorale, bars 2-3 regenerated" in history_md
     more = final(handlers, file, length=8, session=session)[-1]  # continuing it keeps the edit in its name
