@@ -28,10 +28,10 @@ KEEP_LABEL, CONTINUE_LABEL = "Keep this one", "Continue this one"
 
 
 def button_labels(records: list[dict] | None) -> list[gr.Button]:
-    """'Keep this one' under regenerated bars, 'Continue this one' under continuations."""
+    """'Keep this one' under regenerated bars, 'Continue this one' under continuations; active under a result."""
     records = records or []
-    return [gr.Button(value=KEEP_LABEL if i < len(records) and records[i].get("bars") else CONTINUE_LABEL)
-            for i in range(MAX_VARIATIONS)]
+    return [gr.Button(value=KEEP_LABEL if i < len(records) and records[i].get("bars") else CONTINUE_LABEL,
+                      interactive=i < len(records)) for i in range(MAX_VARIATIONS)]
 
 
 class Regenerate:

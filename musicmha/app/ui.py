@@ -39,8 +39,24 @@ def _rewound(count: int = MAX_VARIATIONS) -> list:
 
 
 def _fresh_slots(count: float | None) -> list:
-    """Before a run: the slots it fills, and every result's player back at 0:00 for the audio to come."""
-    return [*_slots(count), *_rewound()]
+    """Before a run: the slots it fills, every result's player back at 0:00 for the audio to come, the result
+    buttons inactive until there are results, and Stop active."""
+    return [*_slots(count), *_rewound(), *[gr.Button(interactive=False)] * MAX_VARIATIONS, gr.Button(interactive=True)]
+
+
+def _run_over() -> gr.Button:
+    """Stop is active only while something runs."""
+    return gr.Button(interactive=False)
+
+
+def _can_regenerate(prompt: str | None) -> gr.Button:
+    """Regenerating bars needs a prompt."""
+    return gr.Button(interactive=bool(prompt))
+
+
+def _no_range() -> tuple:
+    """The bar fields empty on a new page (gradio's Number shows 0 for no value until it is given one)."""
+    return None, None
 
 
 def _slots_with_results(*files: str | None) -> list:
@@ -90,7 +106,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 with gr.Row(equal_height=True, elem_id="bar-range"):
                     first_bar = gr.Number(None, precision=0, label="From bar", elem_id="first-bar", min_width=0)
                     last_bar = gr.Number(None, precision=0, label="To bar", elem_id="last-bar", min_width=0)
-                    regenerate = gr.Button("Regenerate these bars", elem_id="regenerate", min_width=0, scale=2)
+                    regenerate = gr.Button("Regenerate these bars", elem_id="regenerate", min_width=0, scale=2,
+                                           interactive=False)
                 # What Generate reads (and the API's prompt file); the name is shown in the info line.
                 current = gr.File(label="Current prompt", interactive=False, elem_id="current-prompt",
                                   elem_classes="mm-hidden")
@@ -106,7 +123,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
             variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="Variations", elem_id="variations")
         with gr.Row():
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
-            stop = gr.Button("Stop (keeps what is made)", variant="stop", elem_id="stop")
+            stop = gr.Button("Stop (keeps what is made)", variant="stop", elem_id="stop", interactive=False)
         status = gr.Markdown("", elem_id="status")
         full_view = gr.Checkbox(False, label="Show the whole piece (default: the prompt's last 2 bars, then the "
                                 "continuation, or 2 bars either side of regenerated bars; the MIDI download is "
@@ -122,7 +139,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     rolls.append(gr.HTML("", elem_id=f"result-roll-{n}", padding=False))
                     midis.append(gr.File(label="MIDI (whole piece)", interactive=False,
                                          elem_id=f"result-midi-{n}", height=60))
-                    continues.append(gr.Button("Continue this one", size="sm", elem_id=f"continue-{n}"))
+                    continues.append(gr.Button("Continue this one", size="sm", elem_id=f"continue-{n}",
+                                               interactive=False))
                 slots.append(slot)
 
         with gr.Accordion("More settings", open=False, elem_id="settings"):
@@ -185,6 +203,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
             change.success(fill.choose, inputs=[current, session, range_for],
                            outputs=[first_bar, last_bar, prompt_roll, range_for], api_visibility="private",
                            show_progress="hidden", concurrency_id="bar-range", concurrency_limit=1)
+            change.success(_can_regenerate, inputs=current, outputs=regenerate, queue=False, api_visibility="private")
             change.success(handlers.restore, inputs=[current, session, results_for, full_view],
                            outputs=[example, status, *audios, *rolls, *midis, results, *slots, *continues,
                                     results_for], api_visibility="private", show_progress="hidden")
@@ -209,12 +228,13 @@ def build_app(config: AppConfig) -> gr.Blocks:
         # A bad value stops the chain at the check: one message, nothing else on the page changes.
         run = (generate.click(handlers.check, inputs=[current], inputs_kwargs=settings, api_visibility="private",
                               show_progress="hidden", concurrency_limit=None)
-               .success(_fresh_slots, inputs=variations, outputs=[*slots, *audios], queue=False,
+               .success(_fresh_slots, inputs=variations, outputs=[*slots, *audios, *continues, stop], queue=False,
                         api_visibility="private")
                .success(handlers.generate, inputs=[current],
                         inputs_kwargs={**settings, "full_view": full_view, "session": session},
                         outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="generate",
                         concurrency_id="generate", show_progress="hidden"))
+        run.then(_run_over, outputs=stop, queue=False, api_visibility="private")
         (run.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
          .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private"))
 
@@ -227,13 +247,16 @@ def build_app(config: AppConfig) -> gr.Blocks:
         fill_settings = {name: fields[name] for name in FILL_SETTINGS}
         refill = (regenerate.click(fill.check, inputs=[current, first_bar, last_bar], inputs_kwargs=fill_settings,
                                    api_visibility="private", show_progress="hidden", concurrency_limit=None)
-                  .success(_fresh_slots, inputs=variations, outputs=[*slots, *audios], queue=False,
+                  .success(_fresh_slots, inputs=variations, outputs=[*slots, *audios, *continues, stop], queue=False,
                            api_visibility="private")
                   .success(fill.regenerate, inputs=[current, first_bar, last_bar],
                            inputs_kwargs={**fill_settings, "full_view": full_view, "session": session},
                            outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="regenerate",
                            concurrency_id="generate", show_progress="hidden"))
+        refill.then(_run_over, outputs=stop, queue=False, api_visibility="private")
         (refill.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
          .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private"))
         stop.click(handlers.stop, queue=False, api_visibility="private", show_progress="hidden")
+        app.load(_no_range, outputs=[first_bar, last_bar], queue=False, api_visibility="private",
+                 show_progress="hidden")
     return app

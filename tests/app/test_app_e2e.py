@@ -527,6 +527,31 @@ def test_browser_a_new_prompt_clears_what_the_last_one_left_and_undo_brings_it_b
 
 
 @pytest.mark.slow
+def test_browser_an_empty_page_offers_only_what_it_can_do(page, monkeypatch):
+    """Issue 30 item 4: on an empty page Regenerate, Continue and Stop were active and the bar fields read 0
+    to 0. Now: Regenerate with a prompt, Stop while something runs, Continue under a result."""
+    fields = "[document.querySelector('#first-bar input').value, document.querySelector('#last-bar input').value]"
+    page.wait_for_function(f"{fields}.join() === ','", timeout=10_000)
+    for button in ("#regenerate", "#stop", "#continue-1"):
+        assert page.locator(button).is_disabled(), button
+    _example(page)
+    page.wait_for_function("!document.querySelector('#regenerate').disabled", timeout=30_000)
+    assert page.evaluate(fields) == ["4", "5"] and page.locator("#stop").is_disabled()
+    slow_down_generation(monkeypatch, 0.02)
+    page.locator("#length input").fill("2")
+    page.locator("#generate").click()
+    page.wait_for_function(f"{STATUS}.startsWith('Generating')", timeout=30_000)
+    page.wait_for_function("!document.querySelector('#stop').disabled", timeout=10_000)  # something to stop
+    assert page.locator("#continue-1").is_disabled()
+    page.wait_for_function(f"{STATUS}.startsWith('Done')", timeout=60_000)
+    page.wait_for_function("document.querySelector('#stop').disabled && "
+                           "!document.querySelector('#continue-1').disabled", timeout=10_000)
+    page.locator("#empty").click()  # nothing: no range, nothing to regenerate, no result to continue
+    page.wait_for_function(f"{INFO}.includes('No prompt') && document.querySelector('#regenerate').disabled && "
+                           "document.querySelector('#continue-1').disabled", timeout=30_000)
+
+
+@pytest.mark.slow
 def test_browser_phone_width(server, tmp_path):
     _skip_without_browser()
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright missing: pip install playwright")
