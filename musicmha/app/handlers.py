@@ -24,7 +24,7 @@ from musicmha.app import history
 from musicmha.app.bars import edit_name
 from musicmha.app.history import new_session  # noqa: F401 (re-exported for the UI and tests)
 from musicmha.app.job import GenerationJob, describe
-from musicmha.app.service import ModelCache, TempFiles, View, render_view, write_midi
+from musicmha.app.service import ModelCache, TempFiles, View, render_view, write_midi, write_wav
 from musicmha.app.settings import MAX_VARIATIONS, page_request
 from musicmha.app.views import RollSize, placeholder_html, roll_html, roll_size, window, window_start
 
@@ -96,7 +96,8 @@ class Handlers:
         came = history.origin(entry, kept=True)
         info = (f"**{history.name_of(entry)}**{f' ({came})' if came else ''}: {plural(score.note_num(), 'note')}, "
                 f"{plural(len(score.tracks), 'track')}, {music_end_seconds(score):.1f} s.")
-        return str(path), view.audio, view.html, info, history.markdown(session), undo, redo, session
+        audio = str(write_wav(view.audio, self.config.files, f"{path.stem}.wav"))
+        return str(path), audio, view.html, info, history.markdown(session), undo, redo, session
 
     def upload(self, path: str | None, session: dict, results: list[dict] | None = None) -> tuple:
         """A dropped file becomes the prompt; a refused one leaves the previous prompt as it was, one message
@@ -327,10 +328,13 @@ class Handlers:
         if not score.note_num():
             return View(None, placeholder_html(f"Variation {i + 1}: no notes yet."), 0)
         try:
-            return render_view(score, f"result-audio-{i + 1}", boundary_tick=record["boundary"] or None,
+            view = render_view(score, f"result-audio-{i + 1}", boundary_tick=record["boundary"] or None,
                                full=full, size=size, note=note, bars=bars, palette=record.get("palette"))
         except MusicmhaError as error:
             raise gr.Error(f"cannot render variation {i + 1}: {error}") from None
+        # a WAV named like the MIDI ('bach_bwv66.6_chorale-variation-2.wav'): the player's download name
+        name = f"{Path(record['midi']).stem}{'' if full else '-excerpt'}.wav"
+        return View(str(write_wav(view.audio, self.config.files, name)), view.html, view.start_tick)
 
     def views(self, full: bool, records: list[dict] | None) -> list:
         """4 audios then 4 piano rolls for the results (the whole piece, or the prompt's last bars and then

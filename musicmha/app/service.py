@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 import uuid
+import wave
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,6 +141,20 @@ def render_view(score: symusic.Score, audio_id: str, *, boundary_tick: int | Non
     html = roll_html(shown, audio_id, boundary_tick=boundary, size=size, title=title, note=note, marks=marks,
                      keys=track_keys(score), palette=palette)
     return View((rate, audio), html, start)
+
+
+def write_wav(audio: tuple[int, np.ndarray], files: TempFiles, name: str) -> Path:
+    """A rendered (rate, int16 samples) as a WAV file named `name`: the player's download is called after the
+    piece and variation, not gradio's 'audio.wav'."""
+    rate, samples = audio
+    samples = np.asarray(samples, dtype=np.int16)
+    path = files.path(name)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1 if samples.ndim == 1 else samples.shape[1])
+        out.setsampwidth(2)
+        out.setframerate(int(rate))
+        out.writeframes(np.ascontiguousarray(samples).astype("<i2").tobytes())
+    return path
 
 
 def write_midi(score: symusic.Score, files: TempFiles, name: str) -> Path:

@@ -46,6 +46,17 @@ def handlers(checkpoint, tmp_path) -> Handlers:
 _CACHE = ModelCache()  # shared by the tests like by the app's sessions: the model loads once
 
 
+def _wav(path: str) -> tuple:
+    """(rate, int16 samples, one column per channel) of a WAV the app wrote."""
+    import wave
+
+    import numpy as np
+
+    with wave.open(path) as wav:
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+        return wav.getframerate(), frames.reshape(-1, wav.getnchannels())
+
+
 def final(handlers: Handlers, prompt: str | None, **overrides) -> tuple:
     outputs = list(handlers.generate(prompt, **{**SETTINGS, **overrides}))
     return outputs[-1]
@@ -61,7 +72,8 @@ def test_prompt_preview_gives_audio_roll_and_info(handlers):
                                                                                     new_session())
     assert Path(file).parent.parent == handlers.config.files.root  # a copy, inside the app's folder
     assert Path(file).read_bytes() == BACH.read_bytes() and Path(file).name == "bach_bwv66.6_chorale.mid"
-    rate, samples = audio
+    assert Path(audio).name == "bach_bwv66.6_chorale.wav"  # the player's download: named after the piece
+    rate, samples = _wav(audio)
     assert rate > 8000 and samples.dtype.name == "int16" and samples.shape[1] == 2 and samples.any()
     assert 'data-audio="prompt-audio"' in roll and "data:image/png;base64," in roll
     assert "bach_bwv66.6_chorale" in info and "84 notes" in info
@@ -114,6 +126,9 @@ def test_generate_returns_audio_roll_midi_and_the_seed(handlers):
     audios, rolls, midis, records = rest[0:4], rest[4:8], rest[8:12], rest[12]
     assert seed == 7 and "seed 7" in status and "2 variation" in status
     assert [a is not None for a in audios] == [True, True, False, False]
+    # issue 30 item 4: each audio download is named after the piece and variation, not 'audio.wav'
+    assert [Path(a).name for a in audios[:2]] == [f"bach_bwv66.6_chorale-variation-{n}-excerpt.wav" for n in (1, 2)]
+    assert Path(audios[0]).read_bytes()[:4] == b"RIFF" and Path(midis[1]).stem == "bach_bwv66.6_chorale-variation-2"
     assert 'data-audio="result-audio-1"' in rolls[0] and 'data-audio="result-audio-2"' in rolls[1]
     assert rolls[2:] == ["", ""] and "seed 8" in rolls[1]  # each variation names its own seed (7 + 1)
     score = load_midi(midis[0])
@@ -139,14 +154,14 @@ def test_the_short_view_is_the_prompts_last_two_bars_then_the_continuation(handl
     start = window_start(score, boundary)
     assert start == (boundary - 1) // bar * bar - bar  # the bar holding the prompt's end, and the one before
     short, whole = handlers.views(False, records), handlers.views(True, records)
-    (rate, audio), roll = short[0], short[4]
+    (rate, audio), roll = _wav(short[0]), short[4]
     shown_seconds = music_end_seconds(window(score, start))
     # audio and roll start at the same tick: the audio lasts the window's music plus the release tail, and
     # the roll's right edge is that music's end (plus its 2% margin)
     assert len(audio) / rate == pytest.approx(shown_seconds + 1.0, abs=0.01)
     end = float(re.search(r'data-end="([0-9.]+)"', roll).group(1))
     assert end == pytest.approx(shown_seconds * 1.02, rel=0.01)
-    assert len(whole[0][1]) > len(audio)  # the toggle shows the whole piece from its start
+    assert len(_wav(whole[0])[1]) > len(audio)  # the toggle shows the whole piece from its start
     assert [w is None for w in whole[1:4]] == [True] * 3
 
 
@@ -628,9 +643,9 @@ def test_regenerating_a_short_range_shows_it_with_two_bars_either_side(handlers,
     prompt, *_ = handlers.pick_example("beethoven_op18no1_quartet", new_session())  # 8 bars of 3/4
     *_, records = list(fill.regenerate(prompt, 4, 4, **{**FILL, "variations": 1}))[-1]
     short, whole = handlers.views(False, records), handlers.views(True, records)
-    (_, audio), roll = short[0], short[4]
+    (_, audio), roll = _wav(short[0]), short[4]
     assert re.findall(r'class="mm-bar"[^>]*>(\d+)<', roll) == ["2", "3", "4", "5", "6"]  # bars 2-6 of 8
-    assert "bar 4" in roll and len(whole[0][1]) > len(audio)
+    assert "bar 4" in roll and len(_wav(whole[0])[1]) > len(audio)
     assert re.findall(r'class="mm-bar"[^>]*>(\d+)<', whole[4]) == [str(n) for n in range(1, 9)]
 
 

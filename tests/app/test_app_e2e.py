@@ -535,8 +535,9 @@ def test_browser_an_empty_page_offers_only_what_it_can_do(page, monkeypatch):
     for button in ("#regenerate", "#stop", "#continue-1"):
         assert page.locator(button).is_disabled(), button
     _example(page)
-    page.wait_for_function("!document.querySelector('#regenerate').disabled", timeout=30_000)
-    assert page.evaluate(fields) == ["4", "5"] and page.locator("#stop").is_disabled()
+    page.wait_for_function(f"!document.querySelector('#regenerate').disabled && {fields}.join() === '4,5'",
+                           timeout=30_000)
+    assert page.locator("#stop").is_disabled()
     slow_down_generation(monkeypatch, 0.02)
     page.locator("#length input").fill("2")
     page.locator("#generate").click()
@@ -546,6 +547,12 @@ def test_browser_an_empty_page_offers_only_what_it_can_do(page, monkeypatch):
     page.wait_for_function(f"{STATUS}.startsWith('Done')", timeout=60_000)
     page.wait_for_function("document.querySelector('#stop').disabled && "
                            "!document.querySelector('#continue-1').disabled", timeout=10_000)
+    # the players' downloads are named after the piece and variation, not "audio.wav"
+    for box, name in (("#prompt-audio", "bach_bwv66.6_chorale.wav"),
+                      ("#result-audio-1", "bach_bwv66.6_chorale-variation-1-excerpt.wav")):
+        link = page.locator(f"{box} a[download]")
+        link.wait_for(state="attached", timeout=10_000)
+        assert link.get_attribute("download") == name
     page.locator("#empty").click()  # nothing: no range, nothing to regenerate, no result to continue
     page.wait_for_function(f"{INFO}.includes('No prompt') && document.querySelector('#regenerate').disabled && "
                            "document.querySelector('#continue-1').disabled", timeout=30_000)
