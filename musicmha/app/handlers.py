@@ -45,6 +45,16 @@ class AppConfig:
     files: TempFiles = field(default_factory=TempFiles)
 
 
+KEEP_LABEL, CONTINUE_LABEL = "Keep this one", "Continue this one"
+
+
+def button_labels(records: list[dict] | None) -> list[gr.Button]:
+    """'Keep this one' under regenerated bars, 'Continue this one' under continuations; active under a result."""
+    records = records or []
+    return [gr.Button(value=KEEP_LABEL if i < len(records) and records[i].get("bars") else CONTINUE_LABEL,
+                      interactive=i < len(records)) for i in range(MAX_VARIATIONS)]
+
+
 def prompt_palette(score: symusic.Score | None) -> list | None:
     """The prompt's track keys: every roll of its results colors each track as the prompt's roll does
     (None: no prompt, each roll its own)."""
@@ -163,8 +173,6 @@ class Handlers:
         results, their status and slots cleared). Returns (example, status, 4 audios, 4 rolls, 4 MIDI files,
         results, 4 slots, 4 result buttons, shown_for); `shown_for` is the prompt file this was last done
         for, so a refused upload (the prompt unchanged) changes nothing."""
-        from musicmha.app.regenerate import button_labels
-
         if prompt == shown_for:
             return tuple(gr.skip() for _ in range(4 * MAX_VARIATIONS + 5))
         entry = history.current(session)

@@ -14,7 +14,7 @@ import symusic
 
 from musicmha.app import bars as bar_range
 from musicmha.app import history
-from musicmha.app.handlers import Handlers, plural
+from musicmha.app.handlers import CONTINUE_LABEL, KEEP_LABEL, Handlers, button_labels, plural  # noqa: F401
 from musicmha.app.job import GenerationJob
 from musicmha.app.settings import MAX_VARIATIONS
 from musicmha.app.views import placeholder_html, roll_html, roll_size
@@ -24,14 +24,6 @@ from musicmha.generation.request import GenerationRequest
 logger = logging.getLogger(__name__)
 
 NO_PROMPT = "regenerating bars needs a prompt: drop a MIDI file or pick an example first"
-KEEP_LABEL, CONTINUE_LABEL = "Keep this one", "Continue this one"
-
-
-def button_labels(records: list[dict] | None) -> list[gr.Button]:
-    """'Keep this one' under regenerated bars, 'Continue this one' under continuations; active under a result."""
-    records = records or []
-    return [gr.Button(value=KEEP_LABEL if i < len(records) and records[i].get("bars") else CONTINUE_LABEL,
-                      interactive=i < len(records)) for i in range(MAX_VARIATIONS)]
 
 
 class Regenerate:

@@ -10,9 +10,9 @@ import functools
 import gradio as gr
 
 from musicmha.app.about import about_summary, model_card
-from musicmha.app.handlers import AppConfig, Handlers
+from musicmha.app.handlers import AppConfig, Handlers, button_labels
 from musicmha.app.history import new_session
-from musicmha.app.regenerate import Regenerate, button_labels
+from musicmha.app.regenerate import Regenerate
 from musicmha.app.settings import (CHOOSE, CONTINUE_SETTINGS, FILL_SETTINGS, INSTRUMENT_MODES, KEEP, LABELS, LIMITS,
                                    MAX_PROMPT_TOKENS, MAX_VARIATIONS, METERS, MODEL_METER, PROGRAM_CHOICES)
 from musicmha.app.views import placeholder_html
