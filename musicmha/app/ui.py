@@ -54,6 +54,11 @@ def _can_regenerate(prompt: str | None) -> gr.Button:
     return gr.Button(interactive=bool(prompt))
 
 
+def _show_restored(text: str | None) -> tuple:
+    """Handlers.restore's status line, when it wrote one (None: the prompt did not change)."""
+    return (gr.skip() if text is None else text), None
+
+
 def _no_range() -> tuple:
     """The bar fields empty on a new page (gradio's Number shows 0 for no value until it is given one)."""
     return None, None
@@ -84,6 +89,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         session, results = gr.State(new_session()), gr.State([])
         # The prompt file the bar range and the results were last set for (see Regenerate.choose, Handlers.restore)
         range_for, results_for = gr.State(None), gr.State(None)
+        restored = gr.State(None)  # the status line Handlers.restore writes, on its way to the page
         gr.Markdown(f"## {TITLE}\nDrop a MIDI file or pick an example, listen, then let the model continue it "
                     "or regenerate some of its bars. Continue from a result you like; undo and redo walk your "
                     "history.")
@@ -204,9 +210,13 @@ def build_app(config: AppConfig) -> gr.Blocks:
                            outputs=[first_bar, last_bar, prompt_roll, range_for], api_visibility="private",
                            show_progress="hidden", concurrency_id="bar-range", concurrency_limit=1)
             change.success(_can_regenerate, inputs=current, outputs=regenerate, queue=False, api_visibility="private")
-            change.success(handlers.restore, inputs=[current, session, results_for, full_view],
-                           outputs=[example, status, *audios, *rolls, *midis, results, *slots, *continues,
-                                    results_for], api_visibility="private", show_progress="hidden")
+            # the status line is written by a step of its own, off the queue: an output of a queued step shows
+            # gradio's "queue: 1/1 | processing" in it, whatever show_progress says
+            (change.success(handlers.restore, inputs=[current, session, results_for, full_view],
+                            outputs=[example, restored, *audios, *rolls, *midis, results, *slots, *continues,
+                                     results_for], api_visibility="private", show_progress="hidden")
+             .then(_show_restored, inputs=restored, outputs=[status, restored], queue=False,
+                   api_visibility="private", show_progress="hidden"))
         unit.change(_length_input, inputs=unit, outputs=length, queue=False, api_visibility="private")
         instruments_mode.change(lambda mode: [gr.Dropdown(visible=mode == CHOOSE), gr.Checkbox(visible=mode == CHOOSE)],
                                 inputs=instruments_mode, outputs=[programs, drums], queue=False,
