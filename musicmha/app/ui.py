@@ -203,6 +203,10 @@ def build_app(config: AppConfig) -> gr.Blocks:
             prompt_changes.append(button.click(functools.partial(handlers.continue_from, index),
                                                inputs=[results, session], outputs=shown, api_visibility="private",
                                                show_progress_on=prompt_audio))
+        # The prompt's player back at 0:00 at once, for the prompt to come (see _rewound)
+        gr.on([prompt_file.upload, example.input, empty.click, undo.click, redo.click, *[c.click for c in continues]],
+              lambda: _rewound(1)[0], outputs=prompt_audio, queue=False, api_visibility="private",
+              show_progress="hidden")
         # One lane, first come first served, for the range's drawings: a prompt's late redraw can then never
         # land after (and undo) a range typed later. Each takes a fraction of a second.
         for change in prompt_changes:

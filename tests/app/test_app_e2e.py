@@ -450,11 +450,14 @@ def test_browser_regenerate_these_bars_keep_one_and_undo(page, tmp_path):
     assert page.locator("#result-roll-2 .mm-range").count() == 1 and page.external == []
 
 
-def _play(page, slot: int, seconds: float) -> float:
-    """Play result `slot` with its own play button for about `seconds`, pause it, and say where it stopped."""
-    audio = f"document.querySelector('#result-audio-{slot} audio')"
+def _play(page, slot: int | str, seconds: float) -> float:
+    """Play result `slot` (or "prompt") with its own play button for about `seconds`, pause it, and say where
+    it stopped."""
+    box = "#prompt-audio" if slot == "prompt" else f"#result-audio-{slot}"
+    audio = f"document.querySelector('{box} audio')"
     page.wait_for_function(f"{audio}.duration > 0", timeout=30_000)
-    player = page.locator(f"#result-audio-{slot} audio").bounding_box()
+    page.locator(f"{box} audio").scroll_into_view_if_needed()  # the mouse clicks where the page shows it
+    player = page.locator(f"{box} audio").bounding_box()
     page.mouse.click(player["x"] + 18, player["y"] + player["height"] / 2)
     page.wait_for_function(f"!{audio}.paused", timeout=10_000)
     time.sleep(seconds)
@@ -467,7 +470,15 @@ def _play(page, slot: int, seconds: float) -> float:
 def test_browser_every_new_result_is_ready_at_the_start(page):
     """Issue 30 item 1: a result played to 3 s, then Generate again: the new result's player and playhead are
     at 0:00 (gradio's player kept the old position and put the new audio there)."""
+    _example(page, "bach_bwv66.6_chorale")
+    assert _play(page, "prompt", 0.6) > 0.2  # the prompt's player too, through 'nothing' to a new prompt
+    page.locator("#empty").click()
+    page.wait_for_function(f"{INFO}.includes('No prompt')", timeout=30_000)
     _example(page, "essen_folksong_han1_1")
+    prompt = "document.querySelector('#prompt-audio audio')"
+    page.wait_for_function(f"{prompt}.duration > 0", timeout=30_000)
+    time.sleep(0.5)
+    assert page.evaluate(f"{prompt}.currentTime") == 0
     _set_slider(page, "variations", 2)
     page.locator("#length input").fill("4")
     _generate(page, 2)
