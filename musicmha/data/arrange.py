@@ -16,17 +16,13 @@ import logging
 import math
 import os
 import random
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
 
 import symusic
 
 from musicmha.errors import MusicmhaError
-from musicmha.data import mma_server
+from musicmha.data.mma import require_mma, run_mma  # noqa: F401 (the corpus and the tests run mma from here)
 from musicmha.data.chords import (NAMES, QUALITIES, detect_chord, estimate_key, harmonize_bar,  # noqa: F401
                                   pitch_weights, transpose_chord)
 from musicmha.data.grooves import grooves_for, track_kind
@@ -44,8 +40,6 @@ HALF = Fraction(1, 2)
 METERS = {(4, 4): (("4/4", 1),), (2, 2): (("4/4", 1),), (2, 4): (("4/4", 2),), (3, 4): (("3/4", 1),),
           (6, 8): (("6/8", 1), ("12/8", 2)), (3, 8): (("6/8", 2),), (12, 8): (("12/8", 1),), (5, 4): (("5/4", 1),),
           (9, 8): (("3/4", 1),), (3, 2): (("3/4", HALF),), (6, 4): (("3/4", HALF),), (4, 2): (("4/4", HALF),)}
-MMA_TIMEOUT = 60.0
-USE_MMA_SERVER = True  # fork songs from a helper that imported mma once (mma_server.py); False: plain runs
 
 
 @dataclass
@@ -200,44 +194,6 @@ def mma_source(plan: Plan, rnd_seed: int) -> str:
         group = (chords[i:i + per] + chords[-1:] * per)[:per]
         lines.append(f"{number} " + " ".join(c + " /" * (beats // per - 1) for c in group))
     return "\n".join(lines) + "\n"
-
-
-def require_mma() -> str:
-    """Path of the `mma` command, or a one-line MusicmhaError saying how to install it."""
-    exe = shutil.which("mma")
-    if exe is None:
-        raise MusicmhaError("the `mma` command (Musical MIDI Accompaniment) is missing: install it with "
-                            "`apt-get install mma`")
-    return exe
-
-
-def run_mma(text: str, timeout: float = MMA_TIMEOUT) -> symusic.Score:
-    """Render `.mma` text with the `mma` command into a Score (its own tick resolution)."""
-    return run_mma_raw(text, timeout)[0]
-
-
-def run_mma_raw(text: str, timeout: float = MMA_TIMEOUT) -> tuple[symusic.Score, str]:
-    """`run_mma`, and what mma printed (its `Print` lines)."""
-    exe = require_mma()
-    with tempfile.TemporaryDirectory(prefix="musicmha-mma-") as tmp:
-        src, out = Path(tmp) / "piece.mma", Path(tmp) / "piece.mid"
-        src.write_text(text)
-        argv = ["-xNOCREDIT", "-w", "-m", "5000", str(src), "-f", str(out)]
-        log = Path(tmp) / "mma.log"
-        try:
-            code = mma_server.run(exe, argv, str(log), timeout) if USE_MMA_SERVER else None
-            if code is None:  # no helper: a plain mma run
-                env = {**os.environ, "PYTHONHASHSEED": "0"}
-                done = subprocess.run([exe, *argv], env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp)
-                code, printed = done.returncode, done.stdout + done.stderr
-            else:
-                printed = log.read_text(errors="replace") if log.is_file() else ""
-        except (subprocess.TimeoutExpired, TimeoutError):
-            raise MusicmhaError(f"mma took longer than {timeout:g} s") from None
-        if code != 0 or not out.is_file():
-            errors = [ln.strip() for ln in printed.splitlines() if "rror" in ln]
-            raise MusicmhaError(f"mma failed: {(errors or ['exit status %d' % code])[0][:200]}")
-        return load_midi(out), printed
 
 
 def arrange(source: str | os.PathLike | bytes | symusic.Score, piece_id: str, seed: int = 0,

@@ -80,7 +80,7 @@ def tempo_range(family: str, meter: str, name: str) -> tuple[int, int]:
 
 def probe(style: str, groove: str) -> dict:
     """Render `groove` over eight bars once and describe it (usable or not, with the reason)."""
-    from musicmha.data.arrange import run_mma_raw
+    from musicmha.data.mma import run_mma_raw
     from musicmha.errors import MusicmhaError
 
     text = (f"Groove {groove}\nPrint PROBE $_Time $_TimeSig\nTempo 100\nRndSeed 3\n"

@@ -139,15 +139,15 @@ def test_a_short_bar_inside_a_tune_moves_the_accompaniment_on():
 @needs_mma
 def test_the_mma_helper_renders_what_mma_renders(monkeypatch):
     """Songs forked from the helper that imported mma once are byte for byte plain `mma` runs."""
-    from musicmha.data import arrange as arrange_module, mma_server
+    from musicmha.data import mma as mma_module, mma_server
 
     for name in ("Swing", "JazzWaltz", "68March", "BossaNova1SusPlus", "Hymn"):
         text = mma_source(Plan(name, 100, 0, 0, ["C", "Am7".rstrip("7"), "Dm", "G7"] * 2, (4, 4),
                                beats=load_grooves()[name]["beats"]), 11)
-        monkeypatch.setattr(arrange_module, "USE_MMA_SERVER", True)
+        monkeypatch.setattr(mma_module, "USE_MMA_SERVER", True)
         forked = run_mma(text).dumps_midi()
         assert mma_server._helper is not None and mma_server._helper.poll() is None
-        monkeypatch.setattr(arrange_module, "USE_MMA_SERVER", False)
+        monkeypatch.setattr(mma_module, "USE_MMA_SERVER", False)
         assert run_mma(text).dumps_midi() == forked, name
     with pytest.raises(MusicmhaError, match="mma failed"):
         run_mma("Groove NoSuchGroove\n1 C\n")
