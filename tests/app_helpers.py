@@ -41,3 +41,13 @@ def slow_down_generation(monkeypatch, seconds_per_token: float) -> None:
         return record(self, step, tokens)
 
     monkeypatch.setattr(GenerationJob, "_callback", slow)
+
+
+def wav_samples(path):
+    """The int16 samples of a WAV file the app wrote (its players get files, not arrays)."""
+    import wave
+
+    import numpy as np
+
+    with wave.open(str(path), "rb") as file:
+        return np.frombuffer(file.readframes(file.getnframes()), dtype=np.int16)

@@ -59,6 +59,7 @@ def _worker(mem_mb: int, generate_every: int, fluidsynth_every: int) -> None:
     from datafiles import PROMPTS
     from musicmha.data import augment, prepare
     from musicmha.render import audio as render
+    from app_helpers import wav_samples
     from musicmha.app import history
     from musicmha.app.handlers import AppConfig, Handlers, new_session
     from musicmha.app.service import TempFiles
@@ -121,7 +122,7 @@ def _worker(mem_mb: int, generate_every: int, fluidsynth_every: int) -> None:
             render.fluidsynth_command = real_fluidsynth if case.seed % fluidsynth_every == 0 else lambda: None
             data, _ = handlers.read_prompt(str(path))  # gr.Error (one line) when the upload is refused
             _, audio, roll, *_ = handlers.show(history.push(new_session(), data, path.stem))
-            ok = audio[1].size > 0 and "<img" in roll
+            ok = wav_samples(audio).size > 0 and "<img" in roll
             outcome["app"] = "valid" if ok else "FAIL: empty preview"
         except gr.Error as error:
             outcome["app"] = _ours(str(error.message))
