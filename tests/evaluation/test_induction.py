@@ -48,13 +48,19 @@ def test_far_task_refuses_rows_too_short_for_its_distances():
         CopyTask("zz", 16, 50)
 
 
-def test_copy_loss_scores_only_the_masked_targets():
+def _scored_rows():
+    """A tiny untrained model, three x;x rows and the model's log-probabilities of them, for scoring by hand."""
     torch.manual_seed(0)
     model = MusicTransformer(ModelConfig(vocab_size=11, d_model=16, n_layers=1, n_heads=2, max_seq_len=16,
                                          dropout=0.0))
     tokens, mask = copy_rows("xx", 3, 11, 6, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         logp = torch.log_softmax(model(tokens[:, :-1])[0], -1)
+    return model, tokens, mask, logp
+
+
+def test_copy_loss_scores_only_the_masked_targets():
+    model, tokens, mask, logp = _scored_rows()
     by_hand = [-float(logp[b, t - 1, tokens[b, t]]) for b in range(3) for t in range(1, 12) if mask[b, t]]
     assert copy_loss(model, tokens, mask) == pytest.approx(sum(by_hand) / len(by_hand), rel=1e-5)
 
@@ -125,12 +131,7 @@ def test_far_rows_with_several_copies_hold_each_copy_exactly_and_disjoint():
 
 
 def test_split_losses_are_the_copy_loss_and_the_loss_elsewhere():
-    torch.manual_seed(0)
-    model = MusicTransformer(ModelConfig(vocab_size=11, d_model=16, n_layers=1, n_heads=2, max_seq_len=16,
-                                         dropout=0.0))
-    tokens, mask = copy_rows("xx", 3, 11, 6, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        logp = torch.log_softmax(model(tokens[:, :-1])[0], -1)
+    model, tokens, mask, logp = _scored_rows()
     other = [-float(logp[b, t - 1, tokens[b, t]]) for b in range(3) for t in range(1, 12) if not mask[b, t]]
     copy, rest = split_losses(model, tokens, mask)
     assert copy == pytest.approx(copy_loss(model, tokens, mask), rel=1e-5)
