@@ -720,3 +720,12 @@ def test_history_names_regenerated_bars():
     assert history.name_of(history.current(session)) == "song, bar 3 regenerated"
     session = history.push(session, b"c", "song", 2, ["3", "5-6"])
     assert history.name_of(history.current(session)) == "song + 2 continuations, bars 3, 5-6 regenerated"
+
+
+def test_the_queue_never_runs_its_pandas_event_summary(checkpoint):
+    """Gradio's queue summarises events with pandas in worker threads, which pandas 3 does not allow (two events
+    ending together raised "dictionary changed size during iteration"): the app turns the summary off."""
+    from musicmha.app.ui import build_app
+
+    app = build_app(AppConfig(checkpoints=[checkpoint], checkpoint=checkpoint, examples={}))
+    assert app._queue.ANAYLTICS_CACHE_FREQUENCY >= 10**9
