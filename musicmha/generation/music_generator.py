@@ -10,11 +10,11 @@ signatures come out exactly as they went in (tempo changes the model writes are 
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import symusic
 import torch
@@ -30,6 +30,9 @@ from musicmha.generation.request import GenerationRequest, make_request
 from musicmha.generation.result import (GenerationResult, merge_into_prompt, new_notes, new_tempos, tempo_at_end,
                                         to_prompt_time)
 from musicmha.generation.sampling import generate, row_seed
+
+if TYPE_CHECKING:
+    import os  # noqa: F401 (named in the Prompt alias)
 
 logger = logging.getLogger(__name__)
 
