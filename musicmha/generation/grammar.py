@@ -6,7 +6,7 @@ Program before Pitch, ...), Positions that move forward inside a bar, and no pit
 program at the same position. These include every check of miditok's `tokens_errors`, so constrained samples
 measure 0 errors; a note twice at one onset is refused even where the tokenizer would keep it, since no
 listener can hear it and it only piles notes up. With `limit_chords`, chords also stay within the sizes the
-conditioning music has (see `_full_chords`), so time must move on. Beyond syntax it keeps the drum kit's
+conditioning music has (see `_refuse_full_chords`), so time must move on. Beyond syntax it keeps the drum kit's
 Program_-1 with PitchDrum tokens (and other programs with Pitch), and holds the meter once a TimeSig is
 known (the output keeps the prompt's time signatures, so a continuation written in another meter would be
 misplaced against its bar lines).
@@ -128,7 +128,9 @@ class TokenGrammar:
                     self.banned[i] = True
             if not instruments.drums:
                 self.banned |= self.drum_pitches
-        self._token_ids = {name: i for i, name in enumerate(spec.tokens)}
+        self.note_tokens = self.pitch_values >= 0  # every Pitch/PitchDrum/NoteOn token
+        self.program_token = {int(v): i for i, (k, v) in enumerate(zip(self.types, self.values, strict=True))
+                              if k == "Program"}
         self.rows: list[_Row] = []
         self._consumed = 0
 
@@ -148,9 +150,7 @@ class TokenGrammar:
                 row.tempo_seconds, row.tempo_quarters, row.qpm = row.seconds, row.quarters, qpm
                 row.tempo_known = True
             row.start_bars, row.start_seconds = row.bars, row.seconds
-            row.chord_limit = dict(row.largest_chord)
-            if self.keep_parts:
-                row.parts.anchor(self._may_play)
+            self._close_conditioning(row)
 
     def reached(self) -> torch.Tensor:
         """(B,) bool: rows whose requested bars/seconds are complete."""
@@ -227,7 +227,7 @@ class TokenGrammar:
             played = torch.tensor(sorted(row.pitches[row.program]))
             mask &= ~torch.isin(self.pitch_values, played)
         if self.limit_chords and row.chord_limit is not None:
-            mask &= ~self._full_chords(row)
+            self._refuse_full_chords(row, mask)
         mask &= ~self.banned
         if self.hold_tempo and row.tempo_known and "Tempo" in self.type_masks:
             mask &= ~self.type_masks["Tempo"]
@@ -244,25 +244,28 @@ class TokenGrammar:
             mask[self.spec.eos_id] = may_end or not mask.any()  # never an empty mask
         return mask
 
+    def _close_conditioning(self, row: _Row) -> None:
+        """The conditioning tokens end here: their largest chords and their parts become the limits."""
+        row.chord_limit = dict(row.largest_chord)
+        if self.keep_parts:
+            row.parts.anchor(self._may_play)
+
     def _may_play(self, program: int) -> bool:
         """The instrument rule allows `program` (a Program token exists and is not banned)."""
-        token = self._token_ids.get(f"Program_{program}")
+        token = self.program_token.get(program)
         return token is not None and not bool(self.banned[token])
 
-    def _full_chords(self, row: _Row) -> torch.Tensor:
-        """The tokens that would grow a chord past its limit: the Program of every instrument whose chord at
-        this onset is full, and every note while the current instrument's is."""
+    def _refuse_full_chords(self, row: _Row, mask: torch.Tensor) -> None:
+        """Mask, in place, the tokens that would grow a chord past its limit: the Program of every instrument
+        whose chord at this onset is full, and every note while the current instrument's is."""
         limits = row.chord_limit or {}
         fallback = max(limits.values(), default=DEFAULT_CHORD_LIMIT)
-        full = torch.zeros(len(self.spec.tokens), dtype=torch.bool)
         for program, chord in row.pitches.items():
             if len(chord) >= limits.get(program, fallback):
-                name = f"Program_{program}"
-                if name in self._token_ids:
-                    full[self._token_ids[name]] = True
+                if program in self.program_token:
+                    mask[self.program_token[program]] = False
                 if program == row.program:
-                    full |= self.pitch_values >= 0
-        return full
+                    mask &= ~self.note_tokens
 
     def prime(self, tokens: Sequence[int], batch_size: int, consumed: int) -> None:
         """Start every row in the state `tokens` leave it in, and treat the first `consumed` tokens of the
@@ -272,7 +275,7 @@ class TokenGrammar:
         for row in self.rows:
             for token in tokens:
                 self.advance(row, token)
-            row.chord_limit = dict(row.largest_chord)
+            self._close_conditioning(row)
         self._consumed = consumed
 
     def follow(self, sequences: torch.Tensor) -> None:
