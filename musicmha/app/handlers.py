@@ -16,6 +16,7 @@ import symusic
 from musicmha.errors import MusicmhaError
 from musicmha.generation.request import GenerationRequest
 from musicmha.render.pianoroll import track_keys
+from musicmha.app import bars as bar_range
 from musicmha.app import history
 from musicmha.app.bars import edit_name
 from musicmha.app.history import new_session  # noqa: F401 (re-exported for the UI and tests)
@@ -155,6 +156,7 @@ class Handlers(PromptViews):
                 rolls[index] = roll_html(window(sketch, start), f"result-audio-{index + 1}", size=size,
                                          boundary_tick=boundary - start if boundary else None,
                                          title=None, keys=track_keys(sketch), palette=palette,
+                                         marks=bar_range.marks(sketch, start=start),
                                          note="Live sketch: the final roll and audio come when it is done.")
         return rolls
 

@@ -90,7 +90,8 @@ class PromptViews:
             raise gr.Error(f"cannot render the prompt: {error}") from None
         came = history.origin(entry, kept=True)
         info = (f"**{history.name_of(entry)}**{f' ({came})' if came else ''}: {plural(score.note_num(), 'note')}, "
-                f"{plural(len(score.tracks), 'track')}, {music_end_seconds(score):.1f} s.")
+                f"{plural(len(score.tracks), 'track')}, {music_end_seconds(score):.1f} s."
+                + (f" {view.heard}" if view.heard else ""))
         audio = str(write_wav(view.audio, self.config.files, f"{path.stem}.wav"))
         return str(path), audio, view.html, info, history.markdown(session), undo, redo, session
 

@@ -16,6 +16,7 @@ from musicmha.app import bars as bar_range
 from musicmha.app import history
 from musicmha.app.handlers import CONTINUE_LABEL, KEEP_LABEL, Handlers, button_labels, plural  # noqa: F401
 from musicmha.app.job import GenerationJob
+from musicmha.app.service import audible_start, heard_note
 from musicmha.app.settings import MAX_VARIATIONS
 from musicmha.app.views import placeholder_html, roll_html, roll_size
 from musicmha.errors import MusicmhaError
@@ -44,8 +45,10 @@ class Regenerate:
                     "'Regenerate these bars' rewrites them and keeps everything else.")
         else:
             note = f"Choose bars from 1 to {count} (from bar, then to bar) to regenerate."
-        return roll_html(score, "prompt-audio", title="prompt", note=note,
-                         marks=bar_range.marks(score, first, last))
+        bar, heard = audible_start(score)  # a long prompt is heard from its last bars: the roll says so
+        note = " ".join([note, heard_note(score, bar, heard)]).strip()
+        return roll_html(score, "prompt-audio", title="prompt", note=note, marks=bar_range.marks(score, first, last),
+                         heard_tick=heard)
 
     def choose(self, prompt: str | None, session: dict | None = None, chosen_for: str | None = None) -> tuple:
         """A new prompt: its own range (the bars last regenerated on it, see history.remember), else its last

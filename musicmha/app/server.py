@@ -62,7 +62,7 @@ def prepare(args: argparse.Namespace):
     import gradio as gr
 
     from musicmha.app.ui import build_app
-    from musicmha.app.views import CSS, PLAYHEAD_JS
+    from musicmha.app.page_script import CSS, PLAYHEAD_JS
 
     config = make_config(args)
     app = build_app(config).queue(default_concurrency_limit=args.concurrency, max_size=args.queue_size)

@@ -25,15 +25,15 @@ import symusic
 from musicmha import assets, checkpoint
 from musicmha.errors import MusicmhaError
 from musicmha.generation.music_generator import MusicGenerator
-from musicmha.render.audio import render_audio
+from musicmha.render.audio import music_end_seconds, render_audio
 from musicmha.render.pianoroll import TrackKey, track_keys
 from musicmha.app import bars as bar_range
-from musicmha.app.views import RollSize, roll_html, window, window_start
+from musicmha.app.views import BarMarks, RollSize, roll_html, seconds_at, window, window_start
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 32000  # enough for a preview and a third smaller than 44.1 kHz to send to the browser
-MAX_AUDIO_SECONDS = 180.0  # a long upload is previewed, not rendered in full
+MAX_AUDIO_SECONDS = 180.0  # the longest a player holds: a longer piece is heard from its last bars
 
 
 def initial_checkpoint(explicit: str | Path | None) -> Path | None:
@@ -116,31 +116,71 @@ class View:
     audio: tuple[int, np.ndarray]
     html: str
     start_tick: int  # where the window starts in the score (0: the whole piece)
+    heard: str = ""  # when the player starts later than the roll (a long piece): one sentence saying so
+
+
+def audible_start(score: symusic.Score, limit: float | None = None) -> tuple[int, int]:
+    """(bar number, tick) where the player starts: bar 1 when the whole piece fits in `limit` seconds (default
+    MAX_AUDIO_SECONDS), else the earliest bar from which the rest does, so a long piece is heard up to its end,
+    where the model continues, and not cut before it."""
+    limit = MAX_AUDIO_SECONDS if limit is None else limit
+    end = music_end_seconds(score)
+    if end <= limit:
+        return 1, 0
+    lines = bar_range.bar_lines(score)[:-1]
+    seconds = seconds_at(score, lines)
+    for number, (tick, at) in enumerate(zip(lines, seconds), 1):
+        if end - at <= limit:
+            return number, tick
+    return len(lines), lines[-1]  # one bar longer than the limit: its start (render_audio cuts the rest)
+
+
+def heard_note(score: symusic.Score, bar: int, tick: int) -> str:
+    """One sentence for a player that starts at `bar` (tick `tick`) of `score` (empty when it is bar 1)."""
+    if tick <= 0:
+        return ""
+    end, at = music_end_seconds(score), seconds_at(score, [tick])[0]
+    return (f"The player plays the last {_clock(end - at)} (from bar {bar}, at {_clock(at)}), up to the end: "
+            f"the whole piece is {_clock(end)}, longer than the {_clock(MAX_AUDIO_SECONDS)} a player holds; "
+            "the roll and the MIDI file are the whole piece.")
+
+
+def _clock(seconds: float) -> str:
+    whole = int(round(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
 
 
 def render_view(score: symusic.Score, audio_id: str, *, boundary_tick: int | None = None, full: bool = True,
                 size: RollSize = RollSize(1000, 340), title: str | None = None, note: str = "",
                 bars: tuple[int, int] | None = None, palette: Sequence[TrackKey] | None = None) -> View:
     """Audio and piano roll of `score`: the whole piece, or (full=False) the prompt's last bars and then the
-    continuation. Both start at the same tick, so the audio's second 0 is the roll's left edge. `bars` (a
-    regenerated range first..last) shades the range under bar numbers instead of marking a boundary, and
-    (full=False) shows it with two bars either side. `palette`: the prompt's track keys, so each track has
-    the color it has in the prompt's roll (default: the score's own)."""
-    stop, marks = None, None
+    continuation. Both start at the same tick, so the audio's second 0 is the roll's left edge, except for a
+    piece longer than a player holds: it is heard from its last bars (`audible_start`), the roll shades what
+    is not heard and the caption says so. The roll numbers the bars; `bars` (a regenerated range
+    first..last) also shades the range and (full=False) shows it with two bars either side. `palette`: the
+    prompt's track keys, so each track has the color it has in the prompt's roll (default: the score's own)."""
+    stop = None
     if bars is not None:
         start, stop = (0, None) if full else bar_range.focus(score, *bars)
-        marks = bar_range.marks(score, *bars, start=start, stop=stop)
     else:
         start = 0 if full or not boundary_tick else window_start(score, boundary_tick)
     shown = window(score, start, stop)
     if not shown.note_num():  # nothing starts in the window (a long last note, no new notes): the whole piece
         start, stop, shown = 0, None, score
-        marks = bar_range.marks(score, *bars) if bars is not None else None
+    marks = bar_range.marks(score, *(bars or (None, None)), start=start, stop=stop)
     boundary = boundary_tick - start if boundary_tick and bars is None else None
-    audio, rate = render_audio(shown, sample_rate=SAMPLE_RATE, max_seconds=MAX_AUDIO_SECONDS)
-    html = roll_html(shown, audio_id, boundary_tick=boundary, size=size, title=title, note=note, marks=marks,
-                     keys=track_keys(score), palette=palette)
-    return View((rate, audio), html, start)
+    bar, heard = audible_start(shown)
+    heard_from = heard_note(shown, bar_number(marks, heard), heard)
+    audio, rate = render_audio(window(shown, heard), sample_rate=SAMPLE_RATE, max_seconds=MAX_AUDIO_SECONDS)
+    html = roll_html(shown, audio_id, boundary_tick=boundary, size=size, title=title,
+                     note=" ".join(part for part in (note, heard_from) if part), marks=marks,
+                     keys=track_keys(score), palette=palette, heard_tick=heard)
+    return View((rate, audio), html, start, heard_from)
+
+
+def bar_number(marks: BarMarks, tick: int) -> int:
+    """The bar number (as the piece counts it) of the bar starting at `tick` of a window's `marks`."""
+    return next((number for number, at in marks.bars if at == tick), 1)
 
 
 def write_wav(audio: tuple[int, np.ndarray], files: TempFiles, name: str) -> Path:

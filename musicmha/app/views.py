@@ -1,6 +1,6 @@
 """What a variation looks like in the page, without gradio: the window it is heard and seen in (the prompt's
 last bars, then the continuation; or the bars around a regenerated range), its piano roll as HTML with a
-playhead and optional bar marks, and the page's script and style.
+playhead, bar numbers and its legend (the page's script and style: page_script.py).
 
 The audio and the roll of one view are made from the same windowed score, so second 0 of the audio is the
 roll's left edge and the script can place the playhead from the audio element's currentTime alone.
@@ -77,27 +77,52 @@ def roll_size(variations: int) -> RollSize:
 def roll_html(score: symusic.Score, audio_id: str, *, boundary_tick: int | None = None,
               size: RollSize = RollSize(1000, 340), title: str | None = None, note: str = "",
               marks: BarMarks | None = None, keys: Sequence[TrackKey | None] | None = None,
-              palette: Sequence[TrackKey] | None = None) -> str:
+              palette: Sequence[TrackKey] | None = None, heard_tick: int = 0) -> str:
     """The piano roll as an inline PNG with a playhead that follows the audio player `audio_id`. The data
     attributes give the plot's left/right edges (fractions of the width) and the time at the right edge,
-    which is all the page script needs, and the legend (`data-tracks`: [label, color] per track drawn).
-    `marks` adds bar numbers and a shaded range over the picture (HTML, so they stay sharp and the page can
-    find them). `keys` and `palette` color the tracks (`musicmha.render.pianoroll.track_colors`): the whole
-    piece's keys when `score` is a part of it, the prompt's keys so every roll of the page agrees."""
+    which is all the page script needs, and the legend (`data-tracks`: [label, color] per track drawn; also
+    written under the picture, shown where the picture's own legend is too small to read). `marks` adds bar
+    numbers and a shaded range over the picture (HTML, so they stay sharp and the page can find them).
+    `keys` and `palette` color the tracks (`musicmha.render.pianoroll.track_colors`): the whole piece's keys
+    when `score` is a part of it, the prompt's keys so every roll of the page agrees. `heard_tick`: where the
+    player's audio starts (a long piece is heard from its last bars): the part before it is shaded, and the
+    playhead is placed from there (`data-heard`, in seconds)."""
     roll = piano_roll(score, boundary_tick=boundary_tick, width=size.width, height=size.height, title=title,
                       keys=keys, palette=palette)
-    legend = json.dumps([[label, "#%02x%02x%02x" % color] for label, color in roll.legend])
+    colors = [(label, "#%02x%02x%02x" % color) for label, color in roll.legend]
     left, top, right, bottom = roll.plot
     png = base64.b64encode(roll.png()).decode("ascii")
     w, h = size.width, size.height
     caption = f'<div class="mm-caption">{html.escape(note)}</div>' if note else ""
     overlay = _marks_html(score, roll, marks, size) if marks is not None else ""
+    heard = seconds_at(score, [heard_tick])[0] if heard_tick > 0 else 0.0
+    if heard:
+        x = min(max(roll.x_of(heard), left), right)
+        overlay += (f'<div class="mm-unheard" style="left:{100 * left / w:.2f}%;width:{100 * (x - left) / w:.2f}%;'
+                    f'top:{100 * top / h:.2f}%;height:{100 * (bottom - top) / h:.2f}%">'
+                    f'<span>not in the player</span></div>')
+    legend = "".join(f'<span><i style="background:{color}"></i>{html.escape(label)}</span>' for label, color in colors)
     return (f'<div class="mm-roll" data-audio="{html.escape(audio_id)}" data-x0="{left / w:.5f}" '
-            f'data-x1="{right / w:.5f}" data-end="{roll.end:.4f}" data-tracks="{html.escape(legend)}">'
+            f'data-x1="{right / w:.5f}" data-end="{roll.end:.4f}" data-heard="{heard:.4f}" '
+            f'data-tracks="{html.escape(json.dumps(colors))}">'
             f'<img src="data:image/png;base64,{png}" alt="piano roll{": " + html.escape(title) if title else ""}">'
             f'{overlay}'
             f'<div class="mm-playhead" style="top:{100 * top / h:.2f}%;height:{100 * (bottom - top) / h:.2f}%">'
-            f'</div></div>{caption}')
+            f'</div></div><div class="mm-legend">{legend}</div>{caption}')
+
+
+LABEL_GAP = 22  # pixels of the drawn picture between two bar numbers written over it
+
+
+def bar_labels(bars: Sequence[tuple[int, float]], right: float, gap: float = LABEL_GAP) -> list[tuple[int, float]]:
+    """The bar numbers to write over a roll: of `bars` ((number, x in pixels), in order), those left of
+    `right`, every k-th one (1, 2, 4, 5, 10, 20, ... counted from bar 1) when bars are less than `gap` pixels
+    apart, so that numbers never run together at the picture's size. The page thins them again when the
+    picture is shown smaller (page_script.py)."""
+    xs = [x for _, x in bars]
+    spacing = (xs[-1] - xs[0]) / (len(xs) - 1) if len(xs) > 1 else gap
+    every = next(k for k in (1, 2, 4, 5, 10, 20, 50, 100, 10**9) if k * spacing >= gap)
+    return [(number, x) for number, x in bars if (number - 1) % every == 0 and x < right]
 
 
 def _marks_html(score: symusic.Score, roll, marks: BarMarks, size: RollSize) -> str:
@@ -108,8 +133,6 @@ def _marks_html(score: symusic.Score, roll, marks: BarMarks, size: RollSize) -> 
     times = seconds_at(score, ticks)
     xs = [min(max(roll.x_of(t), left), right) for t in times]
     bar_xs = xs[:len(marks.bars)]
-    spacing = (bar_xs[-1] - bar_xs[0]) / (len(bar_xs) - 1) if len(bar_xs) > 1 else right - left
-    every = next(k for k in (1, 2, 4, 5, 10, 20, 50, 100, 10**9) if k * spacing >= 22)
 
     def pct(x: float) -> float:
         return 100 * x / size.width
@@ -120,75 +143,10 @@ def _marks_html(score: symusic.Score, roll, marks: BarMarks, size: RollSize) -> 
         a, b = xs[len(marks.bars):]
         parts.append(f'<div class="mm-range" style="left:{pct(a):.2f}%;width:{pct(max(b - a, 1)):.2f}%;'
                      f'top:{y0:.2f}%;height:{y1:.2f}%"><span>{html.escape(marks.label)}</span></div>')
-    for (number, _), x in zip(marks.bars, bar_xs):
-        if (number - 1) % every == 0 and x < right:
-            parts.append(f'<span class="mm-bar" style="left:{pct(x):.2f}%;top:{y0:.2f}%">{number}</span>')
+    for number, x in bar_labels([(n, x) for (n, _), x in zip(marks.bars, bar_xs)], right):
+        parts.append(f'<span class="mm-bar" style="left:{pct(x):.2f}%;top:{y0:.2f}%">{number}</span>')
     return "".join(parts)
 
 
 def placeholder_html(text: str) -> str:
     return f'<div class="mm-roll mm-empty">{html.escape(text)}</div>'
-
-
-# Gradio's audio player plays through a hidden <audio> inside the component; media events do not bubble,
-# so they are caught on the way down (capture). timeupdate only fires ~4 times a second: while anything
-# plays, a frame loop moves the playhead smoothly.
-PLAYHEAD_JS = """
-<script>
-(() => {
-  if (window.musicmhaPlayhead) return;
-  const sync = (audio) => {
-    const box = audio.closest('[id^="result-audio-"], #prompt-audio');
-    if (!box) return;
-    const roll = document.querySelector(`.mm-roll[data-audio="${box.id}"]`);
-    if (!roll) return;
-    const head = roll.querySelector('.mm-playhead');
-    const x0 = +roll.dataset.x0, x1 = +roll.dataset.x1, end = +roll.dataset.end;
-    const t = audio.currentTime || 0;
-    head.style.left = `${100 * (x0 + (x1 - x0) * Math.min(t / end, 1))}%`;
-    head.style.display = (audio.paused && t === 0) ? 'none' : 'block';
-    roll.dataset.playing = audio.paused ? '0' : '1';
-    roll.dataset.time = t.toFixed(3);
-  };
-  window.musicmhaPlayhead = sync;
-  for (const type of ['play', 'pause', 'ended', 'seeked', 'timeupdate', 'emptied', 'loadstart',
-                      'loadedmetadata']) {
-    document.addEventListener(type, (event) => {
-      if (event.target instanceof HTMLMediaElement) sync(event.target);
-    }, true);
-  }
-  const frame = () => {
-    document.querySelectorAll('audio').forEach((audio) => { if (!audio.paused) sync(audio); });
-    requestAnimationFrame(frame);
-  };
-  requestAnimationFrame(frame);
-})();
-</script>
-"""
-
-CSS = """
-.mm-roll { position: relative; width: 100%; line-height: 0; }
-.mm-roll img { width: 100%; height: auto; display: block; }
-.mm-roll.mm-empty { line-height: 1.4; padding: 2em 1em; color: var(--body-text-color-subdued);
-  border: 1px dashed var(--border-color-primary); text-align: center; }
-.mm-playhead { position: absolute; left: 0; width: 2px; margin-left: -1px; background: #0a0; display: none;
-  pointer-events: none; }
-.mm-range { position: absolute; background: rgba(255, 160, 0, 0.16); border-left: 2px solid #e08a00;
-  border-right: 2px solid #e08a00; box-sizing: border-box; pointer-events: none; }
-.mm-range span { position: absolute; bottom: 2px; left: 3px; font-size: 11px; line-height: 1.2; color: #a55f00;
-  background: rgba(255, 255, 255, 0.8); padding: 0 2px; white-space: nowrap; }
-.mm-bar { position: absolute; font-size: 10px; line-height: 1.2; color: #555; border-left: 1px solid #999;
-  padding-left: 2px; pointer-events: none; }
-#bar-range { align-items: end; }
-.mm-caption { font-size: 0.85em; color: var(--body-text-color-subdued); line-height: 1.3; margin-top: 2px; }
-.mm-hidden { display: none !important; }
-#results { display: grid !important; gap: 12px; grid-template-columns: 1fr; }
-#results:has(> :nth-child(2)) { grid-template-columns: 1fr 1fr; }
-#results:has(> :nth-child(3)) { grid-template-columns: 1fr 1fr 1fr; }
-#results:has(> :nth-child(4)) { grid-template-columns: 1fr 1fr; }
-#results > * { min-width: 0 !important; }
-@media (max-width: 700px) {
-  #results, #results:has(> :nth-child(2)), #results:has(> :nth-child(3)), #results:has(> :nth-child(4)) {
-    grid-template-columns: 1fr; }
-}
-"""

@@ -40,6 +40,7 @@ BOUNDARY_COLOR: Color = (220, 0, 0)
 _PROMPT_SHADE: Color = (238, 242, 250)
 _GRID: Color = (225, 225, 225)
 _TEXT: Color = (60, 60, 60)
+_AXIS_TEXT: Color = (120, 120, 120)
 FAMILIES = ("Piano", "Chromatic perc.", "Organ", "Guitar", "Bass", "Strings", "Ensemble", "Brass", "Reed",
             "Pipe", "Synth lead", "Synth pad", "Synth FX", "Ethnic", "Percussive", "Sound FX")
 _NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -166,7 +167,7 @@ def piano_roll(score: symusic.Score | str | os.PathLike | bytes, *, boundary: fl
     palette = [k for k in keys if k is not None] if palette is None else list(palette)
     end = max([float(timed.end()), boundary or 0.0, 1e-3]) * 1.02  # a little room after the last note
 
-    font = _font(11)
+    font, small = _font(11), _font(9)  # the time axis smaller: bar numbers (written over the roll) come first
     image = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(image)
     legend_w = min(190, width // 4)
@@ -189,8 +190,8 @@ def piano_roll(score: symusic.Score | str | os.PathLike | bytes, *, boundary: fl
     for k in range(int(end / step) + 1):
         x = roll.x_of(k * step)
         draw.line([x, top, x, bottom], fill=_GRID)
-        draw.text((x, bottom + 3), f"{k * step:g}", fill=_TEXT, font=font, anchor="mt")
-    draw.text((right + 10, bottom + 3), "seconds" if unit == "seconds" else "beats", fill=_TEXT, font=font,
+        draw.text((x, bottom + 3), f"{k * step:g}", fill=_AXIS_TEXT, font=small, anchor="mt")
+    draw.text((right + 10, bottom + 3), "seconds" if unit == "seconds" else "beats", fill=_AXIS_TEXT, font=small,
               anchor="lt")
     for pitch in range(low, high + 1):
         if pitch % 12 == 0 and row * 12 >= 12:  # label each C (C4 = 60) when there is room for it
