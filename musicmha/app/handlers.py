@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from musicmha.app.history import new_session  # noqa: F401 (re-exported for the 
 from musicmha.app.job import GenerationJob, describe
 # AppConfig, the button labels and button_labels are re-exported for the UI, regenerate.py and the tests
 from musicmha.app.pages import (CONTINUE_LABEL, KEEP_LABEL, AppConfig, PromptViews, button_labels,  # noqa: F401
-                                plural, prompt_palette)
+                                has_music, plural, prompt_palette)
 from musicmha.app.service import write_midi
 from musicmha.app.settings import MAX_VARIATIONS, page_request
 from musicmha.app.views import RollSize, placeholder_html, roll_html, roll_size, window, window_start
@@ -100,8 +100,7 @@ class Handlers(PromptViews):
         what = f"{plural(count, 'variation')} of {describe(asked)}"
         waiting = [placeholder_html(f"Variation {i + 1}: waiting for its first notes...") if i < count else ""
                    for i in range(MAX_VARIATIONS)]
-        progress = (lambda: f"bar {job.bars()}") if asked.bars else (lambda: f"{job.steps} tokens")
-        yield from self.follow(job, request, f"Generating {what}", waiting, progress,
+        yield from self.follow(job, request, f"Generating {what}", waiting,
                                lambda: self._sketches(job, score, full, size, count))
         yield self.finish(job, base, steps, full, size, edits)
 
@@ -113,10 +112,11 @@ class Handlers(PromptViews):
         return (Path(prompt).stem if prompt else "new piece"), 0, []
 
     def follow(self, job: GenerationJob, request: gr.Request | None, doing: str, waiting: list[str],
-               progress, sketch=None) -> Iterator[tuple]:
+               sketch: Callable[[], list] | None = None) -> Iterator[tuple]:
         """Stream a running job's updates (status, seed, 4 audios, 4 rolls, 4 MIDI files, results): the old
-        results cleared, then progress (and live sketches, when `sketch` draws them) until it ends; Stop and
-        the end of the page stop it. An error is one message; the caller then yields the results."""
+        results cleared, then its progress per variation with the time left (and live sketches, when `sketch`
+        draws them) until it ends; Stop and the end of the page stop it. An error is one message; the caller
+        then yields the results."""
         key = _session_key(request)
         with self._lock:
             self._jobs[key] = job
@@ -128,7 +128,7 @@ class Handlers(PromptViews):
                 if sketch is not None and time.monotonic() - last_stream >= STREAM_EVERY:
                     last_stream = time.monotonic()
                     rolls = sketch()
-                yield (f"{doing}: {progress()} so far ({job.seconds():.0f} s). Stop keeps what is made.",
+                yield (f"{doing}: {job.progress().text(job.seconds())}. Stop keeps what is made.",
                        gr.skip(), *[gr.skip()] * MAX_VARIATIONS, *rolls, *[gr.skip()] * MAX_VARIATIONS, gr.skip())
         finally:
             job.stop.set()  # the client went away (or cancelled): end the worker's sampling too
@@ -138,7 +138,8 @@ class Handlers(PromptViews):
         if job.error is not None:
             raise gr.Error(job.error)
         if job.stopped or job.timed_out:  # say so at once; rendering the partial results takes a moment
-            yield (f"{self._why(job)} after {plural(job.bars(), 'bar')}: preparing what was made...", gr.skip(),
+            yield (f"{self._why(job)} after {job.seconds():.1f} s ({job.progress().summary()}): preparing what was "
+                   "made...", gr.skip(),
                    *[gr.skip()] * (3 * MAX_VARIATIONS), gr.skip())
 
     def _why(self, job: GenerationJob) -> str:
@@ -168,21 +169,34 @@ class Handlers(PromptViews):
         seed = results[0].seed if results else None
         named = f"{base}-bars-{bars[0]}-{bars[1]}" if bars else base
         palette = prompt_palette(job.prompt)
+        partial = job.stopped or job.timed_out
         records = [{"midi": str(write_midi(r.score, self.config.files, f"{named}-variation-{i + 1}.mid")),
                     "boundary": int(r.boundary_tick), "seed": r.seed, "base": base, "steps": steps,
+                    "partial": partial,
                     "count": len(results), "notes": r.continuation.note_num(), "palette": palette,
                     "edits": [*edits, *([edit_name(*bars)] if bars else [])],
                     **({"bars": list(bars), "span": [int(t) for t in r.span]} if bars and r.span else {})}
                    for i, r in enumerate(results)]
         views = self.views(full, records)
         seconds = job.seconds()
-        if job.stopped or job.timed_out:
-            status = (f"{self._why(job)} after {plural(job.bars(), 'bar')} ({seconds:.1f} s): "
-                      f"{plural(len(results), 'partial variation')} kept, seed {seed}.")
+        if partial:
+            status = self._stopped(job, records, seconds, seed)
         else:
             notes = ", ".join(str(r["notes"]) for r in records)
             of = f" of {edit_name(*bars, words=True)}" if bars else ""
             status = (f"Done: {len(results)} variation(s){of} in {seconds:.1f} s, seed {seed}, "
                       f"new notes: {notes}.")
-        midis = [r["midi"] for r in records] + [None] * (MAX_VARIATIONS - len(records))
+        midis = [r["midi"] if has_music(r) else None for r in records] + [None] * (MAX_VARIATIONS - len(records))
         return (status, seed, *views[:MAX_VARIATIONS], *views[MAX_VARIATIONS:], *midis, records)
+
+    def _stopped(self, job: GenerationJob, records: list[dict], seconds: float, seed: int | None) -> str:
+        """Stopped (or out of time): how far each variation got, and how many have new notes to keep."""
+        empty = [str(i + 1) for i, r in enumerate(records) if not has_music(r)]
+        head = f"{self._why(job)} after {seconds:.1f} s ({job.progress().summary()})"
+        if len(empty) == len(records):
+            return f"{head}: no new notes yet, so nothing is kept."
+        kept = f"{head}: {plural(len(records) - len(empty), 'partial variation')} kept, seed {seed}"
+        if not empty:
+            return kept + "."
+        return (f"{kept}; variation{'s' if len(empty) > 1 else ''} {' and '.join(empty)} had no new notes yet, "
+                "so there is nothing to keep or continue there.")

@@ -1,4 +1,4 @@
-"""One generation in a worker thread, without gradio: it counts tokens and bars for the status line, can be
+"""One generation in a worker thread, without gradio: it reports its progress (progress.py), can be
 stopped (keeping what was made so far), and sketches every variation's notes so far for the live preview.
 The same job regenerates a range of bars (`MusicGenerator.infill`) when given `infill_bars`.
 
@@ -15,6 +15,7 @@ import time
 import symusic
 
 from musicmha.data.midi_io import piece_bar_lines
+from musicmha.app.progress import Progress, measure
 from musicmha.errors import MusicmhaError
 from musicmha.generation.request import GenerationRequest
 from musicmha.generation.result import merge_into_prompt, to_prompt_time
@@ -35,7 +36,7 @@ class GenerationJob:
         self.stop, self.done = threading.Event(), threading.Event()
         self.started = time.monotonic()
         self._deadline = self.started + time_limit
-        self._bar_id = generator.tokenizer.bar_id
+        self.bar_id = generator.tokenizer.bar_id
         threading.Thread(target=self._run, daemon=True, name="musicmha-generate").start()
 
     def _callback(self, step: int, tokens) -> bool:
@@ -69,15 +70,9 @@ class GenerationJob:
         finally:
             self.done.set()
 
-    def bars(self) -> int:
-        """Bars started so far by the slowest variation (the first new bar line opens bar 1; regenerating,
-        the range's first bar line is given, so it is bar 1 from the start)."""
-        if self.infill_bars is not None:
-            first, last = self.infill_bars
-            return min(last - first + 1, 1 + (min(r.count(self._bar_id) for r in self.rows) if self.rows else 0))
-        if not self.rows or self._bar_id is None:
-            return 0
-        return min(row.count(self._bar_id) for row in self.rows)
+    def progress(self) -> Progress:
+        """How far each variation is, in the request's words (bars, seconds or model steps), never past it."""
+        return measure(list(self.rows), self.bar_id, self.request, self.steps, self.prompt, self.infill_bars)
 
     def seconds(self) -> float:
         return time.monotonic() - self.started
@@ -92,7 +87,7 @@ class GenerationJob:
         tok = self.generator.tokenizer
         specials = {tok.eos_id, tok.pad_id, tok.bos_id}
         new = [i for i in new if i not in specials]
-        ids = [tok.bos_id, *([self._bar_id] if self.prompt is not None and self._bar_id is not None else []), *new]
+        ids = [tok.bos_id, *([self.bar_id] if self.prompt is not None and self.bar_id is not None else []), *new]
         try:
             fragment = tok.decode(ids)
         except Exception:  # a half-written note group may not decode yet; the next update will

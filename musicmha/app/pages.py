@@ -37,11 +37,17 @@ class AppConfig:
 KEEP_LABEL, CONTINUE_LABEL = "Keep this one", "Continue this one"
 
 
+def has_music(record: dict) -> bool:
+    """A result worth keeping: it has new notes, or it was not stopped (a finished one may be silent)."""
+    return bool(record.get("notes")) or not record.get("partial")
+
+
 def button_labels(records: list[dict] | None) -> list[gr.Button]:
-    """'Keep this one' under regenerated bars, 'Continue this one' under continuations; active under a result."""
+    """'Keep this one' under regenerated bars, 'Continue this one' under continuations; active under a result
+    (not under one stopped before its first new notes: there is nothing to keep or continue)."""
     records = records or []
     return [gr.Button(value=KEEP_LABEL if i < len(records) and records[i].get("bars") else CONTINUE_LABEL,
-                      interactive=i < len(records)) for i in range(MAX_VARIATIONS)]
+                      interactive=i < len(records) and has_music(records[i])) for i in range(MAX_VARIATIONS)]
 
 
 def prompt_palette(score: symusic.Score | None) -> list | None:
@@ -143,6 +149,8 @@ class PromptViews:
         if not results or index >= len(results):
             raise gr.Error("no result to continue from yet")
         result = results[index]
+        if not has_music(result):
+            raise gr.Error(f"variation {index + 1} was stopped before its first new notes: nothing to continue")
         data = Path(result["midi"]).read_bytes()
         continued = 0 if result.get("bars") else 1  # a regenerated range is kept as an edit, not a continuation
         edits = result.get("edits") or []
@@ -168,7 +176,7 @@ class PromptViews:
         views = self.views(bool(full_view), records) if records else [None] * MAX_VARIATIONS + [""] * MAX_VARIATIONS
         status = (f"Earlier results of this prompt: {plural(len(records), 'variation')}, seed {records[0]['seed']}."
                   if records else "")
-        midis = [r["midi"] for r in records] + [None] * (MAX_VARIATIONS - len(records))
+        midis = [r["midi"] if has_music(r) else None for r in records] + [None] * (MAX_VARIATIONS - len(records))
         slots = [gr.Column(visible=i == 0 or i < len(records)) for i in range(MAX_VARIATIONS)]
         audios = [gr.Audio(value=audio, playback_position=0) for audio in views[:MAX_VARIATIONS]]  # at 0:00
         return (entry.get("example"), status, *audios, *views[MAX_VARIATIONS:], *midis, records, *slots,
@@ -179,6 +187,9 @@ class PromptViews:
         bars = tuple(record["bars"]) if record.get("bars") else None
         note = (f"Variation {i + 1} of {record['count']}, seed {record['seed']}: "
                 f"{'regenerate' if bars else 'generate'} with this seed to make it again (as variation 1).")
+        if not has_music(record):
+            return View(None, placeholder_html(f"Variation {i + 1}: stopped before its first new notes, so there "
+                                               "is nothing to hear, keep or continue."), 0)
         if not score.note_num():
             return View(None, placeholder_html(f"Variation {i + 1}: no notes yet."), 0)
         try:

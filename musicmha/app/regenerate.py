@@ -106,9 +106,8 @@ class Regenerate:
         what = bar_range.edit_name(*bars, words=True)
         waiting = [placeholder_html(f"Variation {i + 1}: regenerating {what}...") if i < count else ""
                    for i in range(MAX_VARIATIONS)]
-        length = bars[1] - bars[0] + 1
         # No live sketch: a few bars come quickly, and the notes so far would be drawn without the range's
         # music after them; the status line counts the bars instead.
         yield from self.handlers.follow(job, request, f"Regenerating {what} ({plural(count, 'variation')})",
-                                        waiting, lambda: f"bar {job.bars()} of {length}")
+                                        waiting)
         yield self.handlers.finish(job, base, steps, full, roll_size(count), edits, bars)

@@ -64,8 +64,9 @@ def _no_range() -> tuple:
     return None, None
 
 
-def _slots_with_results(*files: str | None) -> list:
-    return [gr.Column(visible=index == 0 or bool(f)) for index, f in enumerate(files)]
+def _slots_with_results(results: list[dict] | None) -> list:
+    """After a run: a slot per variation made (one stopped before its notes says so in its slot)."""
+    return [gr.Column(visible=index == 0 or index < len(results or [])) for index in range(MAX_VARIATIONS)]
 
 
 def _length_input(unit: str) -> gr.Number:
@@ -249,7 +250,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                         outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="generate",
                         concurrency_id="generate", show_progress="hidden"))
         run.then(_run_over, outputs=stop, queue=False, api_visibility="private")
-        (run.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
+        (run.then(_slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
          .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private"))
 
         # Regenerate these bars: the range is drawn on the prompt's roll as it is typed, and runs like Generate
@@ -268,7 +269,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                            outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="regenerate",
                            concurrency_id="generate", show_progress="hidden"))
         refill.then(_run_over, outputs=stop, queue=False, api_visibility="private")
-        (refill.then(_slots_with_results, inputs=midis, outputs=slots, queue=False, api_visibility="private")
+        (refill.then(_slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
          .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private"))
         stop.click(handlers.stop, queue=False, api_visibility="private", show_progress="hidden")
         app.load(_no_range, outputs=[first_bar, last_bar], queue=False, api_visibility="private",
