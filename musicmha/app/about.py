@@ -52,6 +52,13 @@ def _training_lines(folder: Path) -> list[str]:
     return [f"Training: {', '.join(parts)}."] if parts else []
 
 
+def model_context(folder: Path | None) -> int | None:
+    """The model's context in tokens (config.json's max_seq_len): how much of a prompt it can hear at once."""
+    config = read_info(folder, CONFIG_FILE) if folder is not None else None
+    value = config.get("max_seq_len") if isinstance(config, dict) else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def about_summary(folder: Path | None) -> str:
     """A few lines: which model, its size and training, where its music comes from (short enough for a
     phone screen; the full card is one click further)."""

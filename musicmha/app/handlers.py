@@ -23,7 +23,7 @@ from musicmha.app.history import new_session  # noqa: F401 (re-exported for the 
 from musicmha.app.job import GenerationJob, describe
 # AppConfig, the button labels and button_labels are re-exported for the UI, regenerate.py and the tests
 from musicmha.app.pages import (CONTINUE_LABEL, KEEP_LABEL, AppConfig, PromptViews, button_labels,  # noqa: F401
-                                has_music, plural, prompt_palette)
+                                has_music, plural, prompt_palette, seed_buttons)
 from musicmha.app.service import write_midi
 from musicmha.app.settings import MAX_VARIATIONS, page_request
 from musicmha.app.views import RollSize, placeholder_html, roll_html, roll_size, window, window_start
@@ -75,6 +75,10 @@ class Handlers(PromptViews):
             generator.check(request, has_prompt=score is not None, infill=infill)
         except MusicmhaError as error:
             raise gr.Error(str(error)) from None
+        context = generator.model.config.max_seq_len
+        if request.prompt_tokens and request.prompt_tokens > context:
+            raise gr.Error(f"memory must be at most {context} model steps for this model (what it can hear at "
+                           f"once), not {request.prompt_tokens}")
         return generator, score, request
 
     def check(self, prompt: str | None, **settings: Any) -> None:

@@ -50,6 +50,12 @@ def button_labels(records: list[dict] | None) -> list[gr.Button]:
                       interactive=i < len(records) and has_music(records[i])) for i in range(MAX_VARIATIONS)]
 
 
+def seed_buttons(records: list[dict] | None) -> list[gr.Button]:
+    """'Use this seed' is active under each result with music in it."""
+    records = records or []
+    return [gr.Button(interactive=i < len(records) and has_music(records[i])) for i in range(MAX_VARIATIONS)]
+
+
 def prompt_palette(score: symusic.Score | None) -> list | None:
     """The prompt's track keys: every roll of its results colors each track as the prompt's roll does
     (None: no prompt, each roll its own)."""
@@ -159,6 +165,19 @@ class PromptViews:
         if result.get("bars") and pushed is not session:  # kept bars: the range stays chosen on the new prompt
             pushed["entries"][-1]["range"] = list(result["bars"])
         return self.show(pushed)
+
+    def use_seed(self, index: int, results: list[dict] | None) -> tuple:
+        """'Use this seed' under variation `index + 1`: (seed, random seed off, 1 variation, its bar range or
+        skip, a status line saying what makes it again)."""
+        if not results or index >= len(results):
+            raise gr.Error("no result yet")
+        record = results[index]
+        bars = record.get("bars")
+        again = f"'Regenerate these bars' ({bars[0]} to {bars[1]})" if bars else "'Generate'"
+        status = (f"Seed {record['seed']} (variation {index + 1}'s) is set, with random seed off and 1 variation: "
+                  f"{again} with the same settings makes it again.")
+        first, last = (bars[0], bars[1]) if bars else (gr.skip(), gr.skip())
+        return record["seed"], False, 1, first, last, status
 
     def restore(self, prompt: str | None, session: dict, shown_for: str | None, full_view: bool | None = False
                 ) -> tuple:

@@ -26,17 +26,21 @@ PROGRAM_CHOICES = [(f"{i}: {name}", i) for i, name in enumerate(program_names())
 MODEL_METER = "the model's choice"
 METERS = (MODEL_METER, "4/4", "3/4", "2/4", "2/2", "6/8", "9/8", "12/8", "5/4", "7/8")
 
-# Label, then a short musical explanation; the technical name stays in the label for API users.
+# Label, then a short musical explanation; the technical name stays in brackets for API users. Top-k, top-p
+# and memory are under the page's "Advanced" fold.
 LABELS = {
-    "temperature": ("Temperature: adventure", "Lower is safer and more predictable, higher is wilder."),
-    "top_k": ("Top-k: keep only the k likeliest next events (0: off)",
-              "Small values stay in the most expected notes; 0 lets every note be considered."),
-    "top_p": ("Top-p: drop unlikely surprises (1: off)",
-              "0.9 cuts the rarest 10% of choices; 1 keeps them all."),
-    "prompt_tokens": ("Memory: how much of the prompt the model hears (tokens, 0: as much as fits)",
-                      "Less memory makes the continuation follow the last bars more than the whole piece."),
+    "temperature": ("Adventure (temperature)", "Lower is safer and more predictable, higher is wilder."),
+    "top_k": ("Choices at each step: only the k likeliest (top-k; 0: all)",
+              "Small values keep to the most expected notes and rhythms; 0 lets the model consider everything."),
+    "top_p": ("Leave out rare surprises (top-p; 1: keep them all)",
+              "0.9 leaves out the rarest tenth of the choices at each step."),
+    "prompt_tokens": ("Memory: how much of the prompt the model hears, in model steps (0: as much as fits)",
+                      "A note takes 3 to 5 steps. Less memory makes the continuation follow the last bars more "
+                      "than the whole piece."),
     "seed": ("Seed", "The same seed and settings give the same music again."),
 }
+# The length's units in the page's words: a token is one of the model's steps (a note takes 3 to 5).
+UNIT_WORDS = {"bars": "bars", "seconds": "seconds", "tokens": "model steps"}
 
 
 # The page's settings, by the names the handlers receive them under, in the order of the API's parameters

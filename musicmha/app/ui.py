@@ -9,12 +9,14 @@ import functools
 
 import gradio as gr
 
-from musicmha.app.about import about_summary, model_card
-from musicmha.app.handlers import AppConfig, Handlers, button_labels
+from musicmha.app.about import about_summary, model_card, model_context
+from musicmha.app.handlers import AppConfig, Handlers, button_labels, seed_buttons
 from musicmha.app.history import new_session
 from musicmha.app.regenerate import Regenerate
-from musicmha.app.settings import (CHOOSE, CONTINUE_SETTINGS, FILL_SETTINGS, INSTRUMENT_MODES, KEEP, LABELS, LIMITS,
-                                   MAX_PROMPT_TOKENS, MAX_VARIATIONS, METERS, MODEL_METER, PROGRAM_CHOICES)
+from musicmha.app.settings import (CHOOSE, CONTINUE_SETTINGS, FILL_SETTINGS, INSTRUMENT_MODES, KEEP, LIMITS,
+                                   MAX_VARIATIONS, METERS, MODEL_METER, PROGRAM_CHOICES, UNIT_WORDS)
+from musicmha.app.updates import (can_regenerate, fresh_slots, label, length_input, memory_slider, no_range,
+                                  opening_fields, rewound, run_over, show_restored, slots_with_results)
 from musicmha.app.views import placeholder_html
 
 TITLE = "musicmha: continue a piece of music"
@@ -24,62 +26,6 @@ DELETE_CACHE = (3600, 7200)
 # playhead script hears (the waveform player's own audio element is not in the document); the piano roll
 # under each player shows the music instead.
 PLAIN_PLAYER = gr.WaveformOptions(show_recording_waveform=False)
-
-
-def _slots(count: float | None) -> list:
-    """Show as many result slots as variations asked for (the first always)."""
-    n = int(count or 1)
-    return [gr.Column(visible=index < n) for index in range(MAX_VARIATIONS)]
-
-
-def _rewound(count: int = MAX_VARIATIONS) -> list:
-    """Players back at 0:00. Gradio's player keeps the position it was left at (its `playback_position`) and
-    puts the next audio it is given there: a new result would start where the old one stopped."""
-    return [gr.Audio(playback_position=0) for _ in range(count)]
-
-
-def _fresh_slots(count: float | None) -> list:
-    """Before a run: the slots it fills, every result's player back at 0:00 for the audio to come, the result
-    buttons inactive until there are results, and Stop active."""
-    return [*_slots(count), *_rewound(), *[gr.Button(interactive=False)] * MAX_VARIATIONS, gr.Button(interactive=True)]
-
-
-def _run_over() -> gr.Button:
-    """Stop is active only while something runs."""
-    return gr.Button(interactive=False)
-
-
-def _can_regenerate(prompt: str | None) -> gr.Button:
-    """Regenerating bars needs a prompt."""
-    return gr.Button(interactive=bool(prompt))
-
-
-def _show_restored(text: str | None) -> tuple:
-    """Handlers.restore's status line, when it wrote one (None: the prompt did not change)."""
-    return (gr.skip() if text is None else text), None
-
-
-def _no_range() -> tuple:
-    """The bar fields empty on a new page (gradio's Number shows 0 for no value until it is given one)."""
-    return None, None
-
-
-def _slots_with_results(results: list[dict] | None) -> list:
-    """After a run: a slot per variation made (one stopped before its notes says so in its slot)."""
-    return [gr.Column(visible=index == 0 or index < len(results or [])) for index in range(MAX_VARIATIONS)]
-
-
-def _length_input(unit: str) -> gr.Number:
-    # No `maximum`: gradio checks it server-side against the first configuration (bars), which would
-    # refuse token lengths; the handler checks the limit of the chosen unit instead.
-    default = {"bars": 4, "seconds": 10, "tokens": 256}[unit]
-    return gr.Number(value=default, minimum=1, step=1, label=f"Length ({unit}, at most {LIMITS[unit]})",
-                     elem_id="length")
-
-
-def _label(key: str) -> dict:
-    label, info = LABELS[key]
-    return {"label": label, "info": info}
 
 
 def build_app(config: AppConfig) -> gr.Blocks:
@@ -107,14 +53,6 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     redo = gr.Button("Redo", size="sm", elem_id="redo", interactive=False, min_width=0)
                 prompt_info = gr.Markdown("No prompt: the model starts from nothing.", elem_id="prompt-info")
                 history_md = gr.Markdown("", elem_id="history")
-                # The bar range sits beside the prompt's roll, in the room this column has under the prompt's
-                # name, so the results stay where they were. No minimum/maximum: gradio would check them
-                # against the first prompt's bars; the handlers check the current prompt and the model.
-                with gr.Row(equal_height=True, elem_id="bar-range"):
-                    first_bar = gr.Number(None, precision=0, label="From bar", elem_id="first-bar", min_width=0)
-                    last_bar = gr.Number(None, precision=0, label="To bar", elem_id="last-bar", min_width=0)
-                    regenerate = gr.Button("Regenerate these bars", elem_id="regenerate", min_width=0, scale=2,
-                                           interactive=False)
                 # What Generate reads (and the API's prompt file); the name is shown in the info line.
                 current = gr.File(label="Current prompt", interactive=False, elem_id="current-prompt",
                                   elem_classes="mm-hidden")
@@ -123,10 +61,18 @@ def build_app(config: AppConfig) -> gr.Blocks:
                                         waveform_options=PLAIN_PLAYER)
                 prompt_roll = gr.HTML(placeholder_html("No prompt: the model starts from nothing."),
                                       elem_id="prompt-roll", padding=False)
+                # The bar range under the roll it is drawn on (also on a phone, where the columns stack). No
+                # minimum/maximum: gradio would check them against the first prompt's bars; the handlers
+                # check the current prompt and the model.
+                with gr.Row(equal_height=True, elem_id="bar-range"):
+                    first_bar = gr.Number(None, precision=0, label="From bar", elem_id="first-bar", min_width=0)
+                    last_bar = gr.Number(None, precision=0, label="To bar", elem_id="last-bar", min_width=0)
+                    regenerate = gr.Button("Regenerate these bars", elem_id="regenerate", min_width=0, scale=2,
+                                           interactive=False)
 
         with gr.Row(equal_height=True):
-            unit = gr.Radio(list(LIMITS), value="bars", label="Length in", elem_id="unit")
-            length = _length_input("bars")
+            unit = gr.Radio([(UNIT_WORDS[u], u) for u in LIMITS], value="bars", label="Length in", elem_id="unit")
+            length = length_input("bars")
             variations = gr.Slider(1, MAX_VARIATIONS, value=1, step=1, label="Variations", elem_id="variations")
         with gr.Row():
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -136,7 +82,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                                 "continuation, or 2 bars either side of regenerated bars; the MIDI download is "
                                 "always the whole piece)", elem_id="full-view")
 
-        slots, audios, rolls, midis, continues = [], [], [], [], []
+        slots, audios, rolls, midis, continues, reuses = [], [], [], [], [], []
         with gr.Row(elem_id="results"):
             for index in range(MAX_VARIATIONS):
                 n = index + 1
@@ -146,21 +92,21 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     rolls.append(gr.HTML("", elem_id=f"result-roll-{n}", padding=False))
                     midis.append(gr.File(label="MIDI (whole piece)", interactive=False,
                                          elem_id=f"result-midi-{n}", height=60))
-                    continues.append(gr.Button("Continue this one", size="sm", elem_id=f"continue-{n}",
-                                               interactive=False))
+                    with gr.Row():
+                        continues.append(gr.Button("Continue this one", size="sm", elem_id=f"continue-{n}",
+                                                   interactive=False, min_width=0))
+                        reuses.append(gr.Button("Use this seed", size="sm", elem_id=f"reuse-{n}",
+                                                interactive=False, min_width=0))
                 slots.append(slot)
 
         with gr.Accordion("More settings", open=False, elem_id="settings"):
             with gr.Row():
-                temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, **_label("temperature"))
-                top_k = gr.Slider(0, 200, value=0, step=1, **_label("top_k"))
-                top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.01, **_label("top_p"))
-            with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, elem_id="seed", **_label("seed"))
+                temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, elem_id="temperature", **label("temperature"))
+                seed = gr.Number(value=0, precision=0, minimum=0, elem_id="seed", **label("seed"))
                 random_seed = gr.Checkbox(value=True, label="Random seed", elem_id="random-seed")
-                seed_used = gr.Number(label="Seed of the last run (variation k has this seed + k - 1)",
-                                      interactive=False, precision=0,
-                                      elem_id="seed-used")
+                seed_used = gr.Number(label="Seed of the last run's first variation (each variation's seed is "
+                                      "under its roll; 'Use this seed' sets it here)", interactive=False,
+                                      precision=0, elem_id="seed-used")
             with gr.Row():
                 instruments_mode = gr.Radio(list(INSTRUMENT_MODES), value=KEEP, label="Instruments",
                                             elem_id="instruments-mode")
@@ -170,14 +116,18 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 allow_early_end = gr.Checkbox(value=False, elem_id="early-end",
                                               label="Let the model end the piece before the length asked for")
             with gr.Row():
-                tempo = gr.Number(value=0, minimum=0, label="Tempo in BPM (from nothing only; 0: the model's choice)",
-                                  elem_id="tempo")
+                tempo = gr.Number(value=0, minimum=0, elem_id="tempo", label="Tempo in BPM (from nothing only: a "
+                                  "prompt keeps its own; 0: the model's choice)")
                 time_signature = gr.Dropdown(list(METERS), value=MODEL_METER, allow_custom_value=True,
                                              label="Time signature (from nothing only)", elem_id="time-signature")
-            with gr.Row():
-                prompt_tokens = gr.Slider(0, MAX_PROMPT_TOKENS, value=0, step=16, **_label("prompt_tokens"))
                 checkpoint = gr.Dropdown(checkpoint_choices, label="Model checkpoint", elem_id="checkpoint",
                                          value=str(config.checkpoint) if config.checkpoint else None)
+            # The model's own knobs, in its own units; the memory's limit is the loaded model's context.
+            with gr.Accordion("Advanced: how the model chooses", open=False, elem_id="advanced"):
+                with gr.Row():
+                    top_k = gr.Slider(0, 200, value=0, step=1, elem_id="top-k", **label("top_k"))
+                    top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.01, elem_id="top-p", **label("top_p"))
+                    prompt_tokens = memory_slider(model_context(config.checkpoint))
 
         with gr.Accordion("About the model", open=False, elem_id="about"):
             about = gr.Markdown(about_summary(config.checkpoint))
@@ -204,9 +154,9 @@ def build_app(config: AppConfig) -> gr.Blocks:
             prompt_changes.append(button.click(functools.partial(handlers.continue_from, index),
                                                inputs=[results, session], outputs=shown, api_visibility="private",
                                                show_progress_on=prompt_audio))
-        # The prompt's player back at 0:00 at once, for the prompt to come (see _rewound)
+        # The prompt's player back at 0:00 at once, for the prompt to come (see updates.rewound)
         gr.on([prompt_file.upload, example.input, empty.click, undo.click, redo.click, *[c.click for c in continues]],
-              lambda: _rewound(1)[0], outputs=prompt_audio, queue=False, api_visibility="private",
+              lambda: rewound(1)[0], outputs=prompt_audio, queue=False, api_visibility="private",
               show_progress="hidden")
         # One lane, first come first served, for the range's drawings: a prompt's late redraw can then never
         # land after (and undo) a range typed later. Each takes a fraction of a second.
@@ -214,22 +164,31 @@ def build_app(config: AppConfig) -> gr.Blocks:
             change.success(fill.choose, inputs=[current, session, range_for],
                            outputs=[first_bar, last_bar, prompt_roll, range_for], api_visibility="private",
                            show_progress="hidden", concurrency_id="bar-range", concurrency_limit=1)
-            change.success(_can_regenerate, inputs=current, outputs=regenerate, queue=False, api_visibility="private")
+            change.success(can_regenerate, inputs=current, outputs=regenerate, queue=False, api_visibility="private")
+            change.success(opening_fields, inputs=current, outputs=[tempo, time_signature], queue=False,
+                           api_visibility="private")
             # the status line is written by a step of its own, off the queue: an output of a queued step shows
             # gradio's "queue: 1/1 | processing" in it, whatever show_progress says
             (change.success(handlers.restore, inputs=[current, session, results_for, full_view],
                             outputs=[example, restored, *audios, *rolls, *midis, results, *slots, *continues,
                                      results_for], api_visibility="private", show_progress="hidden")
-             .then(_show_restored, inputs=restored, outputs=[status, restored], queue=False,
-                   api_visibility="private", show_progress="hidden"))
-        unit.change(_length_input, inputs=unit, outputs=length, queue=False, api_visibility="private")
+             .then(show_restored, inputs=restored, outputs=[status, restored], queue=False,
+                   api_visibility="private", show_progress="hidden")
+             .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private"))
+        unit.change(length_input, inputs=unit, outputs=length, queue=False, api_visibility="private")
         instruments_mode.change(lambda mode: [gr.Dropdown(visible=mode == CHOOSE), gr.Checkbox(visible=mode == CHOOSE)],
                                 inputs=instruments_mode, outputs=[programs, drums], queue=False,
                                 api_visibility="private")
         checkpoint.change(lambda value: (about_summary(handlers.checkpoint_folder(value)),
-                                         model_card(handlers.checkpoint_folder(value))),
-                          inputs=checkpoint, outputs=[about, card], queue=False, api_visibility="private")
-        (full_view.change(_rewound, outputs=audios, queue=False, api_visibility="private")
+                                         model_card(handlers.checkpoint_folder(value)),
+                                         memory_slider(model_context(handlers.checkpoint_folder(value)))),
+                          inputs=checkpoint, outputs=[about, card, prompt_tokens], queue=False,
+                          api_visibility="private")
+        for index, button in enumerate(reuses):  # 'Use this seed': the seed, 1 variation, and what makes it again
+            button.click(functools.partial(handlers.use_seed, index), inputs=results,
+                         outputs=[seed, random_seed, variations, first_bar, last_bar, status], queue=False,
+                         api_visibility="private")
+        (full_view.change(rewound, outputs=audios, queue=False, api_visibility="private")
          .then(handlers.views, inputs=[full_view, results], outputs=[*audios, *rolls], api_visibility="private",
                show_progress="hidden"))
 
@@ -243,15 +202,16 @@ def build_app(config: AppConfig) -> gr.Blocks:
         # A bad value stops the chain at the check: one message, nothing else on the page changes.
         run = (generate.click(handlers.check, inputs=[current], inputs_kwargs=settings, api_visibility="private",
                               show_progress="hidden", concurrency_limit=None)
-               .success(_fresh_slots, inputs=variations, outputs=[*slots, *audios, *continues, stop], queue=False,
-                        api_visibility="private")
+               .success(fresh_slots, inputs=variations, outputs=[*slots, *audios, *continues, *reuses, stop],
+                        queue=False, api_visibility="private")
                .success(handlers.generate, inputs=[current],
                         inputs_kwargs={**settings, "full_view": full_view, "session": session},
                         outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="generate",
                         concurrency_id="generate", show_progress="hidden"))
-        run.then(_run_over, outputs=stop, queue=False, api_visibility="private")
-        (run.then(_slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
-         .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private"))
+        run.then(run_over, outputs=stop, queue=False, api_visibility="private")
+        (run.then(slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
+         .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private")
+         .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private"))
 
         # Regenerate these bars: the range is drawn on the prompt's roll as it is typed, and runs like Generate
         # (same check first, same slots, same Stop: one job per session).
@@ -262,16 +222,17 @@ def build_app(config: AppConfig) -> gr.Blocks:
         fill_settings = {name: fields[name] for name in FILL_SETTINGS}
         refill = (regenerate.click(fill.check, inputs=[current, first_bar, last_bar], inputs_kwargs=fill_settings,
                                    api_visibility="private", show_progress="hidden", concurrency_limit=None)
-                  .success(_fresh_slots, inputs=variations, outputs=[*slots, *audios, *continues, stop], queue=False,
-                           api_visibility="private")
+                  .success(fresh_slots, inputs=variations, outputs=[*slots, *audios, *continues, *reuses, stop],
+                           queue=False, api_visibility="private")
                   .success(fill.regenerate, inputs=[current, first_bar, last_bar],
                            inputs_kwargs={**fill_settings, "full_view": full_view, "session": session},
                            outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="regenerate",
                            concurrency_id="generate", show_progress="hidden"))
-        refill.then(_run_over, outputs=stop, queue=False, api_visibility="private")
-        (refill.then(_slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
-         .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private"))
+        refill.then(run_over, outputs=stop, queue=False, api_visibility="private")
+        (refill.then(slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
+         .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private")
+         .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private"))
         stop.click(handlers.stop, queue=False, api_visibility="private", show_progress="hidden")
-        app.load(_no_range, outputs=[first_bar, last_bar], queue=False, api_visibility="private",
+        app.load(no_range, outputs=[first_bar, last_bar], queue=False, api_visibility="private",
                  show_progress="hidden")
     return app

@@ -11,9 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from musicmha.data.vocabulary import DRUMS, GrammarSpec
 from musicmha.errors import ConfigError
+
+if TYPE_CHECKING:
+    import symusic
 
 logger = logging.getLogger(__name__)
 
@@ -164,20 +168,49 @@ class Opening:
         elif signatures:
             forced.append(None)  # the model picks the meter
         if self.tempo is not None:
-            tempos = {float(t.split("_", 1)[1]): i for i, t in enumerate(spec.tokens) if t.startswith("Tempo_")}
-            if not tempos:
-                _refuse("tempos")
-            low, high = min(tempos), max(tempos)
-            if not low <= self.tempo <= high:
-                raise ConfigError(f"tempo {self.tempo:g} BPM is outside what this tokenizer can write "
-                                  f"({low:g}..{high:g} BPM)")
-            nearest = min(tempos, key=lambda value: abs(value - self.tempo))
+            nearest = nearest_tempo(spec, self.tempo)
             if abs(nearest - self.tempo) > 1e-6:
                 logger.info("tempo %g BPM is written as the nearest tempo token, %g BPM", self.tempo, nearest)
-            forced += [ids["Position_0"], tempos[nearest]]
+            forced += [ids["Position_0"], ids[_tempo_token(spec, nearest)]]
         while forced and forced[-1] is None:
             forced.pop()
         return forced
+
+
+def tempo_tokens(spec: GrammarSpec) -> dict[float, str]:
+    """The tempos (quarter notes per minute) this tokenizer can write, by their token's name. miditok keeps a
+    few dozen steps over its range (e.g. 32 from 40 to 250: 94.19, 100.97, ...), so most tempos asked for
+    fall between two of them."""
+    return {float(t.split("_", 1)[1]): t for t in spec.tokens if t.startswith("Tempo_")}
+
+
+def nearest_tempo(spec: GrammarSpec, tempo: float) -> float:
+    """The tempo token's value that writes `tempo` (the nearest step; a ConfigError outside the range). A
+    front end that wants the asked tempo in the file sets it after decoding (see `exact_tempo`)."""
+    tempos = tempo_tokens(spec)
+    if not tempos:
+        _refuse("tempos")
+    low, high = min(tempos), max(tempos)
+    if not low <= tempo <= high:
+        raise ConfigError(f"tempo {tempo:g} BPM is outside what this tokenizer can write ({low:g}..{high:g} BPM)")
+    return min(tempos, key=lambda value: abs(value - tempo))
+
+
+def _tempo_token(spec: GrammarSpec, value: float) -> str:
+    return tempo_tokens(spec)[value]
+
+
+def exact_tempo(score: symusic.Score, written: float, asked: float) -> int:
+    """Give `score` (a symusic Score decoded from tokens) the tempo `asked` wherever its tokens wrote the step
+    `written` for it (`nearest_tempo`): the notes stay where the model put them in beats, only the file's
+    tempo becomes the one asked for (100 BPM instead of the token's 100.97). Returns how many tempo events
+    changed."""
+    changed = 0
+    for event in score.tempos:
+        if abs(float(event.qpm) - written) < 1e-3:
+            event.qpm = float(asked)
+            changed += 1
+    return changed
 
 
 def _refuse(what: str):
