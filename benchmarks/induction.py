@@ -30,7 +30,7 @@ import time
 import torch
 
 from musicmha import ModelConfig, MusicTransformer
-from musicmha.evaluation.induction import TASKS, CopyTask, train_copy
+from musicmha.evaluation.induction import TASKS, TRAIN_ON, CopyTask, train_copy
 from musicmha.nn.config import POSITION_MODES
 from musicmha.nn.positions import position_scheme_type
 
@@ -88,7 +88,8 @@ def run_one(args, mode: str, backend: str, task: CopyTask) -> dict:
     run = train_copy(model, task, args.steps, batch=args.batch, lr=args.lr, eval_every=args.eval_every,
                      eval_rows=args.eval_rows, seed=args.seed, train_on=args.train_on,
                      stop_below=args.threshold if args.stop_early else None, on_eval=progress,
-                     warmup=warmup_of(args, task), warmup_steps=args.warmup_steps)
+                     warmup=warmup_of(args, task), warmup_steps=args.warmup_steps,
+                     copy_weight=args.copy_weight, min_match=args.min_match)
     return {"mode": mode, "backend": backend, "task": task.kind, "size": size,
             "parameters": model.num_parameters(), "steps_to_threshold": run.steps_to(args.threshold),
             "steps_to_0.5": run.steps_to(0.5), "final_copy_loss": run.curve[-1][1],
@@ -140,8 +141,12 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=256, help="rows of the held-out batch")
     parser.add_argument("--threshold", type=float, default=0.1, help="copy loss that counts as copying")
     parser.add_argument("--stop-early", action="store_true", help="stop a run once under the threshold")
-    parser.add_argument("--train-on", choices=("copy", "all"), default="copy",
-                        help="put the training loss on the copy targets only, or on every token")
+    parser.add_argument("--train-on", choices=TRAIN_ON, default="copy",
+                        help="put the training loss on the copy targets only, on every token, or on every "
+                             "token with --copy-weight on targets found by an earlier --min-match repeat")
+    parser.add_argument("--copy-weight", type=float, default=4.0, help="weighted: weight of the copy targets")
+    parser.add_argument("--min-match", type=int, default=4,
+                        help="weighted: tokens before a target that must have occurred earlier in the row")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier on shared cores)")
     parser.add_argument("--device", default="cpu")

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from musicmha.data.copy_targets import copy_weights
 from musicmha.evaluation.evaluate import log_probs
 
 logger = logging.getLogger(__name__)
 
 TASKS = ("xx", "far")
+TRAIN_ON = ("copy", "all", "weighted")  # which targets carry the training loss (train_copy)
 
 
 @dataclass(frozen=True)
@@ -174,18 +176,21 @@ class CopyRun:
 def train_copy(model, task: CopyTask, steps: int, *, batch: int = 64, lr: float = 1e-3, eval_every: int = 25,
                eval_rows: int = 256, seed: int = 0, train_on: str = "copy", stop_below: float | None = None,
                on_eval: Callable[[int, float], None] | None = None, warmup: CopyTask | None = None,
-               warmup_steps: int = 0) -> CopyRun:
+               warmup_steps: int = 0, copy_weight: float = 4.0, min_match: int = 4) -> CopyRun:
     """Train `model` on fresh rows of `task` with plain AdamW (no weight decay, no schedule) for `steps` steps.
 
     train_on: "copy" puts the loss on the copy targets only (random tokens teach nothing but the uniform
     distribution, and would dilute the copy signal), "all" on every token. The copy loss is measured on one
     fixed held-out batch of `eval_rows` rows at step 0, every `eval_every` steps and at the end; `on_eval(step,
-    loss)` sees each, and training stops early once it is under `stop_below`. With `warmup`, the first
+    loss)` sees each, and training stops early once it is under `stop_below`. "weighted" is the music
+    recipe's loss (musicmha/data/copy_targets.py): every token, with `copy_weight` on the targets whose
+    `min_match` tokens before them occurred earlier in the row, found from the tokens alone as training on
+    music finds them, not from the task's own mask. With `warmup`, the first
     `warmup_steps` of the `steps` train on its rows instead (rows of the same length: equal tokens); the
     copy loss is still measured on `task`.
     """
-    if train_on not in ("copy", "all"):
-        raise ValueError(f"train_on must be 'copy' or 'all', got {train_on!r}")
+    if train_on not in TRAIN_ON:
+        raise ValueError(f"train_on must be one of {', '.join(TRAIN_ON)}, got {train_on!r}")
     if warmup_steps and (warmup is None or warmup.row_length != task.row_length or warmup_steps < 0):
         raise ValueError("warmup_steps needs a warmup task whose rows are as long as the task's")
     device = next(model.parameters()).device
@@ -209,10 +214,12 @@ def train_copy(model, task: CopyTask, steps: int, *, batch: int = 64, lr: float 
     for step in range(1, steps + 1):
         source = warmup if step <= warmup_steps else task
         tokens, mask = (t.to(device) for t in source.rows(batch, generator))
-        if train_on == "all":
-            mask = torch.ones_like(mask)
         started = time.perf_counter()
-        loss = masked_nll(model, tokens, mask)
+        if train_on == "weighted":
+            weights = copy_weights(tokens.cpu().numpy(), copy_weight, min_match)
+            _, loss = model(tokens[:, :-1], tokens[:, 1:], loss_weights=torch.from_numpy(weights).to(device))
+        else:
+            loss = masked_nll(model, tokens, torch.ones_like(mask) if train_on == "all" else mask)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -100,9 +100,11 @@ class MusicTransformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor, targets: torch.Tensor | None = None, *,
                 kv_cache: list[KVCache] | None = None, start_pos: int = 0,
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                loss_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """tokens (B, T) -> logits (B, T, V) and, given targets (B, T), the mean cross-entropy loss
-        (targets equal to -100 are ignored). With kv_cache, tokens sit at start_pos .. start_pos + T - 1."""
+        (targets equal to -100 are ignored), or with loss_weights (B, T) the weighted mean sum(w * nll) /
+        sum(w) over the targets not ignored (training's copy weighting, musicmha/data/copy_targets.py).
+        With kv_cache, tokens sit at start_pos .. start_pos + T - 1."""
         batch, length = tokens.shape
         if start_pos + length > self.config.max_seq_len and not self.position_scheme.extrapolates:
             raise ValueError(f"position {start_pos + length} is past max_seq_len={self.config.max_seq_len}"
@@ -118,9 +120,14 @@ class MusicTransformer(nn.Module):
             x = block(x, kv_cache[i] if kv_cache is not None else None, start_pos)
         logits = self.lm_head(self.final_norm(x))  # (B, T, V)
         loss = None
-        if targets is not None:
+        if targets is not None and loss_weights is None:
             loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1),
                                    ignore_index=-100)
+        elif targets is not None:
+            nll = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.reshape(-1),
+                                  ignore_index=-100, reduction="none")  # 0 at ignored targets
+            weights = loss_weights.reshape(-1).float() * (targets.reshape(-1) != -100)
+            loss = (nll * weights).sum() / weights.sum().clamp_min(1e-9)
         return logits, loss
 
     def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> list[KVCache]:

@@ -116,6 +116,12 @@ class TrainConfig:
                              "(musicmha/data/fim.py)")
     reprise_rate: float = option(0.0, "fraction of training windows made into A A B…, their opening bars "
                                  "repeated, to teach copying from far back (musicmha/data/reprise.py)")
+    copy_weight: float = option(1.0, "loss weight of the targets whose previous --copy-min-match tokens occurred "
+                                "earlier in the window (a copy is possible: musicmha/data/copy_targets.py); "
+                                "1: every target alike")
+    copy_min_match: int = option(16, "tokens of an earlier exact repeat that make a target a copy target")
+    condition_dropout: float = option(0.3, "with a tokenizer that has style and density tokens: the share of "
+                                      "windows trained without each of them (musicmha/data/conditioning.py)")
     # bookkeeping
     seed: int = option(0, "seed of the initial weights, the batches and dropout")
     save_every: int = option(100, "write a checkpoint (state/step-N) every this many steps; without "
@@ -175,6 +181,12 @@ class TrainConfig:
             raise ConfigError(f"fim_rate must be in [0, 1], got {self.fim_rate!r}")
         if not isinstance(self.reprise_rate, (int, float)) or not 0.0 <= self.reprise_rate <= 1.0:
             raise ConfigError(f"reprise_rate must be in [0, 1], got {self.reprise_rate!r}")
+        if not isinstance(self.copy_weight, (int, float)) or not 0 < self.copy_weight <= 100:
+            raise ConfigError(f"copy_weight must be in (0, 100], got {self.copy_weight!r}")
+        if not isinstance(self.copy_min_match, int) or self.copy_min_match < 1:
+            raise ConfigError(f"copy_min_match must be a positive integer, got {self.copy_min_match!r}")
+        if not isinstance(self.condition_dropout, (int, float)) or not 0.0 <= self.condition_dropout <= 1.0:
+            raise ConfigError(f"condition_dropout must be in [0, 1], got {self.condition_dropout!r}")
         if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
             raise ConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, "
                               f"got {self.mixed_precision!r}")

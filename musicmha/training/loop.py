@@ -31,6 +31,7 @@ from musicmha.files import PROGRESS_FILE
 from musicmha.nn.config import ModelConfig
 from musicmha.training.config import TrainConfig
 from musicmha.training.devices import check_finite, checked_step_loss, export_on_every_rank, to_device
+from musicmha.training.batches import train_batch
 from musicmha.training.export import export
 from musicmha.training.run_folder import EXPORT_DIR, STATE_DIR, exported_step, state_folders, writing
 
@@ -150,9 +151,9 @@ def train_step(run: TrainRun, step: int, lr: float) -> float:
     micro_losses: list[torch.Tensor] = []
     step_loss = None
     for micro in range(cfg.grad_accum):
-        batch = _train_batch(run, step * cfg.grad_accum + micro)
+        batch, weights = train_batch(run, step * cfg.grad_accum + micro)
         with accelerator.accumulate(run.model):
-            micro_losses.append(_forward_backward(run, batch))
+            micro_losses.append(_forward_backward(run, batch, weights))
             if accelerator.sync_gradients:
                 step_loss = _clipped_step_loss(run, micro_losses, step)
             run.optimizer.step()
@@ -162,20 +163,13 @@ def train_step(run: TrainRun, step: int, lr: float) -> float:
     return step_loss
 
 
-def _train_batch(run: TrainRun, index: int) -> torch.Tensor:
-    cfg, accelerator = run.cfg, run.accelerator
-    batch = batch_for_step(run.train_split, seq_len=run.model_config.max_seq_len, batch_size=cfg.batch_size,
-                           seed=cfg.seed, step=index, rank=accelerator.process_index,
-                           world_size=accelerator.num_processes, fim=run.fim, fim_rate=cfg.fim_rate,
-                           reprise_rate=cfg.reprise_rate, bar_id=run.tokenizer.bar_id)
-    return to_device(batch, accelerator.device)
-
-
-def _forward_backward(run: TrainRun, batch: torch.Tensor) -> torch.Tensor:
-    """The micro-step's loss (detached, still on the device) after its backward pass."""
+def _forward_backward(run: TrainRun, batch: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """The micro-step's loss (detached, still on the device) after its backward pass; with target weights,
+    the weighted mean (the copy weighting)."""
     try:
         with run.accelerator.autocast():
-            _, loss = run.forward(batch[:, :-1], batch[:, 1:])
+            extra = {"loss_weights": weights} if weights is not None else {}
+            _, loss = run.forward(batch[:, :-1], batch[:, 1:], **extra)
         run.accelerator.backward(loss)
     except torch.OutOfMemoryError:
         cfg = run.cfg

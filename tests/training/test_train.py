@@ -47,7 +47,9 @@ def test_loss_falls_and_the_export_loads(real_tokens, tmp_path):
 @pytest.mark.slow
 def test_resumed_run_ends_with_identical_weights(real_tokens, tmp_path):
     # dropout: RNG state matters; fim_rate, reprise_rate: the rearranged rows must come back the same after a resume
-    common = dict(decay_steps=30, save_every=10, dropout=0.1, grad_accum=2, fim_rate=0.3, reprise_rate=0.3)
+    # copy_weight and the style/density rows (the corpus gives these chorales a style) must replay too
+    common = dict(decay_steps=30, save_every=10, dropout=0.1, grad_accum=2, fim_rate=0.3, reprise_rate=0.3,
+                  copy_weight=3.0, copy_min_match=8)
     _train(real_tokens, tmp_path / "straight", max_steps=30, **common)
     _train(real_tokens, tmp_path / "parts", max_steps=20, **common)
     _train(real_tokens, tmp_path / "parts", max_steps=30, resume=True, **common)
