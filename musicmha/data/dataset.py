@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from musicmha.data import conditioning
 from musicmha.data import fim as fim_format
 from musicmha.data import reprise as reprise_format
 from musicmha.errors import MusicmhaError
+from musicmha.data.conditioning import ConditionTokens
 from musicmha.data.manifest import read_token_manifest
 from musicmha.data.shards import DTYPE, bin_path, idx_path, pieces_path
 from musicmha.data.split import SPLITS
@@ -46,6 +48,7 @@ class TokenSplit:
         self.bos_id, self.eos_id, self.pad_id = (int(self.manifest[k]) for k in ("bos_id", "eos_id", "pad_id"))
         self.vocab_size = int(self.manifest["vocab_size"])
         self._paths: list[dict] | None = None
+        self._styles: np.ndarray | None = None
 
     def __len__(self) -> int:
         """Number of sequences (pieces and their augmented variants)."""
@@ -67,6 +70,14 @@ class TokenSplit:
             self._paths = [json.loads(line) for line in lines]
         return self._paths[i]
 
+    def sequence_styles(self, cond: ConditionTokens) -> np.ndarray:
+        """(sequences,) int64: the id of each sequence's Style token (-1 where it has none), from the pieces
+        list prepare wrote (older folders and user corpora have no styles: all -1)."""
+        if self._styles is None:
+            names = [self.source(i).get("style") for i in range(len(self))]
+            self._styles = np.array([cond.styles.get(name, -1) if name else -1 for name in names], dtype=np.int64)
+        return self._styles
+
     def iter_pieces(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
             yield self.piece(i)
@@ -79,7 +90,8 @@ def _rng(seed: int, step: int) -> np.random.Generator:
 
 def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: int, step: int,
                    rank: int = 0, world_size: int = 1, fim: fim_format.FimTokens | None = None,
-                   fim_rate: float = 0.0, reprise_rate: float = 0.0, bar_id: int | None = None) -> np.ndarray:
+                   fim_rate: float = 0.0, reprise_rate: float = 0.0, bar_id: int | None = None,
+                   condition: ConditionTokens | None = None, condition_dropout: float = 0.3) -> np.ndarray:
     """Rows `rank*batch_size ... (rank+1)*batch_size - 1` of the global batch of step `step`:
     `world_size*batch_size` windows of `seq_len + 1` tokens (inputs and shifted targets) starting at
     uniformly random positions of the split's stream. The stream is read circularly, so a split shorter
@@ -90,7 +102,11 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
     as without FIM.
 
     With `reprise_rate` > 0 (needs the tokenizer's `bar_id`), that fraction of the rows first becomes A A B…
-    (musicmha/data/reprise.py), from a random stream of its own in the same way."""
+    (musicmha/data/reprise.py), from a random stream of its own in the same way.
+
+    With `condition` (the tokenizer's style and density tokens), every row first opens with its style and
+    density tokens, each dropped with probability `condition_dropout` (musicmha/data/conditioning.py), again
+    from a stream of its own; without it the rows are the plain windows."""
     if seq_len < 1 or batch_size < 1:
         raise MusicmhaError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
     if not 0 <= rank < world_size:
@@ -106,6 +122,10 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
     mine = slice(rank * batch_size, (rank + 1) * batch_size)
     starts = _rng(seed, step).integers(0, n, size=world_size * batch_size)[mine]
     batch = _windows(split, starts, seq_len + 1)
+    if condition is not None:
+        _, row_seeds = _rows_to_rearrange(seed, step, _CONDITION_STREAM, 1.0, world_size * batch_size)
+        batch = conditioning.condition_rows(batch, starts, n, split.index[:, 0], split.sequence_styles(condition),
+                                            condition, condition_dropout, row_seeds[mine])
     if reprise_rate:
         chosen, row_seeds = _rows_to_rearrange(seed, step, _REPRISE_STREAM, reprise_rate, world_size * batch_size)
         batch = reprise_format.apply_to_rows(batch, chosen[mine], row_seeds[mine], bar_id=bar_id,
@@ -126,6 +146,7 @@ def _rows_to_rearrange(seed: int, step: int, stream: int, rate: float, rows: int
 
 _FIM_STREAM = 0xF1  # a third SeedSequence word keeps the FIM draws independent of the window starts
 _REPRISE_STREAM = 0xE9  # and the reprise draws independent of both
+_CONDITION_STREAM = 0xC0  # and the style and density drops of all three
 
 
 def _windows(split: TokenSplit, starts: np.ndarray, length: int) -> np.ndarray:

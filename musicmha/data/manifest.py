@@ -56,6 +56,16 @@ def read_corpus_splits(folder: str | Path) -> dict[str, str] | None:
     return {p["path"]: p["split"] for p in manifest.get("pieces", []) if p.get("split") in SPLITS}
 
 
+def read_corpus_styles(folder: str | Path) -> dict[str, str]:
+    """MIDI path relative to `folder` -> style (musicmha/data/styles.py) of each corpus piece that has one;
+    empty for a folder that is not a corpus (a user's own MIDI has no style tokens)."""
+    from musicmha.data.styles import style_of_piece
+
+    manifest = read_corpus_manifest(folder) or {}
+    styles = {p["path"]: style_of_piece(p) for p in manifest.get("pieces", []) if "path" in p}
+    return {path: style for path, style in styles.items() if style}
+
+
 def replace_collection(manifest: dict, name: str, stats: dict, pieces: list[dict]) -> None:
     """Put `name`'s stats and pieces into a corpus manifest in place of any earlier ones and recount the totals."""
     manifest["collections"][name] = stats

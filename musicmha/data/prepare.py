@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from musicmha.data import augment
-from musicmha.data.manifest import TOKENS_KIND, read_corpus_splits, write_manifest
+from musicmha.data.manifest import TOKENS_KIND, read_corpus_splits, read_corpus_styles, write_manifest
 from musicmha.errors import ConfigError, MidiError, MusicmhaError
 from musicmha.data.midi_io import MAX_BYTES, load_midi
 from musicmha.data.shards import ShardWriter
@@ -151,6 +151,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     files = find_midi_files(cfg.input)
     splits, split_source = assign_splits(cfg.input, files)
     tok = _build_tokenizer(cfg, files, splits)
+    styles = read_corpus_styles(cfg.input) if tok.condition_tokens is not None else {}
     if tok.vocab_size > MAX_VOCAB:
         raise ConfigError(f"vocabulary of {tok.vocab_size} tokens does not fit uint16 shards")
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -169,7 +170,7 @@ def prepare(cfg: PrepareConfig) -> dict:
                     skipped.append({"path": rel, "reason": result})
                 else:
                     for aug_name, ids in result:
-                        writer.add(split, rel, aug_name, ids)
+                        writer.add(split, rel, aug_name, ids, styles.get(rel))
                 bar.update(1)
                 bar.set_postfix(tokens=sum(writer.tokens.values()), skipped=len(skipped), refresh=False)
         bar.close()  # before any error message, so the message gets a line of its own
@@ -193,6 +194,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         "augmentation": {"transpose": cfg.augment.transpose, "velocity": cfg.augment.velocity,
                          "tempo": cfg.augment.tempo, "per_piece": cfg.augment.per_piece, "seed": cfg.seed,
                          "applies_to": "train"},
+        "styles": _style_counts(styles, files, cfg.input),
         "files_found": len(files), "files_used": len(files) - len(skipped),
         "splits": {s: {"pieces": writer.pieces[s], "sequences": writer.sequences[s], "tokens": writer.tokens[s]}
                    for s in SPLITS},
@@ -202,6 +204,16 @@ def prepare(cfg: PrepareConfig) -> dict:
     }
     write_manifest(cfg.out, manifest)
     return manifest
+
+
+def _style_counts(styles: dict[str, str], files: list[Path], folder: Path) -> dict[str, int]:
+    """Files per style (the pieces that open with a style token in training)."""
+    counts: dict[str, int] = {}
+    for f in files:
+        style = styles.get(path_key(f, folder))
+        if style:
+            counts[style] = counts.get(style, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 def summary(manifest: dict) -> list[str]:

@@ -3,7 +3,8 @@
 Per split, in the token folder:
   {split}.bin          uint16 token ids of every sequence back to back, each as BOS ... EOS
   {split}.idx          int64 pairs (start, length) of each sequence in {split}.bin
-  {split}.pieces.jsonl one line per sequence: {"path": MIDI path relative to the input, "aug": variant or ""}
+  {split}.pieces.jsonl one line per sequence: {"path": MIDI path relative to the input, "aug": variant or "",
+                       and "style" where the corpus gives the piece one (musicmha/data/styles.py)}
 plus manifest.json (musicmha.data.manifest) and tokenizer.json. Sequences are appended as workers return, so memory stays flat.
 """
 
@@ -47,12 +48,12 @@ class ShardWriter:
         return {s: (open(bin_path(self.folder, s), mode + "b"), open(idx_path(self.folder, s), mode + "b"),
                     open(pieces_path(self.folder, s), mode, encoding="utf-8")) for s in SPLITS}
 
-    def add(self, split: str, path: str, aug: str, ids: np.ndarray) -> None:
+    def add(self, split: str, path: str, aug: str, ids: np.ndarray, style: str | None = None) -> None:
         ids = np.asarray(ids, dtype=DTYPE)
         binf, idxf, pf = self._files[split]
         binf.write(ids.tobytes())
         idxf.write(np.array([self.tokens[split], len(ids)], dtype=np.int64).tobytes())
-        pf.write(json.dumps({"path": path, "aug": aug}) + "\n")
+        pf.write(json.dumps({"path": path, "aug": aug, **({"style": style} if style else {})}) + "\n")
         self.tokens[split] += len(ids)
         self.sequences[split] += 1
         self.pieces[split] += aug == ""
@@ -84,7 +85,7 @@ class ShardWriter:
         self.sequences[src] = first_of_piece
         self.pieces[src] -= sum(e["aug"] == "" for e in removed)
         self._files = self._open("a")
-        self.add(dst, path, "", ids)
+        self.add(dst, path, "", ids, entries[last].get("style"))
         return path
 
     def ensure_train_and_validation(self) -> list[dict]:

@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import symusic
 
 from musicmha.errors import ConfigError, MusicmhaError
 from musicmha.files import TOKENIZER_FILE
 from musicmha.data.fim import FIM_SPECIAL_TOKENS, MAX_FILL_BARS, MIDDLE, PREFIX, SUFFIX, FimTokens
+from musicmha.data.conditioning import ConditionTokens
+from musicmha.data.styles import STYLE_PREFIX, density_tokens, style_tokens
 from musicmha.data.vocabulary import GrammarSpec
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,9 @@ class TokenizerConfig:
     use_chords: bool = False
     # The FIM sentinels let the model fill bars in the middle of a piece (musicmha/data/fim.py); a tokenizer
     # without them (the first shipped model's) still continues, it just cannot infill.
-    special_tokens: tuple[str, ...] = ("PAD", "BOS", "EOS", *FIM_SPECIAL_TOKENS)
+    # The style and density tokens (musicmha/data/styles.py) open training windows and ask for a style or a
+    # density at generation; a tokenizer without them (musicmha-1k's) continues without those choices.
+    special_tokens: tuple[str, ...] = ("PAD", "BOS", "EOS", *FIM_SPECIAL_TOKENS, *style_tokens(), *density_tokens())
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -253,6 +258,20 @@ class MusicTokenizer:
                          bos=self.bos_id, eos=self.eos_id)
 
     @property
+    def condition_tokens(self) -> ConditionTokens | None:
+        """The style and density tokens, or None for a tokenizer made without them (or with BPE, whose
+        tokens are not single notes, so a window's density cannot be counted)."""
+        vocab = self._tok.vocab
+        names = (*style_tokens(), *density_tokens())
+        if self.is_bpe or self.bar_id is None or any(name not in vocab for name in names):
+            return None
+        note_ids = np.zeros(len(vocab), dtype=bool)
+        note_ids[[i for name, i in vocab.items() if name.startswith(("Pitch_", "PitchDrum_"))]] = True
+        return ConditionTokens(styles={name[len(STYLE_PREFIX):]: vocab[name] for name in style_tokens()},
+                               densities=tuple(vocab[name] for name in density_tokens()), note_ids=note_ids,
+                               bar_id=self.bar_id, bos_id=self.bos_id)
+
+    @property
     def is_bpe(self) -> bool:
         return bool(self._tok.is_trained)
 
@@ -266,9 +285,9 @@ class MusicTokenizer:
         return list(self._tok.encode(score).ids)
 
     def decode(self, ids: Sequence[int]) -> symusic.Score:
-        """A Score (ticks, tpq = the tokenizer's resolution) from ids; BOS/EOS/PAD and FIM sentinels are dropped."""
-        fim = self.fim_tokens
-        specials = {self.bos_id, self.eos_id, self.pad_id, *(fim.all_ids if fim else ())}
+        """A Score (ticks, tpq = the tokenizer's resolution) from ids; special tokens (BOS/EOS/PAD, the FIM
+        sentinels, style and density) are dropped."""
+        specials = {self.bos_id, self.eos_id, self.pad_id, *self._tok.special_tokens_ids}
         clean = [int(i) for i in ids if int(i) not in specials]
         return self._tok.decode(clean)
 
