@@ -27,6 +27,12 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
                       help="allow or forbid the drum kit (default: when the prompt has drums)")
     band.add_argument("--allow-new-instruments", action="store_true",
                       help="let the model bring in instruments the prompt does not have")
+    character = p.add_argument_group("character (needs a model trained with style and density tokens)")
+    character.add_argument("--style", default=None, help="e.g. swing, bossa-nova, chorale (musicmha styles lists "
+                           "them; default: the prompt's own)")
+    character.add_argument("--density", default=None, metavar="LEVEL",
+                           help="notes per bar: a level 1-7, a word (very calm, calm, moderate, lively, busy, "
+                                "very busy, densest) or calmer / busier than the prompt")
     p.add_argument("--wav", default=None, help="also render audio (.wav, or .flac/.mp3 with ffmpeg)")
     p.add_argument("--png", default=None, help="also draw a piano roll")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -64,6 +70,27 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_generate)
 
 
+def add_styles(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("styles", help="list the styles and density levels --style and --density take")
+    p.set_defaults(run=_run_styles)
+
+
+def _run_styles(args: argparse.Namespace) -> int:
+    from musicmha.data.styles import DENSITY_BOUNDS, DENSITY_WORDS, RELATIVE_DENSITIES, STYLES
+
+    width = max(map(len, STYLES))
+    print("styles (--style):")
+    for name, words in STYLES.items():
+        print(f"  {name:<{width}}  {words}")
+    print("density (--density), notes per bar:")
+    bounds = [0, *DENSITY_BOUNDS]
+    for level, word in enumerate(DENSITY_WORDS, start=1):
+        span = f"over {bounds[-1]:g}" if level == len(DENSITY_WORDS) else f"{bounds[level - 1]:g}-{bounds[level]:g}"
+        print(f"  {level}  {word:<10} {span}")
+    print(f"  or {' / '.join(RELATIVE_DENSITIES)}: one level from the prompt's own")
+    return 0
+
+
 def _numbered(path: str, index: int, count: int) -> Path:
     path = Path(path)
     return path if count == 1 else path.with_name(f"{path.stem}-{index}{path.suffix}")
@@ -82,7 +109,7 @@ def request_from_args(args: argparse.Namespace, *, infill: bool = False) -> Gene
     fields = dict(sampling=SamplingOptions.from_inputs(args.temperature, args.top_k, args.top_p, args.seed),
                   num_samples=args.num_samples, copy_boost=args.copy_boost, drums=args.drums,
                   instruments=parse_programs(args.instruments) if args.instruments is not None else None,
-                  allow_new_instruments=args.allow_new_instruments)
+                  allow_new_instruments=args.allow_new_instruments, style=args.style, density=args.density)
     if not infill:
         fields.update(max_new_tokens=args.max_new_tokens, bars=args.bars, seconds=args.seconds,
                       prompt_tokens=args.prompt_tokens, constrained=not args.unconstrained,

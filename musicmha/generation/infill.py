@@ -19,6 +19,7 @@ tokenizer writes: from the file's start).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import symusic
@@ -62,9 +63,11 @@ def bar_lines(grammar: TokenGrammar, ids: list[int]) -> list[tuple[int, float]]:
 
 
 def plan(grammar: TokenGrammar, ids: list[int], start_bar: int, end_bar: int, *, context: int,
-         fim, bos_id: int, eos_id: int, order: str = "spm") -> InfillPlan:
+         fim, bos_id: int, eos_id: int, order: str = "spm", condition: Sequence[int] = ()) -> InfillPlan:
     """Check the request against the piece and the model, and lay out the scaffold in `order` (FILL_ORDERS:
-    "psm" puts the suffix just before the middle, "spm" the prefix, as training does half of the time)."""
+    "psm" puts the suffix just before the middle, "spm" the prefix, as training does half of the time).
+    `condition` (style and density tokens) opens the prefix, after its BOS, where a training row that was
+    conditioned before its FIM rearrangement has them."""
     if order not in FILL_ORDERS:
         raise ConfigError(f"fill order must be one of {', '.join(FILL_ORDERS)}, got {order!r}")
     lines = bar_lines(grammar, ids)
@@ -95,7 +98,7 @@ def plan(grammar: TokenGrammar, ids: list[int], start_bar: int, end_bar: int, *,
         raise ConfigError(f"bars {start_bar}-{end_bar} hold {middle_tokens} tokens, more than this model's context "
                           f"of {context} leaves room for; choose a shorter range")
     reserve = min(reserve, context - MIN_SIDE_TOKENS - 6)
-    room = context - reserve - 6  # sentinels, count, Bar, TimeSig
+    room = context - reserve - 6 - len(condition)  # sentinels, count, Bar, TimeSig, conditioning
     suffix_all = ids[last:] + [eos_id]
     suffix = _head(suffix_all, lines, last, max(room // 3, room - first - 1))
     prefix_cut = _tail_cut(lines, first, room - len(suffix))
@@ -104,7 +107,8 @@ def plan(grammar: TokenGrammar, ids: list[int], start_bar: int, end_bar: int, *,
     signature = ids[first + 1] if first + 1 < len(ids) and names[ids[first + 1]].startswith("TimeSig_") else None
     if signature is not None:
         opening.append(signature)
-    sides = [fim.prefix, *prefix, fim.suffix, *suffix] if order == "psm" else [fim.suffix, *suffix, fim.prefix, *prefix]
+    opened = prefix[:1] + list(condition) + prefix[1:] if prefix[:1] == [bos_id] else list(condition) + prefix
+    sides = [fim.prefix, *opened, fim.suffix, *suffix] if order == "psm" else [fim.suffix, *suffix, fim.prefix, *opened]
     scaffold = [*sides, fim.middle, fim.bars_token(n), *opening]
     prefix_quarters = next((q for i, q in lines if i == prefix_cut), 0.0)
     return InfillPlan(scaffold, prefix, prefix_quarters, lines[start_bar - 1][1], lines[end_bar][1],

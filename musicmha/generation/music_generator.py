@@ -16,11 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import symusic
 import torch
 
 from musicmha import checkpoint
 from musicmha.data.midi_io import load_midi
+from musicmha.data.styles import DENSITY_LEVELS, RELATIVE_DENSITIES
 from musicmha.errors import ConfigError, MidiError, MusicmhaError
 from musicmha.generation import infill as fill
 from musicmha.generation.controls import InstrumentRule, LengthRule
@@ -94,6 +96,12 @@ class MusicGenerator:
                               "(musicmha fit-copy-head makes one)")
         if request.constrained and self.spec is None:
             raise ConfigError("grammar-constrained decoding needs a tokenizer without BPE; pass constrained=False")
+        if (request.style is not None or request.density is not None) and self.tokenizer.condition_tokens is None:
+            raise ConfigError("style and density: this model was trained without style and density tokens; "
+                              "leave them out, or use a model trained with them")
+        if request.density in RELATIVE_DENSITIES and not has_prompt:
+            raise ConfigError(f"density {request.density!r} is relative to a prompt: give a prompt, or a level "
+                              f"1-{DENSITY_LEVELS}")
         opening = request.opening
         if has_prompt and not opening.empty:
             raise ConfigError("tempo and time_signature open a piece from nothing; a prompt keeps its own")
@@ -113,14 +121,28 @@ class MusicGenerator:
                               "(train with --fim-rate > 0 on data prepared by this version)")
 
     def plan_infill(self, prompt: Prompt | list[int], start_bar: int, end_bar: int,
-                    order: str = "spm") -> fill.InfillPlan:
+                    order: str = "spm", request: GenerationRequest | None = None) -> fill.InfillPlan:
         """The scaffold the model reads to regenerate bars `start_bar`..`end_bar` of `prompt` (a score or its
-        token ids), checked against the piece and this model's context (musicmha/generation/infill.py)."""
+        token ids), checked against the piece and this model's context (musicmha/generation/infill.py); with
+        a request, its style and density tokens open the prefix."""
         self.require_infill()
         ids = prompt if isinstance(prompt, list) else self._read_prompt(prompt)[1]
+        condition = self.conditioning_tokens(request, ids) if request is not None else []
         return fill.plan(TokenGrammar(self.spec), ids, start_bar, end_bar, context=self.model.config.max_seq_len,
                          fim=self.tokenizer.fim_tokens, bos_id=self.tokenizer.bos_id,
-                         eos_id=self.tokenizer.eos_id, order=order)
+                         eos_id=self.tokenizer.eos_id, order=order, condition=condition)
+
+    def conditioning_tokens(self, request: GenerationRequest, prompt_ids: list[int]) -> list[int]:
+        """The Style and Density tokens the request asks for, written after BOS as training puts them
+        (musicmha/data/conditioning.py); "calmer"/"busier" is one level from the prompt's own density."""
+        cond = self.tokenizer.condition_tokens
+        if cond is None or (request.style is None and request.density is None):
+            return []
+        level = request.density
+        if level in RELATIVE_DENSITIES:
+            own = cond.level_of(np.asarray(prompt_ids, dtype=np.int64))
+            level = min(DENSITY_LEVELS, max(1, own + (1 if level == "busier" else -1)))
+        return cond.prefix(request.style, level)
 
     def prompt_budget(self, request: GenerationRequest) -> int:
         """How many prompt tokens condition the model. The sampler's KV cache slides by a quarter of the
@@ -161,6 +183,7 @@ class MusicGenerator:
         length, opening = request.length, request.opening
         rule = self._instrument_rule(request, ids if score is not None else None)
         condition, offset_quarters = self._condition(ids, self.prompt_budget(request))
+        condition = condition[:1] + self.conditioning_tokens(request, condition[1:]) + condition[1:]
         start = torch.tensor([condition] * request.num_samples)  # on the host: generate sends it, the grammar reads it
         # One grammar follows every row: it masks the next token (syntax when constrained, the controls
         # always) and keeps the time that ends bar/second requests, so each token is parsed once.
@@ -200,7 +223,7 @@ class MusicGenerator:
         if score is None:
             raise ConfigError("infill needs a prompt: the piece whose bars are regenerated")
         rule = self._instrument_rule(request, ids)
-        plan = self.plan_infill(ids, start_bar, end_bar)
+        plan = self.plan_infill(ids, start_bar, end_bar, request=request)
         n_bars, count = end_bar - start_bar + 1, request.num_samples
         timeline = TokenGrammar(self.spec, instruments=rule, length=LengthRule(bars=n_bars),
                                 hold_tempo=True, no_empty_bars=True,  # the piece's tempo map is kept

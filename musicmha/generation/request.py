@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from musicmha.data.styles import parse_density, parse_style
 from musicmha.errors import ConfigError
 from musicmha.generation.controls import InstrumentRule, LengthRule, Opening, prompt_programs
 from musicmha.generation.copy_head import checked_sampling_boost
@@ -41,7 +42,10 @@ class GenerationRequest:
     `time_signature` ((3, 4)) open the piece. `prompt_tokens` caps how much of the prompt conditions the
     model (None: as much as fits). Grammar: `constrained` syntax, the tempo holds unless
     `allow_tempo_changes`, every new bar holds a note unless `allow_empty_bars`, and every part of the
-    prompt's last 8 bars plays on, resting no longer than it rested there, unless `allow_parts_to_stop`."""
+    prompt's last 8 bars plays on, resting no longer than it rested there, unless `allow_parts_to_stop`.
+    `style` (a name from musicmha.data.styles.STYLES, e.g. "swing") and `density` (a level 1..7, its word
+    such as "calm" or "busy", or "calmer"/"busier" than the prompt) ask a model trained with those tokens
+    for that character; None leaves it to the prompt."""
 
     max_new_tokens: int | None = None
     bars: int | None = None
@@ -60,6 +64,8 @@ class GenerationRequest:
     allow_tempo_changes: bool = False
     allow_empty_bars: bool = False
     allow_parts_to_stop: bool = False
+    style: str | None = None
+    density: int | str | None = None
 
     def __post_init__(self) -> None:
         self.length  # noqa: B018 (each property validates its part)
@@ -79,6 +85,10 @@ class GenerationRequest:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         self._check_instruments()
+        if self.style is not None:
+            object.__setattr__(self, "style", parse_style(self.style))
+        if self.density is not None:
+            object.__setattr__(self, "density", parse_density(self.density))
 
     def _check_instruments(self) -> None:
         if self.drums is not None and not isinstance(self.drums, bool):
