@@ -201,6 +201,17 @@ class MusicTokenizer:
                 and mine.is_trained == theirs.is_trained
                 and (not mine.is_trained or mine._model.to_str() == theirs._model.to_str()))
 
+    def rows_from(self, base: MusicTokenizer) -> dict[int, int] | None:
+        """new id -> base id for every token `base` also has (by name), when this vocabulary extends base's:
+        the same token kind, no BPE in either, and every base token present (e.g. base is musicmha-1k's
+        and this one adds the style and density tokens). None when it does not."""
+        if type(self._tok) is not type(base._tok) or self.is_bpe or base.is_bpe:
+            return None
+        mine, theirs = self._tok.vocab, base._tok.vocab
+        if any(name not in mine for name in theirs):
+            return None
+        return {mine[name]: index for name, index in theirs.items()}
+
     @property
     def bar_id(self) -> int | None:
         """The bar line's id; None for a token kind without bars."""

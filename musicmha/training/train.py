@@ -184,6 +184,18 @@ def _check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
     return states[-1]
 
 
+def carry_over(base: torch.nn.Module, model: torch.nn.Module, rows: dict[int, int]) -> None:
+    """`model` takes every weight of `base`; its token embedding (tied to the output head) takes base's rows
+    by token (`rows`: new id -> base id), and the new tokens keep their fresh initialisation. For a data
+    vocabulary that extends the checkpoint's (the style and density tokens after musicmha-1k's)."""
+    state = base.state_dict()
+    embedding = model.token_embedding.weight.detach().clone()
+    new_ids, base_ids = (torch.tensor(ids) for ids in zip(*sorted(rows.items())))
+    embedding[new_ids] = state["token_embedding.weight"][base_ids]
+    state = {**state, "token_embedding.weight": embedding, "lm_head.weight": embedding}
+    model.load_state_dict(state, strict=True)
+
+
 def _initial_model(cfg: TrainConfig, model_config, tokenizer) -> torch.nn.Module:
     """A fresh model, or the --init-from checkpoint's weights (with LoRA adapters when asked). On --resume the
     weights are then replaced by the saved state's, so this only has to build the same module tree."""
@@ -195,12 +207,18 @@ def _initial_model(cfg: TrainConfig, model_config, tokenizer) -> torch.nn.Module
     from musicmha.data.tokenizer import MusicTokenizer
 
     base_tokenizer = MusicTokenizer.load(cfg.init_from)
-    if not tokenizer.same_vocabulary(base_tokenizer):
+    rows = None if tokenizer.same_vocabulary(base_tokenizer) else tokenizer.rows_from(base_tokenizer)
+    if not tokenizer.same_vocabulary(base_tokenizer) and (rows is None or cfg.lora_rank):
         raise ConfigError(f"{cfg.data} was prepared with another tokenizer than {cfg.init_from}: run "
                           f"`musicmha prepare MIDI_FOLDER --out TOKENS --tokenizer {cfg.init_from}` and train on that")
     base = MusicTransformer.from_pretrained(cfg.init_from)
     model = MusicTransformer(model_config)  # the config's dropout, the checkpoint's weights
-    model.load_state_dict(base.state_dict(), strict=True)
+    if rows is None:
+        model.load_state_dict(base.state_dict(), strict=True)
+    else:
+        carry_over(base, model, rows)
+        logger.info("%s: %d token rows carried over by name, %d new tokens start fresh", cfg.init_from,
+                    len(rows), model_config.vocab_size - len(rows))
     if cfg.lora_rank:
         trainable = add_adapters(model, cfg.lora_config())
         logger.info("LoRA rank %d: %s trainable parameters of %s", cfg.lora_rank, f"{trainable:,}",

@@ -140,3 +140,32 @@ def test_lora_defaults_to_a_higher_learning_rate(base):
     assert TrainConfig(data="d", out="o", init_from=str(base)).learning_rate == 3e-4
     assert TrainConfig(data="d", out="o", init_from=str(base), lora_rank=4).learning_rate == 1e-3
     assert TrainConfig(data="d", out="o", init_from=str(base), lora_rank=4, learning_rate=5e-4).learning_rate == 5e-4
+
+
+def test_a_checkpoint_carries_over_into_a_vocabulary_that_extends_it():
+    """musicmha-1k's tokenizer lacks the style and density tokens: its rows go over by name, every other
+    weight as is, so the extended model scores old tokens exactly as the base did."""
+    from musicmha.data.fim import FIM_SPECIAL_TOKENS
+    from musicmha.data.tokenizer import MusicTokenizer, TokenizerConfig
+    from musicmha.nn.config import ModelConfig
+    from musicmha.training.train import carry_over
+
+    old = MusicTokenizer.from_config(TokenizerConfig(special_tokens=("PAD", "BOS", "EOS", *FIM_SPECIAL_TOKENS)))
+    new = MusicTokenizer.from_config()
+    rows = new.rows_from(old)
+    assert rows is not None and len(rows) == old.vocab_size < new.vocab_size
+    assert new.rows_from(new) is not None and old.rows_from(new) is None  # the smaller cannot take the larger
+    shape = dict(d_model=32, n_layers=2, n_heads=4, max_seq_len=64, dropout=0.0)
+    torch.manual_seed(0)
+    base = MusicTransformer(ModelConfig(vocab_size=old.vocab_size, **shape)).eval()
+    model = MusicTransformer(ModelConfig(vocab_size=new.vocab_size, **shape)).eval()
+    carry_over(base, model, rows)
+    to_base = {new_id: base_id for new_id, base_id in rows.items()}
+    new_ids = torch.tensor(sorted(to_base))[torch.randint(0, len(to_base), (2, 20))]
+    base_ids = new_ids.clone().apply_(lambda i: to_base[i])
+    new_logits, _ = model(new_ids)
+    base_logits, _ = base(base_ids)
+    order = torch.tensor(sorted(to_base))
+    assert torch.allclose(new_logits[..., order], base_logits[..., torch.tensor([to_base[int(i)] for i in order])],
+                          atol=1e-5)
+    assert model.lm_head.weight.data_ptr() == model.token_embedding.weight.data_ptr()  # still tied
