@@ -27,6 +27,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     model_commands.add_fit_copy_head,
     music_commands.add_generate,
     music_commands.add_infill,
+    music_commands.add_add_part,
     music_commands.add_styles,
     data_commands.add_render,
     model_commands.add_app,

@@ -1,4 +1,4 @@
-"""`musicmha generate | infill`: the subcommands that write music, and the options they share."""
+"""`musicmha generate | infill | add-part`: the subcommands that write music, and the options they share."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ if TYPE_CHECKING:  # imported where used, so `musicmha --help` stays fast
     from musicmha.generation.request import GenerationRequest
 
 
-def _add_sampling_options(p: argparse.ArgumentParser) -> None:
-    """What generate and infill share: checkpoint, output, sampling, instruments, audio and roll."""
+def _add_sampling_options(p: argparse.ArgumentParser, *, instruments: bool = True) -> None:
+    """What generate, infill and add-part share: checkpoint, output, sampling, instruments (not for add-part,
+    whose --instrument is the new part's), audio and roll."""
     p.add_argument("--checkpoint", default=None, help="model folder (default: the shipped checkpoint)")
     p.add_argument("--out", required=True, help="output .mid; several samples become out-1.mid, out-2.mid, ...")
     p.add_argument("--temperature", type=float, default=1.0, help="0: greedy; higher is wilder (default 1)")
@@ -20,13 +21,10 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
                    "probability, in (0, 1] (1: off, the default)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: a fresh one, printed)")
     p.add_argument("--num-samples", type=int, default=1)
-    band = p.add_argument_group("instruments (default: the prompt's own; from nothing: any)")
-    band.add_argument("--instruments", default=None, metavar="PROGRAMS",
-                      help="General MIDI programs 0..127 the new notes may use, e.g. 0,33")
-    band.add_argument("--drums", action=argparse.BooleanOptionalAction, default=None,
-                      help="allow or forbid the drum kit (default: when the prompt has drums)")
-    band.add_argument("--allow-new-instruments", action="store_true",
-                      help="let the model bring in instruments the prompt does not have")
+    if instruments:
+        _add_instrument_options(p)
+    else:
+        p.set_defaults(instruments=None, drums=None, allow_new_instruments=False)
     character = p.add_argument_group("character (needs a model trained with style and density tokens)")
     character.add_argument("--style", default=None, help="e.g. swing, bossa-nova, chorale (musicmha styles lists "
                            "them; default: the prompt's own)")
@@ -41,6 +39,16 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
                         "checkpoint's; 1: the fitted weights; higher repeats more)")
     p.add_argument("--no-copy-head", action="store_true",
                    help="sample from the model alone, without the checkpoint's copy head")
+
+
+def _add_instrument_options(p: argparse.ArgumentParser) -> None:
+    band = p.add_argument_group("instruments (default: the prompt's own; from nothing: any)")
+    band.add_argument("--instruments", default=None, metavar="PROGRAMS",
+                      help="General MIDI programs 0..127 the new notes may use, e.g. 0,33")
+    band.add_argument("--drums", action=argparse.BooleanOptionalAction, default=None,
+                      help="allow or forbid the drum kit (default: when the prompt has drums)")
+    band.add_argument("--allow-new-instruments", action="store_true",
+                      help="let the model bring in instruments the prompt does not have")
 
 
 def add_generate(sub: argparse._SubParsersAction) -> None:
@@ -143,15 +151,44 @@ def add_infill(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_infill)
 
 
-def _run_infill(args: argparse.Namespace) -> int:
+def _bar_range(text: str) -> tuple[int, int]:
+    """--bars FIRST-LAST as two whole numbers (the range itself is checked against the piece later)."""
     from musicmha.errors import ConfigError
 
     try:
-        first, last = (int(x) for x in args.bars.replace(" ", "").split("-"))
+        first, last = (int(x) for x in text.replace(" ", "").split("-"))
     except ValueError:
-        raise ConfigError(f"--bars takes a range of bars like 9-12, got {args.bars!r}") from None
+        raise ConfigError(f"--bars takes a range of bars like 9-12, got {text!r}") from None
+    return first, last
+
+
+def _run_infill(args: argparse.Namespace) -> int:
+    first, last = _bar_range(args.bars)
     request = request_from_args(args, infill=True)
     results = _generator(args).infill(args.prompt, first, last, request)
+    _write_results(args, results)
+    return 0
+
+
+def add_add_part(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("add-part", help="write a new part (bass, drums, piano, ...) into a MIDI piece as its own "
+                                        "track, keeping every note that is there")
+    p.add_argument("--prompt", required=True, help="the MIDI piece")
+    p.add_argument("--instrument", required=True,
+                   help="a General MIDI program 0..127, drums, or bass, piano, guitar, strings, brass, lead, pad")
+    p.add_argument("--bars", default=None, metavar="FIRST-LAST",
+                   help="the bars the part plays in, counted from 1, e.g. 1-16 (default: the whole piece)")
+    _add_sampling_options(p, instruments=False)
+    p.set_defaults(run=_run_add_part)
+
+
+def _run_add_part(args: argparse.Namespace) -> int:
+    from musicmha.generation.add_part import resolve_instrument
+
+    bars = _bar_range(args.bars) if args.bars is not None else None
+    resolve_instrument(args.instrument)  # a typo is refused before the model loads
+    request = request_from_args(args, infill=True)  # infill's fields: no length, no tempo or meter
+    results = _generator(args).add_part(args.prompt, request, instrument=args.instrument, bars=bars)
     _write_results(args, results)
     return 0
 

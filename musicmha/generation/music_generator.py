@@ -24,6 +24,7 @@ from musicmha import checkpoint
 from musicmha.data.midi_io import load_midi
 from musicmha.data.styles import DENSITY_LEVELS, RELATIVE_DENSITIES
 from musicmha.errors import ConfigError, MidiError, MusicmhaError
+from musicmha.generation import add_part as part
 from musicmha.generation import infill as fill
 from musicmha.generation.controls import InstrumentRule, LengthRule
 from musicmha.generation.copy_head import CopyHead, load_copy_head, transparent_ids
@@ -238,6 +239,13 @@ class MusicGenerator:
                            int((~timeline.reached()).sum()), count)
         return [fill.result(self.tokenizer, score, plan, row, n_bars, row_seed(request.sampling.seed, k))
                 for k, row in enumerate(out.tolist())]
+
+    def add_part(self, prompt: Prompt, request: GenerationRequest | None = None, *, instrument: int | str,
+                 bars: tuple[int, int] | None = None, callback: Callable | None = None, **fields) -> list[GenerationResult]:
+        """Write a new part (a GM program, a family word such as "bass", or "drums") into `prompt` over the piece
+        or `bars` (first, last), counted from 1; every existing note is kept (musicmha/generation/add_part.py)."""
+        request = _with_seed(self.check(part.check_request(self._request(request, fields)), has_prompt=True))
+        return part.add_part(self, prompt, request, instrument=instrument, bars=bars, callback=callback)
 
     # --- helpers --------------------------------------------------------------------------------------
     @staticmethod
