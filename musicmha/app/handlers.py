@@ -25,7 +25,7 @@ from musicmha.app.job import GenerationJob, describe
 from musicmha.app.pages import (CONTINUE_LABEL, KEEP_LABEL, AppConfig, PromptViews, button_labels,  # noqa: F401
                                 has_music, plural, prompt_palette, seed_buttons)
 from musicmha.app.service import write_midi
-from musicmha.app.settings import MAX_VARIATIONS, page_request
+from musicmha.app.settings import MAX_VARIATIONS, asked_words, page_request
 from musicmha.app.views import RollSize, placeholder_html, roll_html, roll_size, window, window_start
 
 logger = logging.getLogger(__name__)
@@ -95,13 +95,14 @@ class Handlers(PromptViews):
                  request: gr.Request = None, **settings: Any) -> Iterator[tuple]:
         """Stream (status, seed, 4 audios, 4 piano rolls, 4 MIDI files, results): live sketches of every
         variation while the model samples in a worker thread, then the rendered results, also after Stop.
-        `settings`: the page's values by name (settings.CONTINUE_SETTINGS)."""
+        `settings`: the page's values by name (settings.CONTINUE_SETTINGS, then STYLE_SETTINGS)."""
         generator, score, asked = self.prepare(prompt, settings)
         count, full = asked.num_samples, bool(full_view)
         base, steps, edits = self.lineage(prompt, session)
         size = roll_size(count)
         job = GenerationJob(generator, score, asked, self.config.time_limit)
-        what = f"{plural(count, 'variation')} of {describe(asked)}"
+        what = ", ".join(filter(None, (f"{plural(count, 'variation')} of {describe(asked)}",
+                                       asked_words(asked.style, asked.density))))
         waiting = [placeholder_html(f"Variation {i + 1}: waiting for its first notes...") if i < count else ""
                    for i in range(MAX_VARIATIONS)]
         yield from self.follow(job, request, f"Generating {what}", waiting,
@@ -176,7 +177,7 @@ class Handlers(PromptViews):
         partial = job.stopped or job.timed_out
         records = [{"midi": str(write_midi(r.score, self.config.files, f"{named}-variation-{i + 1}.mid")),
                     "boundary": int(r.boundary_tick), "seed": r.seed, "base": base, "steps": steps,
-                    "partial": partial,
+                    "partial": partial, "style": job.request.style, "density": job.request.density,
                     "count": len(results), "notes": r.continuation.note_num(), "palette": palette,
                     "edits": [*edits, *([edit_name(*bars)] if bars else [])],
                     **({"bars": list(bars), "span": [int(t) for t in r.span]} if bars and r.span else {})}

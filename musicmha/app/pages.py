@@ -15,7 +15,7 @@ import symusic
 
 from musicmha.app import history
 from musicmha.app.service import ModelCache, TempFiles, View, render_view, write_wav
-from musicmha.app.settings import MAX_VARIATIONS
+from musicmha.app.settings import MAX_VARIATIONS, asked_words
 from musicmha.app.views import RollSize, placeholder_html, roll_size
 from musicmha.data.midi_io import MAX_BYTES, load_midi
 from musicmha.errors import MusicmhaError
@@ -204,7 +204,8 @@ class PromptViews:
     def _view(self, i: int, record: dict, full: bool, size: RollSize) -> View:
         score = symusic.Score(record["midi"])  # ours: may be empty after an early Stop
         bars = tuple(record["bars"]) if record.get("bars") else None
-        note = (f"Variation {i + 1} of {record['count']}, seed {record['seed']}: "
+        asked = asked_words(record.get("style"), record.get("density"))  # the style and density asked for
+        note = (f"Variation {i + 1} of {record['count']}, seed {record['seed']}{', ' + asked if asked else ''}: "
                 f"{'regenerate' if bars else 'generate'} with this seed to make it again (as variation 1).")
         if not has_music(record):
             return View(None, placeholder_html(f"Variation {i + 1}: stopped before its first new notes, so there "

@@ -17,7 +17,7 @@ from musicmha.app import history
 from musicmha.app.handlers import CONTINUE_LABEL, KEEP_LABEL, Handlers, button_labels, plural  # noqa: F401
 from musicmha.app.job import GenerationJob
 from musicmha.app.service import audible_start, heard_note
-from musicmha.app.settings import MAX_VARIATIONS
+from musicmha.app.settings import MAX_VARIATIONS, asked_words
 from musicmha.app.views import placeholder_html, roll_html, roll_size
 from musicmha.errors import MusicmhaError
 from musicmha.generation.request import GenerationRequest
@@ -77,8 +77,8 @@ class Regenerate:
                 settings: dict[str, Any]) -> tuple[Any, symusic.Score, GenerationRequest, tuple[int, int]]:
         """Every check before anything changes: the settings Generate checks too (by name, settings.FILL_SETTINGS:
         no length, prompt memory, early end, tempo or meter, since the range is the length and the piece
-        keeps its own), the prompt, and the range against the piece and the model, by the library's own
-        planner."""
+        keeps its own; then style and density, settings.STYLE_SETTINGS), the prompt, and the range against the
+        piece and the model, by the library's own planner."""
         generator, score, request = self.handlers.prepare(prompt, settings, infill=True)
         if score is None:
             raise gr.Error(NO_PROMPT)
@@ -86,7 +86,7 @@ class Regenerate:
         if start is None or end is None:
             raise gr.Error(f"bars must be whole numbers (from bar, to bar), not {first!r} to {last!r}")
         try:  # the checks MusicGenerator.infill makes first: range, meter, music around it, context
-            generator.plan_infill(score, start, end)
+            generator.plan_infill(score, start, end, request=request)  # with its style and density tokens
         except MusicmhaError as error:
             raise gr.Error(str(error)) from None
         return generator, score, request, (start, end)
@@ -108,6 +108,7 @@ class Regenerate:
                    for i in range(MAX_VARIATIONS)]
         # No live sketch: a few bars come quickly, and the notes so far would be drawn without the range's
         # music after them; the status line counts the bars instead.
-        yield from self.handlers.follow(job, request, f"Regenerating {what} ({plural(count, 'variation')})",
-                                        waiting)
+        words = asked_words(asked.style, asked.density)
+        yield from self.handlers.follow(job, request, f"Regenerating {what} ({plural(count, 'variation')}"
+                                        f"{', ' + words if words else ''})", waiting)
         yield self.handlers.finish(job, base, steps, full, roll_size(count), edits, bars)

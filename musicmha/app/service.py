@@ -23,6 +23,7 @@ import numpy as np
 import symusic
 
 from musicmha import assets, checkpoint
+from musicmha.data.tokenizer import MusicTokenizer
 from musicmha.errors import MusicmhaError
 from musicmha.generation.music_generator import MusicGenerator
 from musicmha.render.audio import music_end_seconds, render_audio
@@ -71,6 +72,25 @@ class ModelCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
             return generator
+
+    def peek(self, folder: str | Path) -> MusicGenerator | None:
+        """The generator of `folder` when it is loaded already (None: not loaded; nothing is loaded here)."""
+        with self._lock:
+            return self._items.get(Path(folder).resolve())
+
+
+def has_styles(folder: Path | None, cache: ModelCache | None = None) -> bool:
+    """Whether the checkpoint in `folder` was trained with style and density tokens (its tokenizer's
+    `condition_tokens`): the loaded generator's tokenizer when the cache holds it, else its tokenizer file
+    (a missing or unreadable one: no styles; loading the model says what is wrong)."""
+    if folder is None:
+        return False
+    generator = cache.peek(folder) if cache is not None else None
+    try:
+        tokenizer = generator.tokenizer if generator is not None else MusicTokenizer.load(folder)
+    except MusicmhaError:
+        return False
+    return tokenizer.condition_tokens is not None
 
 
 class TempFiles:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from musicmha.data.styles import DENSITY_WORDS, RELATIVE_DENSITIES, STYLES
 from musicmha.data.tokenizer import program_names
 from musicmha.errors import ConfigError
 from musicmha.generation.controls import parse_programs, parse_time_signature
@@ -25,6 +26,14 @@ INSTRUMENT_MODES = (KEEP, NEW, CHOOSE)
 PROGRAM_CHOICES = [(f"{i}: {name}", i) for i, name in enumerate(program_names())]
 MODEL_METER = "the model's choice"
 METERS = (MODEL_METER, "4/4", "3/4", "2/4", "2/2", "6/8", "9/8", "12/8", "5/4", "7/8")
+
+# Style and density in musical words (musicmha.data.styles); the first choice of each asks for nothing, so the
+# model takes the character from the prompt. The menus' values are the library's names ("bossa-nova", "busier").
+FROM_PROMPT, AS_PROMPT = "from the prompt", "as the prompt"
+STYLE_CHOICES = [(FROM_PROMPT, FROM_PROMPT), *((words, name) for name, words in STYLES.items())]
+DENSITY_CHOICES = [(AS_PROMPT, AS_PROMPT), *((word, word) for word in (*RELATIVE_DENSITIES, *DENSITY_WORDS))]
+_STYLE_NAMES = {words.lower(): name for name, words in STYLES.items()}  # an API caller may send the words
+NO_STYLES = "this model was trained without styles"
 
 # Label, then a short musical explanation; the technical name stays in brackets for API users. Top-k, top-p
 # and memory are under the page's "Advanced" fold.
@@ -51,6 +60,9 @@ CONTINUE_SETTINGS = ("unit", "length", "temperature", "top_k", "top_p", "seed", 
                      "tempo", "time_signature")
 FILL_SETTINGS = ("temperature", "top_k", "top_p", "seed", "random_seed", "variations", "checkpoint",
                  "instruments_mode", "programs", "drums")
+# Style and density come after every other parameter of /generate and /regenerate (and after the whole-piece
+# view), so that callers written before them keep working; their defaults ask for nothing.
+STYLE_SETTINGS = ("style", "density")
 LENGTH_FIELDS = {"bars": "bars", "seconds": "seconds", "tokens": "max_new_tokens"}
 
 
@@ -69,16 +81,37 @@ def instrument_fields(mode: str | None, programs: Any, drums: bool | None) -> di
     return {"instruments": tuple(chosen), "drums": bool(drums)}
 
 
+def style_fields(style: str | None, density: Any) -> dict[str, Any]:
+    """The style and density menus as request fields: "from the prompt" / "as the prompt" (or nothing) ask for
+    nothing; a style's words or name, and a density's word or level, go to the request, which checks them."""
+    style = None if not style or str(style).strip().lower() == FROM_PROMPT else str(style).strip()
+    if isinstance(density, str) and (not density.strip() or density.strip().lower() == AS_PROMPT):
+        density = None
+    if isinstance(density, float) and density.is_integer():  # a level sent as a number through the API
+        density = int(density)
+    return {"style": _STYLE_NAMES.get(style.lower(), style) if style else None, "density": density}
+
+
+def asked_words(style: str | None, density: int | str | None) -> str:
+    """What a request asked for, in the menus' words ("style bossa nova, density busier"; "" for nothing)."""
+    parts = [f"style {STYLES.get(style, style)}"] if style else []
+    if density is not None:
+        parts.append(f"density {DENSITY_WORDS[density - 1] if isinstance(density, int) else density}")
+    return ", ".join(parts)
+
+
 def page_request(unit: str | None = None, length: float | None = None, temperature: float = 1.0,
                  top_k: float | None = 0, top_p: float | None = 1.0, seed: float | None = None,
                  random_seed: bool = True, variations: float = 1, prompt_tokens: float | None = 0,
                  instruments_mode: str | None = KEEP, programs: Any = None, drums: bool | None = True,
                  allow_early_end: bool | None = False, tempo: float | None = 0, time_signature: str | None = None,
-                 checkpoint: str | None = None) -> GenerationRequest:
+                 checkpoint: str | None = None, style: str | None = None, density: Any = None
+                 ) -> GenerationRequest:
     """The page's values (by their names in CONTINUE_SETTINGS / FILL_SETTINGS) as one GenerationRequest,
     checked against the page's limits; a ConfigError says what is wrong in one line. `unit` None: no length
     (regenerating bars). 0 means "off" for top-k, prompt memory and tempo; top-p 1 means off. `checkpoint`
-    is not part of the request (the handlers choose the model with it)."""
+    is not part of the request (the handlers choose the model with it). `style` and `density`: see
+    `style_fields`."""
     fields: dict[str, Any] = {}
     if unit is not None:
         if unit not in LIMITS:
@@ -100,4 +133,5 @@ def page_request(unit: str | None = None, length: float | None = None, temperatu
         sampling=SamplingOptions.from_inputs(temperature, top_k, top_p, None if random_seed else seed),
         prompt_tokens=int(prompt_tokens) if prompt_tokens else None,
         **instrument_fields(instruments_mode, programs, drums),
-        allow_early_end=bool(allow_early_end), tempo=float(tempo) if tempo else None, time_signature=meter)
+        allow_early_end=bool(allow_early_end), tempo=float(tempo) if tempo else None, time_signature=meter,
+        **style_fields(style, density))

@@ -13,10 +13,11 @@ from musicmha.app.about import about_summary, model_card, model_context
 from musicmha.app.handlers import AppConfig, Handlers, button_labels, seed_buttons
 from musicmha.app.history import new_session
 from musicmha.app.regenerate import Regenerate
+from musicmha.app.service import has_styles
 from musicmha.app.settings import (CHOOSE, CONTINUE_SETTINGS, FILL_SETTINGS, INSTRUMENT_MODES, KEEP, LIMITS,
-                                   MAX_VARIATIONS, METERS, MODEL_METER, PROGRAM_CHOICES, UNIT_WORDS)
+                                   MAX_VARIATIONS, METERS, MODEL_METER, PROGRAM_CHOICES, STYLE_SETTINGS, UNIT_WORDS)
 from musicmha.app.updates import (can_regenerate, fresh_slots, label, length_input, memory_slider, no_range,
-                                  opening_fields, rewound, run_over, show_restored, slots_with_results)
+                                  opening_fields, rewound, run_over, show_restored, slots_with_results, style_menus)
 from musicmha.app.views import placeholder_html
 
 TITLE = "musicmha: continue a piece of music"
@@ -100,6 +101,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 slots.append(slot)
 
         with gr.Accordion("More settings", open=False, elem_id="settings"):
+            with gr.Row():  # active only for a model trained with style and density tokens
+                style, density = style_menus(has_styles(config.checkpoint, config.cache), first=True)
             with gr.Row():
                 temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, elem_id="temperature", **label("temperature"))
                 seed = gr.Number(value=0, precision=0, minimum=0, elem_id="seed", **label("seed"))
@@ -179,11 +182,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
         instruments_mode.change(lambda mode: [gr.Dropdown(visible=mode == CHOOSE), gr.Checkbox(visible=mode == CHOOSE)],
                                 inputs=instruments_mode, outputs=[programs, drums], queue=False,
                                 api_visibility="private")
-        checkpoint.change(lambda value: (about_summary(handlers.checkpoint_folder(value)),
-                                         model_card(handlers.checkpoint_folder(value)),
-                                         memory_slider(model_context(handlers.checkpoint_folder(value)))),
-                          inputs=checkpoint, outputs=[about, card, prompt_tokens], queue=False,
-                          api_visibility="private")
+        checkpoint.change(functools.partial(model_fields, handlers), inputs=checkpoint,
+                          outputs=[about, card, prompt_tokens, style, density], queue=False, api_visibility="private")
         for index, button in enumerate(reuses):  # 'Use this seed': the seed, 1 variation, and what makes it again
             button.click(functools.partial(handlers.use_seed, index), inputs=results,
                          outputs=[seed, random_seed, variations, first_bar, last_bar, status], queue=False,
@@ -197,15 +197,18 @@ def build_app(config: AppConfig) -> gr.Blocks:
         fields = dict(unit=unit, length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                       random_seed=random_seed, variations=variations, prompt_tokens=prompt_tokens,
                       checkpoint=checkpoint, instruments_mode=instruments_mode, programs=programs, drums=drums,
-                      allow_early_end=allow_early_end, tempo=tempo, time_signature=time_signature)
+                      allow_early_end=allow_early_end, tempo=tempo, time_signature=time_signature, style=style,
+                      density=density)
         settings = {name: fields[name] for name in CONTINUE_SETTINGS}
+        # style and density: the API's last parameters (after the whole-piece view), so older callers still work
+        styles = {name: fields[name] for name in STYLE_SETTINGS}
         # A bad value stops the chain at the check: one message, nothing else on the page changes.
-        run = (generate.click(handlers.check, inputs=[current], inputs_kwargs=settings, api_visibility="private",
-                              show_progress="hidden", concurrency_limit=None)
+        run = (generate.click(handlers.check, inputs=[current], inputs_kwargs={**settings, **styles},
+                              api_visibility="private", show_progress="hidden", concurrency_limit=None)
                .success(fresh_slots, inputs=variations, outputs=[*slots, *audios, *continues, *reuses, stop],
                         queue=False, api_visibility="private")
                .success(handlers.generate, inputs=[current],
-                        inputs_kwargs={**settings, "full_view": full_view, "session": session},
+                        inputs_kwargs={**settings, "full_view": full_view, "session": session, **styles},
                         outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="generate",
                         concurrency_id="generate", show_progress="hidden"))
         run.then(run_over, outputs=stop, queue=False, api_visibility="private")
@@ -220,12 +223,13 @@ def build_app(config: AppConfig) -> gr.Blocks:
                         api_visibility="private", show_progress="hidden", trigger_mode="always_last",
                         concurrency_id="bar-range", concurrency_limit=1)
         fill_settings = {name: fields[name] for name in FILL_SETTINGS}
-        refill = (regenerate.click(fill.check, inputs=[current, first_bar, last_bar], inputs_kwargs=fill_settings,
+        refill = (regenerate.click(fill.check, inputs=[current, first_bar, last_bar],
+                                   inputs_kwargs={**fill_settings, **styles},
                                    api_visibility="private", show_progress="hidden", concurrency_limit=None)
                   .success(fresh_slots, inputs=variations, outputs=[*slots, *audios, *continues, *reuses, stop],
                            queue=False, api_visibility="private")
                   .success(fill.regenerate, inputs=[current, first_bar, last_bar],
-                           inputs_kwargs={**fill_settings, "full_view": full_view, "session": session},
+                           inputs_kwargs={**fill_settings, "full_view": full_view, "session": session, **styles},
                            outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="regenerate",
                            concurrency_id="generate", show_progress="hidden"))
         refill.then(run_over, outputs=stop, queue=False, api_visibility="private")
@@ -236,3 +240,11 @@ def build_app(config: AppConfig) -> gr.Blocks:
         app.load(no_range, outputs=[first_bar, last_bar], queue=False, api_visibility="private",
                  show_progress="hidden")
     return app
+
+
+def model_fields(handlers: Handlers, value: str | None) -> tuple:
+    """What follows the checkpoint chosen: the About text and card, the memory's limit (its context) and the
+    Style and Density menus (active when it was trained with their tokens)."""
+    folder = handlers.checkpoint_folder(value)
+    return (about_summary(folder), model_card(folder), memory_slider(model_context(folder)),
+            *style_menus(has_styles(folder, handlers.config.cache)))

@@ -1,12 +1,13 @@
 """The page's small updates, made by the UI's wiring (ui.py) between the handlers' steps: which result slots
 show, players back at 0:00, buttons active only when they can act, and fields that follow the prompt and the
-model (the length's unit, the opening of a piece from nothing, the memory the model has)."""
+model (the length's unit, the opening of a piece from nothing, the memory the model has, its styles)."""
 
 from __future__ import annotations
 
 import gradio as gr
 
-from musicmha.app.settings import LABELS, LIMITS, MAX_PROMPT_TOKENS, MAX_VARIATIONS, METERS, MODEL_METER, UNIT_WORDS
+from musicmha.app.settings import (AS_PROMPT, DENSITY_CHOICES, FROM_PROMPT, LABELS, LIMITS, MAX_PROMPT_TOKENS,
+                                   MAX_VARIATIONS, METERS, MODEL_METER, NO_STYLES, STYLE_CHOICES, UNIT_WORDS)
 
 
 def slots(count: float | None) -> list:
@@ -81,3 +82,23 @@ def memory_slider(context: int | None) -> gr.Slider:
     text, info = LABELS["prompt_tokens"]
     return gr.Slider(0, top, value=0, step=16, label=f"{text}; at most {top} for this model", info=info,
                      elem_id="prompt-tokens")
+
+
+def style_menus(available: bool, first: bool = False) -> tuple[gr.Dropdown, gr.Dropdown]:
+    """The Style and Density menus for the loaded model: active when it was trained with style and density
+    tokens, else inactive and back at "from the prompt" / "as the prompt" with a line saying why. `first`:
+    the components themselves (the page's build); otherwise updates, which keep a choice the model can take.
+    Custom values are allowed so that a value the menus do not list (typed, or sent through the API) reaches
+    the request's own check, whose one-line message lists the valid choices."""
+    style_info = ("the character to ask for; 'from the prompt' lets the model hear it in the prompt"
+                  if available else NO_STYLES)
+    density_info = ("notes per bar: calmer or busier than the prompt, or a level from very calm to densest"
+                    if available else NO_STYLES)
+    style = dict(choices=STYLE_CHOICES, interactive=available, info=style_info, allow_custom_value=True,
+                 **({} if available else {"value": FROM_PROMPT}))
+    density = dict(choices=DENSITY_CHOICES, interactive=available, info=density_info, allow_custom_value=True,
+                   **({} if available else {"value": AS_PROMPT}))
+    if not first:
+        return gr.Dropdown(**style), gr.Dropdown(**density)
+    return (gr.Dropdown(**{"value": FROM_PROMPT, **style}, label="Style", elem_id="style"),
+            gr.Dropdown(**{"value": AS_PROMPT, **density}, label="Density (notes per bar)", elem_id="density"))
