@@ -40,12 +40,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The family words a user types, each as a sensible General MIDI program (checked against
-# musicmha.data.instruments.program_family below); "drums" is the kit.
+# The family words a user types, each as a sensible General MIDI program of that family (program_family:
+# piano, guitar, bass, ensemble, brass, synth lead, synth pad); "drums" is the kit.
 PART_WORDS = {"piano": 0, "guitar": 25, "bass": 33, "strings": 48, "brass": 61, "lead": 80, "pad": 89}
-_WORD_FAMILIES = {"piano": "piano", "guitar": "guitar", "bass": "bass", "strings": "ensemble", "brass": "brass",
-                  "lead": "synth lead", "pad": "synth pad"}
-assert all(program_family(p) == _WORD_FAMILIES[w] for w, p in PART_WORDS.items())
 DRUM_WORDS = ("drums", "drum kit", "drum", "kit")
 BASS_RANGE = (28, 67)  # E1..G4: where bass lines live (instruments.py ranges are for leads)
 DEFAULT_RANGE = (36, 96)
@@ -121,7 +118,7 @@ def bar_span(lines: list[tuple[int, float]], bars: tuple[int, int] | None) -> tu
     count = len(lines) - 1
     if bars is None:
         return 1, count
-    if isinstance(bars, str) or len(bars) != 2 or not all(isinstance(b, int) and not isinstance(b, bool)
+    if not isinstance(bars, tuple | list) or len(bars) != 2 or not all(isinstance(b, int) and not isinstance(b, bool)
                                                           for b in bars):
         raise ConfigError(f"bars must be (first, last), whole numbers counted from 1, got {bars!r}")
     first, last = bars

@@ -16,6 +16,7 @@ import torch
 
 from musicmha import ConfigError, MidiError, ModelConfig, MusicTransformer
 from musicmha.cli import main
+from musicmha.data.instruments import program_family
 from musicmha.data.midi_io import piece_bar_lines
 from musicmha.data.tokenizer import MusicTokenizer
 from musicmha.generation.add_part import PART_WORDS, resolve_instrument
@@ -30,10 +31,10 @@ QUARTET = PROMPTS["beethoven_op18no1_quartet"]  # 373 tokens, four tracks, 8 bar
 TUNE = PROMPTS["oneills_tune_1"]
 
 
-def _model(tokenizer: MusicTokenizer, context: int) -> MusicGenerator:
+def _model(tokenizer: MusicTokenizer, context: int, layers: int = 2) -> MusicGenerator:
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, max_seq_len=context,
-                         dropout=0.0)
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=layers, n_heads=4,
+                         max_seq_len=context, dropout=0.0)
     return MusicGenerator(MusicTransformer(config), tokenizer)
 
 
@@ -67,13 +68,14 @@ def _forced_tokens(row: list[int], ids: list[int]) -> int:
     return matched
 
 
-@pytest.mark.parametrize("name, instrument, bars", [("folk", "bass", None), ("quartet", "piano", (3, 4)),
-                                                    ("tune", "drums", (2, 3))])
-def test_existing_notes_come_back_and_the_part_is_its_own_track_inside_the_range(generator, name, instrument, bars):
+@pytest.mark.parametrize("name, instrument, bars, count", [("folk", "bass", None, 1), ("quartet", "piano", (3, 4), 2),
+                                                           ("tune", "drums", (2, 3), 2)])
+def test_existing_notes_come_back_and_the_part_is_its_own_track_inside_the_range(generator, name, instrument, bars,
+                                                                                 count):
     prompt = {"folk": FOLK, "quartet": QUARTET, "tune": TUNE}[name]
     original = symusic.Score(str(prompt))
     chosen = resolve_instrument(instrument)
-    results = generator.add_part(prompt, instrument=instrument, bars=bars, num_samples=2, seed=3)
+    results = generator.add_part(prompt, instrument=instrument, bars=bars, num_samples=count, seed=3)
     lines = piece_bar_lines(original)
     first, last = bars or (1, len(lines) - 1)
     ids = generator.tokenizer.encode(original)
@@ -135,8 +137,9 @@ def test_a_piece_longer_than_the_context_slides_the_cache():
     assert _forced_tokens(row, ids) == len(ids) == len(row) - len(result.new_token_ids)
 
 
-def test_the_walk_without_a_new_part_writes_the_tokenizers_own_tokens(generator):
+def test_the_walk_without_a_new_part_writes_the_tokenizers_own_tokens():
     """The reference: with the part left out, sampling (at a high temperature) can only write the piece."""
+    generator = _model(MusicTokenizer.from_config(), 512, layers=1)
     tokenizer = generator.tokenizer
     for prompt in (FOLK, QUARTET):
         ids = tokenizer.encode(symusic.Score(str(prompt)))  # independent of the walk
@@ -153,6 +156,7 @@ def test_the_walk_without_a_new_part_writes_the_tokenizers_own_tokens(generator)
     (dict(instrument="bass", bars=(0, 2)), ConfigError, ["outside the piece", "1-5"]),
     (dict(instrument="bass", bars=(2, 9)), ConfigError, ["outside the piece", "1-5"]),
     (dict(instrument="bass", bars=(3, 2)), ConfigError, ["reversed"]),
+    (dict(instrument="bass", bars=3), ConfigError, ["(first, last)"]),
     (dict(instrument="bass", max_new_tokens=40), ConfigError, ["takes no max_new_tokens", "num_samples"]),
     (dict(instrument="bass", instruments=[0]), ConfigError, ["takes no instruments"]),
 ])
@@ -175,6 +179,8 @@ def test_family_words_and_numbers_resolve():
     assert resolve_instrument("drums").is_drum and resolve_instrument("Drums").program < 0
     assert resolve_instrument(" 33 ").program == 33 == resolve_instrument(33).program
     assert {word: resolve_instrument(word).program for word in PART_WORDS} == PART_WORDS
+    assert [program_family(PART_WORDS[w]) for w in ("piano", "guitar", "bass", "strings", "brass", "lead", "pad")] \
+        == ["piano", "guitar", "bass", "ensemble", "brass", "synth lead", "synth pad"]
     assert resolve_instrument("organ").program == 16  # a GM family: its first program
 
 
