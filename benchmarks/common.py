@@ -1,6 +1,7 @@
-"""What the benchmark scripts share: table cells (mean ± standard error) and Markdown rows, loading a
-generator from the command line, prompts and ranges cut from a token split, the statistics of a passage,
-one-pass NLL scoring, and a timed training step.
+"""What the benchmark scripts share: table cells (mean ± standard error), Spearman's rank correlation and
+Markdown rows, the record of a run (machine, date, threads, command), loading a generator from the command
+line, prompts and ranges cut from a token split, the statistics of a passage, one-pass NLL scoring, and a
+timed training step.
 
 Scripts run as `python benchmarks/NAME.py`, which puts benchmarks/ on sys.path: `import common` needs no
 path edits. musicmha's heavier modules are imported where they are used, so a script pays only for what it
@@ -11,7 +12,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import platform
 import statistics
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,6 +56,22 @@ def mean_se(values) -> str:
     return f"{statistics.mean(values):.3f}" + ("" if se is None else f" ± {se:.3f}")
 
 
+def spearman(x, y) -> float:
+    """Spearman's rank correlation (average ranks for ties; nan when either side is constant)."""
+    def ranks(values) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        order = np.argsort(values, kind="stable")
+        ranked = np.empty(len(values))
+        ranked[order] = np.arange(len(values), dtype=np.float64)
+        for value in np.unique(values):  # ties share their mean rank
+            ranked[values == value] = ranked[values == value].mean()
+        return ranked
+    a, b = ranks(x), ranks(y)
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def table_head(columns) -> str:
     """The markdown header of a statistics table: statistic, truth, then one column per name."""
     return "| statistic | truth | " + " | ".join(columns) + " |\n|---|---:|" + "---:|" * len(columns)
@@ -60,6 +82,19 @@ def table_row(name: str, of_truth, columns: dict, of_column) -> str:
     samples, mean_se(of_column(samples))."""
     cells = [mean_se(of_column(c)) for c in columns.values()]
     return f"| {name} | {of_truth if isinstance(of_truth, str) else mean_se(of_truth)} | " + " | ".join(cells) + " |"
+
+
+# --- the record of a run -------------------------------------------------------------------------------------
+
+def run_record() -> dict:
+    """What a result belongs to: the machine (lscpu's model name), the date, torch's threads and the command."""
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True, timeout=10).stdout.splitlines()
+        machine = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
+    except (OSError, subprocess.SubprocessError, StopIteration):
+        machine = platform.processor() or platform.machine()
+    return {"machine": machine, "date": date.today().isoformat(), "torch_threads": torch.get_num_threads(),
+            "command": " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])}
 
 
 # --- loading a model ----------------------------------------------------------------------------------------
