@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from musicmha.data.styles import DENSITY_LEVELS, density_level
+from musicmha.data.styles import DENSITY_LEVELS, STYLE_PREFIX, density_level, density_tokens, style_tokens
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,18 @@ class ConditionTokens:
     def __post_init__(self) -> None:
         if len(self.densities) != DENSITY_LEVELS:
             raise ValueError(f"expected {DENSITY_LEVELS} density tokens, got {len(self.densities)}")
+
+    @classmethod
+    def from_vocab(cls, vocab: dict[str, int], *, bar_id: int, bos_id: int) -> ConditionTokens | None:
+        """From a base vocabulary (token name -> id); None when it lacks any style or density token."""
+        names = (*style_tokens(), *density_tokens())
+        if any(name not in vocab for name in names):
+            return None
+        note_ids = np.zeros(len(vocab), dtype=bool)
+        note_ids[[i for name, i in vocab.items() if name.startswith(("Pitch_", "PitchDrum_"))]] = True
+        return cls(styles={name[len(STYLE_PREFIX):]: vocab[name] for name in style_tokens()},
+                   densities=tuple(vocab[name] for name in density_tokens()), note_ids=note_ids,
+                   bar_id=bar_id, bos_id=bos_id)
 
     @property
     def all_ids(self) -> frozenset[int]:

@@ -9,20 +9,20 @@ nothing reaches through to the miditok object.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import symusic
 
 from musicmha.errors import ConfigError, MusicmhaError
 from musicmha.files import TOKENIZER_FILE
 from musicmha.data.fim import FIM_SPECIAL_TOKENS, MAX_FILL_BARS, MIDDLE, PREFIX, SUFFIX, FimTokens
 from musicmha.data.conditioning import ConditionTokens
-from musicmha.data.styles import STYLE_PREFIX, density_tokens, style_tokens
+from musicmha.data.styles import density_tokens, style_tokens
 from musicmha.data.vocabulary import GrammarSpec
 
 log = logging.getLogger(__name__)
@@ -34,10 +34,8 @@ _KINDS = ("REMI", "TSD", "MIDILike", "Structured")
 
 
 def _import_miditok():
-    """Import miditok without torch. miditok's __init__ tries `from miditok import pytorch_data`, which imports
-    torch (~1 s and ~300 MB per process) and skips it on ImportError. musicmha never uses pytorch_data, so when
-    torch is not loaded yet, mark that submodule as unavailable: `prepare` workers then stay light and
-    `prepare` never loads torch. If torch is already loaded there is nothing to save."""
+    """Import miditok without torch: its __init__ imports pytorch_data (torch: ~1 s, ~300 MB per process) and
+    skips it on ImportError, and musicmha never uses it, so `prepare` and its workers never load torch."""
     if "miditok" not in sys.modules and "torch" not in sys.modules:
         sys.modules.setdefault("miditok.pytorch_data", None)
     import miditok
@@ -77,8 +75,7 @@ class TokenizerConfig:
     use_chords: bool = False
     # The FIM sentinels let the model fill bars in the middle of a piece (musicmha/data/fim.py); a tokenizer
     # without them (the first shipped model's) still continues, it just cannot infill.
-    # The style and density tokens (musicmha/data/styles.py) open training windows and ask for a style or a
-    # density at generation; a tokenizer without them (musicmha-1k's) continues without those choices.
+    # Style and density tokens (musicmha/data/styles.py): musicmha-1k's tokenizer has none.
     special_tokens: tuple[str, ...] = ("PAD", "BOS", "EOS", *FIM_SPECIAL_TOKENS, *style_tokens(), *density_tokens())
 
     def __post_init__(self) -> None:
@@ -156,8 +153,6 @@ class MusicTokenizer:
         file = path / TOKENIZER_FILE if path.is_dir() else path
         if not file.is_file():
             raise MusicmhaError(f"no tokenizer file at {file}")
-        import json
-
         try:
             data = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -202,9 +197,8 @@ class MusicTokenizer:
                 and (not mine.is_trained or mine._model.to_str() == theirs._model.to_str()))
 
     def rows_from(self, base: MusicTokenizer) -> dict[int, int] | None:
-        """new id -> base id for every token `base` also has (by name), when this vocabulary extends base's:
-        the same token kind, no BPE in either, and every base token present (e.g. base is musicmha-1k's
-        and this one adds the style and density tokens). None when it does not."""
+        """new id -> base id of every token of `base` (by name) when this vocabulary extends base's (same kind,
+        no BPE, every base token present: musicmha-1k's plus the style and density tokens); else None."""
         if type(self._tok) is not type(base._tok) or self.is_bpe or base.is_bpe:
             return None
         mine, theirs = self._tok.vocab, base._tok.vocab
@@ -272,15 +266,9 @@ class MusicTokenizer:
     def condition_tokens(self) -> ConditionTokens | None:
         """The style and density tokens, or None for a tokenizer made without them (or with BPE, whose
         tokens are not single notes, so a window's density cannot be counted)."""
-        vocab = self._tok.vocab
-        names = (*style_tokens(), *density_tokens())
-        if self.is_bpe or self.bar_id is None or any(name not in vocab for name in names):
+        if self.is_bpe or self.bar_id is None:
             return None
-        note_ids = np.zeros(len(vocab), dtype=bool)
-        note_ids[[i for name, i in vocab.items() if name.startswith(("Pitch_", "PitchDrum_"))]] = True
-        return ConditionTokens(styles={name[len(STYLE_PREFIX):]: vocab[name] for name in style_tokens()},
-                               densities=tuple(vocab[name] for name in density_tokens()), note_ids=note_ids,
-                               bar_id=self.bar_id, bos_id=self.bos_id)
+        return ConditionTokens.from_vocab(self._tok.vocab, bar_id=self.bar_id, bos_id=self.bos_id)
 
     @property
     def is_bpe(self) -> bool:
