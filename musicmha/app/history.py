@@ -13,7 +13,8 @@ NOTHING = "nothing (the model starts from scratch)"
 
 def new_session() -> dict[str, Any]:
     """No prompt yet. `entries[i]` = {"data": bytes | None, "base": piece name, "steps": continuations,
-    "edits": bar ranges regenerated, e.g. ["3-4"] (absent: none), "example": the example menu's name for it
+    "edits": bar ranges regenerated, e.g. ["3-4"], and parts added, e.g. ["+bass@3-4"] (absent: none),
+    "example": the example menu's name for it
     (absent: not an example), and what the page showed with it when it was left (`remember`): "results" (the
     variations' records) and "range" (the bars last regenerated, [first, last])}."""
     return {"entries": [{"data": None, "base": None, "steps": 0}], "index": 0}
@@ -29,9 +30,17 @@ def name_of(entry: dict) -> str:
     if entry["data"] is None:
         return NOTHING
     steps, edits = entry["steps"], entry.get("edits") or []
+    ranges = [e for e in edits if not e.startswith("+")]  # regenerated bars ("3-4"); "+bass": an added part
+    parts = [part_words(e) for e in edits if e.startswith("+")]
     return (entry["base"] + (f" + {steps} continuation{'s' if steps > 1 else ''}" if steps else "")
-            + (f", bar{'s' if len(edits) > 1 or '-' in edits[0] else ''} {', '.join(edits)} regenerated"
-               if edits else ""))
+            + (f", bar{'s' if len(ranges) > 1 or '-' in ranges[0] else ''} {', '.join(ranges)} regenerated"
+               if ranges else "") + "".join(f", {p}" for p in parts))
+
+
+def part_words(edit: str) -> str:
+    """'+bass' -> 'bass added'; '+bass@3-4' -> 'bass added in bars 3-4' (see parts.part_edit)."""
+    word, _, bars = edit[1:].partition("@")
+    return f"{word} added" + (f" in bar{'s' if '-' in bars else ''} {bars}" if bars else "")
 
 
 def file_name(entry: dict) -> str:

@@ -1,6 +1,7 @@
 """One generation in a worker thread, without gradio: it reports its progress (progress.py), can be
 stopped (keeping what was made so far), and sketches every variation's notes so far for the live preview.
-The same job regenerates a range of bars (`MusicGenerator.infill`) when given `infill_bars`.
+The same job regenerates a range of bars (`MusicGenerator.infill`) when given `infill_bars`, and adds a part
+(`MusicGenerator.add_part`) when given `part` (its instrument and bars).
 
 Stopping returns True from the sampling callback, which ends `generate` there; `continue_midi` then decodes
 the partial rows like finished ones (the grammar keeps every prefix a valid piece).
@@ -26,9 +27,11 @@ logger = logging.getLogger(__name__)
 
 class GenerationJob:
     def __init__(self, generator, prompt: symusic.Score | None, request: GenerationRequest, time_limit: float,
-                 infill_bars: tuple[int, int] | None = None) -> None:
+                 infill_bars: tuple[int, int] | None = None, part: tuple[str, tuple[int, int]] | None = None
+                 ) -> None:
         self.generator, self.prompt, self.request = generator, prompt, request
         self.infill_bars = infill_bars  # (first, last): regenerate these bars of the prompt instead of continuing
+        self.part = part  # (instrument, (first, last)): add a part over these bars instead of continuing
         self.steps = 0
         self.rows: list[list[int]] = []  # new token ids per variation, as sampled
         self.results: list = []
@@ -58,7 +61,11 @@ class GenerationJob:
 
     def _run(self) -> None:
         try:
-            if self.infill_bars is not None:
+            if self.part is not None:
+                instrument, bars = self.part
+                self.results = self.generator.add_part(self.prompt, self.request, instrument=instrument, bars=bars,
+                                                       callback=self._callback)
+            elif self.infill_bars is not None:
                 self.results = self.generator.infill(self.prompt, *self.infill_bars, self.request,
                                                      callback=self._callback)
             else:
@@ -83,6 +90,9 @@ class GenerationJob:
 
     def progress(self) -> Progress:
         """How far each variation is, in the request's words (bars, seconds or model steps), never past it."""
+        if self.part is not None:  # each row reads the piece from the range's first bar line: bars as infill's
+            return measure([row[1:] for row in list(self.rows)], self.bar_id, self.request, self.steps,
+                           self.prompt, self.part[1])
         return measure(list(self.rows), self.bar_id, self.request, self.steps, self.prompt, self.infill_bars)
 
     def seconds(self) -> float:

@@ -37,16 +37,22 @@ class AppConfig:
 KEEP_LABEL, CONTINUE_LABEL = "Keep this one", "Continue this one"
 
 
+def is_edit(record: dict) -> bool:
+    """A result that edits the prompt (regenerated bars, an added part): kept, not continued."""
+    return bool(record.get("bars") or record.get("part"))
+
+
 def has_music(record: dict) -> bool:
     """A result worth keeping: it has new notes, or it was not stopped (a finished one may be silent)."""
     return bool(record.get("notes")) or not record.get("partial")
 
 
 def button_labels(records: list[dict] | None) -> list[gr.Button]:
-    """'Keep this one' under regenerated bars, 'Continue this one' under continuations; active under a result
+    """'Keep this one' under regenerated bars and added parts, 'Continue this one' under continuations; active
+    under a result
     (not under one stopped before its first new notes: there is nothing to keep or continue)."""
     records = records or []
-    return [gr.Button(value=KEEP_LABEL if i < len(records) and records[i].get("bars") else CONTINUE_LABEL,
+    return [gr.Button(value=KEEP_LABEL if i < len(records) and is_edit(records[i]) else CONTINUE_LABEL,
                       interactive=i < len(records) and has_music(records[i])) for i in range(MAX_VARIATIONS)]
 
 
@@ -60,6 +66,20 @@ def prompt_palette(score: symusic.Score | None) -> list | None:
     """The prompt's track keys: every roll of its results colors each track as the prompt's roll does
     (None: no prompt, each roll its own)."""
     return None if score is None else [key for key in track_keys(score) if key is not None]
+
+
+def part_keys(score: symusic.Score, record: dict) -> list | None:
+    """The colour keys of a result's tracks (None: the score's own). An added kit where the prompt has drums
+    too is coloured as a pitched track, so it gets a colour of its own, not the drums' grey."""
+    part = record.get("part")
+    keys = track_keys(score)
+    if not part or not part["drum"] or part["index"] >= len(keys) or keys[part["index"]] is None:
+        return None
+    if not any(key is not None and key[2] for key in keys[:part["index"]]):
+        return None
+    name, program, _, number = keys[part["index"]]
+    keys[part["index"]] = (name, program, False, number)
+    return keys
 
 
 def plural(n: int, word: str) -> str:
@@ -158,10 +178,10 @@ class PromptViews:
         if not has_music(result):
             raise gr.Error(f"variation {index + 1} was stopped before its first new notes: nothing to continue")
         data = Path(result["midi"]).read_bytes()
-        continued = 0 if result.get("bars") else 1  # a regenerated range is kept as an edit, not a continuation
+        edit = is_edit(result)  # regenerated bars and an added part are kept as edits, not continuations
         edits = result.get("edits") or []
-        pushed = history.push(history.remember(session, results), data, result["base"], result["steps"] + continued,
-                              edits, variation=index + 1, seed=result.get("seed"), kept=bool(result.get("bars")))
+        pushed = history.push(history.remember(session, results), data, result["base"], result["steps"] + (not edit),
+                              edits, variation=index + 1, seed=result.get("seed"), kept=edit)
         if result.get("bars") and pushed is not session:  # kept bars: the range stays chosen on the new prompt
             pushed["entries"][-1]["range"] = list(result["bars"])
         return self.show(pushed)
@@ -172,8 +192,11 @@ class PromptViews:
         if not results or index >= len(results):
             raise gr.Error("no result yet")
         record = results[index]
-        bars = record.get("bars")
-        again = f"'Regenerate these bars' ({bars[0]} to {bars[1]})" if bars else "'Generate'"
+        bars, part = record.get("bars"), record.get("part")
+        if part:  # the same bars again for a part over a range (the whole piece: the range is not read)
+            bars = None if part["whole"] else part["bars"]
+        again = (f"'Add a part' ({part['word']})" if part else
+                 f"'Regenerate these bars' ({bars[0]} to {bars[1]})" if bars else "'Generate'")
         status = (f"Seed {record['seed']} (variation {index + 1}'s) is set, with random seed off and 1 variation: "
                   f"{again} with the same settings makes it again.")
         first, last = (bars[0], bars[1]) if bars else (gr.skip(), gr.skip())
@@ -204,9 +227,15 @@ class PromptViews:
     def _view(self, i: int, record: dict, full: bool, size: RollSize) -> View:
         score = symusic.Score(record["midi"])  # ours: may be empty after an early Stop
         bars = tuple(record["bars"]) if record.get("bars") else None
+        part = record.get("part")
+        if part:  # an added part: the whole piece, or its bars shaded (shown with 2 bars either side)
+            bars = None if part["whole"] else tuple(part["bars"])
         asked = asked_words(record.get("style"), record.get("density"))  # the style and density asked for
+        action = "add a part" if part else "regenerate" if bars else "generate"
         note = (f"Variation {i + 1} of {record['count']}, seed {record['seed']}{', ' + asked if asked else ''}: "
-                f"{'regenerate' if bars else 'generate'} with this seed to make it again (as variation 1).")
+                f"{action} with this seed to make it again (as variation 1)."
+                + (f" The new part: {part['name']}, heard with the other parts here and alone below." if part
+                   else ""))
         if not has_music(record):
             return View(None, placeholder_html(f"Variation {i + 1}: stopped before its first new notes, so there "
                                                "is nothing to hear, keep or continue."), 0)
@@ -214,7 +243,8 @@ class PromptViews:
             return View(None, placeholder_html(f"Variation {i + 1}: no notes yet."), 0)
         try:
             view = render_view(score, f"result-audio-{i + 1}", boundary_tick=record["boundary"] or None,
-                               full=full, size=size, note=note, bars=bars, palette=record.get("palette"))
+                               full=full, size=size, note=note, bars=bars, palette=record.get("palette"),
+                               keys=part_keys(score, record))
         except MusicmhaError as error:
             raise gr.Error(f"cannot render variation {i + 1}: {error}") from None
         # a WAV named like the MIDI ('bach_bwv66.6_chorale-variation-2.wav'): the player's download name

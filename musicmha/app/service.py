@@ -172,13 +172,15 @@ def _clock(seconds: float) -> str:
 
 def render_view(score: symusic.Score, audio_id: str, *, boundary_tick: int | None = None, full: bool = True,
                 size: RollSize = RollSize(1000, 340), title: str | None = None, note: str = "",
-                bars: tuple[int, int] | None = None, palette: Sequence[TrackKey] | None = None) -> View:
+                bars: tuple[int, int] | None = None, palette: Sequence[TrackKey] | None = None,
+                keys: Sequence[TrackKey | None] | None = None) -> View:
     """Audio and piano roll of `score`: the whole piece, or (full=False) the prompt's last bars and then the
     continuation. Both start at the same tick, so the audio's second 0 is the roll's left edge, except for a
     piece longer than a player holds: it is heard from its last bars (`audible_start`), the roll shades what
     is not heard and the caption says so. The roll numbers the bars; `bars` (a regenerated range
     first..last) also shades the range and (full=False) shows it with two bars either side. `palette`: the
-    prompt's track keys, so each track has the color it has in the prompt's roll (default: the score's own)."""
+    prompt's track keys, so each track has the color it has in the prompt's roll (default: the score's own);
+    `keys`: the score's own track keys to color by (default `track_keys(score)`)."""
     stop = None
     if bars is not None:
         start, stop = (0, None) if full else bar_range.focus(score, *bars)
@@ -194,7 +196,7 @@ def render_view(score: symusic.Score, audio_id: str, *, boundary_tick: int | Non
     audio, rate = render_audio(window(shown, heard), sample_rate=SAMPLE_RATE, max_seconds=MAX_AUDIO_SECONDS)
     html = roll_html(shown, audio_id, boundary_tick=boundary, size=size, title=title,
                      note=" ".join(part for part in (note, heard_from) if part), marks=marks,
-                     keys=track_keys(score), palette=palette, heard_tick=heard)
+                     keys=track_keys(score) if keys is None else keys, palette=palette, heard_tick=heard)
     return View((rate, audio), html, start, heard_from)
 
 

@@ -12,6 +12,7 @@ import gradio as gr
 from musicmha.app.about import about_summary, model_card, model_context
 from musicmha.app.handlers import AppConfig, Handlers, button_labels, seed_buttons
 from musicmha.app.history import new_session
+from musicmha.app.parts import PART_CHOICES, PART_SETTINGS, SCOPE_CHOICES, WHOLE, AddPart
 from musicmha.app.regenerate import Regenerate
 from musicmha.app.service import has_styles
 from musicmha.app.settings import (CHOOSE, CONTINUE_SETTINGS, FILL_SETTINGS, INSTRUMENT_MODES, KEEP, LIMITS,
@@ -31,16 +32,16 @@ PLAIN_PLAYER = gr.WaveformOptions(show_recording_waveform=False)
 
 def build_app(config: AppConfig) -> gr.Blocks:
     handlers = Handlers(config)
-    fill = Regenerate(handlers)
+    fill, part = Regenerate(handlers), AddPart(handlers)
     checkpoint_choices = [(p.name, str(p)) for p in config.checkpoints]
     with gr.Blocks(title=TITLE, delete_cache=DELETE_CACHE, analytics_enabled=False) as app:
         session, results = gr.State(new_session()), gr.State([])
         # The prompt file the bar range and the results were last set for (see Regenerate.choose, Handlers.restore)
         range_for, results_for = gr.State(None), gr.State(None)
         restored = gr.State(None)  # the status line Handlers.restore writes, on its way to the page
-        gr.Markdown(f"## {TITLE}\nDrop a MIDI file or pick an example, listen, then let the model continue it "
-                    "or regenerate some of its bars. Continue from a result you like; undo and redo walk your "
-                    "history.")
+        gr.Markdown(f"## {TITLE}\nDrop a MIDI file or pick an example, listen, then let the model continue it, "
+                    "regenerate some of its bars, or add a part (a bass, drums, ...) under it. Continue from or keep "
+                    "a result you like; undo and redo walk your history.")
         with gr.Row():
             with gr.Column(scale=1, min_width=280):
                 prompt_file = gr.File(label="Drop a MIDI file (.mid / .midi)", file_types=[".mid", ".midi"],
@@ -70,6 +71,13 @@ def build_app(config: AppConfig) -> gr.Blocks:
                     last_bar = gr.Number(None, precision=0, label="To bar", elem_id="last-bar", min_width=0)
                     regenerate = gr.Button("Regenerate these bars", elem_id="regenerate", min_width=0, scale=2,
                                            interactive=False)
+                # Add a part: a new track under the music, over the whole piece or the shaded bars above
+                with gr.Row(equal_height=True, elem_id="add-part-row"):
+                    instrument = gr.Dropdown(PART_CHOICES, value="bass", allow_custom_value=True, min_width=0,
+                                             label="New part", elem_id="part-instrument", scale=2)
+                    scope = gr.Radio(SCOPE_CHOICES, value=WHOLE, label="Playing over", elem_id="part-scope",
+                                     min_width=0, scale=3)
+                    add = gr.Button("Add a part", elem_id="add-part", min_width=0, scale=2, interactive=False)
 
         with gr.Row(equal_height=True):
             unit = gr.Radio([(UNIT_WORDS[u], u) for u in LIMITS], value="bars", label="Length in", elem_id="unit")
@@ -83,13 +91,16 @@ def build_app(config: AppConfig) -> gr.Blocks:
                                 "continuation, or 2 bars either side of regenerated bars; the MIDI download is "
                                 "always the whole piece)", elem_id="full-view")
 
-        slots, audios, rolls, midis, continues, reuses = [], [], [], [], [], []
+        slots, audios, alones, rolls, midis, continues, reuses = [], [], [], [], [], [], []
         with gr.Row(elem_id="results"):
             for index in range(MAX_VARIATIONS):
                 n = index + 1
                 with gr.Column(visible=index == 0, min_width=0) as slot:
                     audios.append(gr.Audio(label=f"Variation {n}", type="numpy", interactive=False,
                                            elem_id=f"result-audio-{n}", waveform_options=PLAIN_PLAYER))
+                    alones.append(gr.Audio(label=f"Variation {n}: the new part alone", type="numpy", visible=False,
+                                           interactive=False, elem_id=f"result-alone-{n}",
+                                           waveform_options=PLAIN_PLAYER))
                     rolls.append(gr.HTML("", elem_id=f"result-roll-{n}", padding=False))
                     midis.append(gr.File(label="MIDI (whole piece)", interactive=False,
                                          elem_id=f"result-midi-{n}", height=60))
@@ -141,6 +152,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
         # it) and shows the same outputs; then what belonged to the last prompt follows the new one: the bar
         # range (its own, else its last 2 bars) drawn on its roll, the example menu, and its results (none yet:
         # cleared).
+        fresh = [*slots, *audios, *continues, *reuses, stop, *alones]  # before a run (updates.fresh_slots)
+        players = [*alones, *audios]  # after one: an added part's 'alone' players (AddPart.players)
         shown = [current, prompt_audio, prompt_roll, prompt_info, history_md, undo, redo, session]
         prompt_changes = [
             prompt_file.upload(handlers.upload, inputs=[prompt_file, session, results], outputs=[prompt_file, *shown],
@@ -167,7 +180,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
             change.success(fill.choose, inputs=[current, session, range_for],
                            outputs=[first_bar, last_bar, prompt_roll, range_for], api_visibility="private",
                            show_progress="hidden", concurrency_id="bar-range", concurrency_limit=1)
-            change.success(can_regenerate, inputs=current, outputs=regenerate, queue=False, api_visibility="private")
+            for button in (regenerate, add):
+                change.success(can_regenerate, inputs=current, outputs=button, queue=False, api_visibility="private")
             change.success(opening_fields, inputs=current, outputs=[tempo, time_signature], queue=False,
                            api_visibility="private")
             # the status line is written by a step of its own, off the queue: an output of a queued step shows
@@ -177,7 +191,9 @@ def build_app(config: AppConfig) -> gr.Blocks:
                                      results_for], api_visibility="private", show_progress="hidden")
              .then(show_restored, inputs=restored, outputs=[status, restored], queue=False,
                    api_visibility="private", show_progress="hidden")
-             .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private"))
+             .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private")
+             .then(part.players, inputs=[results, full_view], outputs=players, api_visibility="private",
+                   show_progress="hidden"))
         unit.change(length_input, inputs=unit, outputs=length, queue=False, api_visibility="private")
         instruments_mode.change(lambda mode: [gr.Dropdown(visible=mode == CHOOSE), gr.Checkbox(visible=mode == CHOOSE)],
                                 inputs=instruments_mode, outputs=[programs, drums], queue=False,
@@ -190,6 +206,8 @@ def build_app(config: AppConfig) -> gr.Blocks:
                          api_visibility="private")
         (full_view.change(rewound, outputs=audios, queue=False, api_visibility="private")
          .then(handlers.views, inputs=[full_view, results], outputs=[*audios, *rolls], api_visibility="private",
+               show_progress="hidden")
+         .then(part.players, inputs=[results, full_view], outputs=players, api_visibility="private",
                show_progress="hidden"))
 
         # The page's settings by name (settings.CONTINUE_SETTINGS / FILL_SETTINGS name them in the API's order):
@@ -205,7 +223,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         # A bad value stops the chain at the check: one message, nothing else on the page changes.
         run = (generate.click(handlers.check, inputs=[current], inputs_kwargs={**settings, **styles},
                               api_visibility="private", show_progress="hidden", concurrency_limit=None)
-               .success(fresh_slots, inputs=variations, outputs=[*slots, *audios, *continues, *reuses, stop],
+               .success(fresh_slots, inputs=variations, outputs=fresh,
                         queue=False, api_visibility="private")
                .success(handlers.generate, inputs=[current],
                         inputs_kwargs={**settings, "full_view": full_view, "session": session, **styles},
@@ -214,7 +232,9 @@ def build_app(config: AppConfig) -> gr.Blocks:
         run.then(run_over, outputs=stop, queue=False, api_visibility="private")
         (run.then(slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
          .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private")
-         .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private"))
+         .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private")
+         .then(part.players, inputs=[results, full_view], outputs=players, api_visibility="private",
+               show_progress="hidden"))
 
         # Regenerate these bars: the range is drawn on the prompt's roll as it is typed, and runs like Generate
         # (same check first, same slots, same Stop: one job per session).
@@ -226,7 +246,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
         refill = (regenerate.click(fill.check, inputs=[current, first_bar, last_bar],
                                    inputs_kwargs={**fill_settings, **styles},
                                    api_visibility="private", show_progress="hidden", concurrency_limit=None)
-                  .success(fresh_slots, inputs=variations, outputs=[*slots, *audios, *continues, *reuses, stop],
+                  .success(fresh_slots, inputs=variations, outputs=fresh,
                            queue=False, api_visibility="private")
                   .success(fill.regenerate, inputs=[current, first_bar, last_bar],
                            inputs_kwargs={**fill_settings, "full_view": full_view, "session": session, **styles},
@@ -235,7 +255,26 @@ def build_app(config: AppConfig) -> gr.Blocks:
         refill.then(run_over, outputs=stop, queue=False, api_visibility="private")
         (refill.then(slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
          .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private")
-         .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private"))
+         .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private")
+         .then(part.players, inputs=[results, full_view], outputs=players, api_visibility="private",
+               show_progress="hidden"))
+        # Add a part: runs like Regenerate (same check first, same slots, same Stop), then its 'alone' players
+        part_settings = {name: fields[name] for name in PART_SETTINGS}
+        where = [current, instrument, scope, first_bar, last_bar]
+        added = (add.click(part.check, inputs=where, inputs_kwargs={**part_settings, **styles},
+                           api_visibility="private", show_progress="hidden", concurrency_limit=None)
+                 .success(fresh_slots, inputs=variations, outputs=fresh,
+                          queue=False, api_visibility="private")
+                 .success(part.add_part, inputs=where,
+                          inputs_kwargs={**part_settings, "full_view": full_view, "session": session, **styles},
+                          outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="add_part",
+                          concurrency_id="generate", show_progress="hidden"))
+        added.then(run_over, outputs=stop, queue=False, api_visibility="private")
+        (added.then(slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
+         .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private")
+         .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private")
+         .then(part.players, inputs=[results, full_view], outputs=players, api_visibility="private",
+               show_progress="hidden"))
         stop.click(handlers.stop, queue=False, api_visibility="private", show_progress="hidden")
         app.load(no_range, outputs=[first_bar, last_bar], queue=False, api_visibility="private",
                  show_progress="hidden")

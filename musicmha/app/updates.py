@@ -24,9 +24,10 @@ def rewound(count: int = MAX_VARIATIONS) -> list:
 
 def fresh_slots(count: float | None) -> list:
     """Before a run: the slots it fills, every result's player back at 0:00 for the audio to come, the result
-    buttons inactive until there are results, and Stop active."""
+    buttons inactive until there are results, Stop active, and no 'alone' player (an added part's) until its
+    result is there."""
     return [*slots(count), *rewound(), *[gr.Button(interactive=False)] * (2 * MAX_VARIATIONS),
-            gr.Button(interactive=True)]
+            gr.Button(interactive=True), *[gr.Audio(value=None, visible=False) for _ in range(MAX_VARIATIONS)]]
 
 
 def run_over() -> gr.Button:

@@ -475,6 +475,37 @@ def test_browser_regenerate_these_bars_keep_one_and_undo(page, tmp_path):
     assert page.locator("#result-roll-2 .mm-range").count() == 1 and page.external == []
 
 
+def test_browser_add_a_bass_heard_with_the_others_and_alone(page, tmp_path):
+    """Issue 27 item 2: a bass added over the shaded bar; the card has two players (with the other parts, and
+    the new part alone) and the roll's legend names the new part."""
+    _example(page)
+    range_label = "document.querySelector('#prompt-roll .mm-range')?.innerText || ''"
+    page.wait_for_function(f"{range_label} === 'bars 4-5'", timeout=30_000)
+    page.locator("#first-bar input").fill("5")  # one bar: quick on the tiny model
+    page.locator("#first-bar input").press("Tab")
+    page.wait_for_function(f"{range_label} === 'bar 5'", timeout=30_000)
+    page.locator("#part-scope").get_by_label("the shaded bars (From bar, To bar)").check()
+    assert page.locator("#part-instrument input").input_value() == "bass"
+    started = time.monotonic()
+    _watch_status(page)
+    page.locator("#add-part").click()
+    page.wait_for_function("window.statuses.some(s => s.startsWith('Adding bass to bar 5')) && "
+                           f"{STATUS}.startsWith('Done: 1 variation(s) of bass added to bar 5')", timeout=90_000)
+    page.wait_for_selector("#result-audio-1 audio[src]", state="attached", timeout=30_000)
+    page.wait_for_selector("#result-alone-1 audio[src]", state="attached", timeout=30_000)
+    TIMINGS["add a part 1 x (to 'Done')"] = time.monotonic() - started
+    card = page.locator("#result-audio-1").locator("xpath=..")
+    assert card.locator("audio").count() == 2  # two players on the card: with the others, and alone
+    assert "with the other parts" in page.locator("#result-audio-1").inner_text()
+    assert "the bass alone" in page.locator("#result-alone-1").inner_text()
+    legend = page.locator("#result-roll-1 .mm-legend").inner_text()
+    assert "Electric Bass (finger) (added)" in legend and "Soprano" in legend
+    page.wait_for_function("document.querySelector('#continue-1').innerText.includes('Keep this one')",
+                           timeout=10_000)
+    page.screenshot(path=tmp_path / "add-part.png", full_page=True)
+    assert page.external == []
+
+
 def _play(page, slot: int | str, seconds: float) -> float:
     """Play result `slot` (or "prompt") with its own play button for about `seconds`, pause it, and say where
     it stopped."""
