@@ -95,8 +95,9 @@ def _stopped_run(handlers: Handlers, records_notes: list[int]):
         results.append(SimpleNamespace(score=score, boundary_tick=int(prompt.end()), seed=11 + k,
                                        continuation=continuation, span=None))
     rows = [[5, B, 5, B, 5] if notes else [5] for notes in records_notes]
-    progress = measure(rows, B, GenerationRequest(bars=32), 3, prompt)
-    job = SimpleNamespace(results=results, stopped=True, timed_out=False, prompt=prompt,
+    request = GenerationRequest(bars=32)
+    progress = measure(rows, B, request, 3, prompt)
+    job = SimpleNamespace(results=results, stopped=True, timed_out=False, prompt=prompt, request=request,
                           seconds=lambda: 2.0, progress=lambda: progress)
     return handlers.finish(job, "bach", 0, False, handlers_module.roll_size(len(results)))
 

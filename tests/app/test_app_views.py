@@ -104,6 +104,8 @@ def test_bar_labels_never_run_together():
     wide = [(n, 40 + 100.0 * (n - 1)) for n in range(1, 9)]
     assert [n for n, _ in bar_labels(wide, right=1000)] == list(range(1, 9))  # room: every bar
     assert [n for n, _ in bar_labels(wide, right=500)] == [1, 2, 3, 4, 5]  # none past the plot's edge
+    # an absurd tempo squeezes every bar into one pixel column (the MIDI fuzz found it): bar 1 alone
+    assert bar_labels([(n, 40.0) for n in range(1, 30)], right=1000) == [(1, 40.0)]
 
 
 def test_the_legend_is_written_under_the_roll(handlers):
