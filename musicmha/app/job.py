@@ -18,7 +18,6 @@ import symusic
 from musicmha.data.midi_io import piece_bar_lines
 from musicmha.app.progress import Progress, measure
 from musicmha.errors import MusicmhaError
-from musicmha.generation.controls import exact_tempo, nearest_tempo
 from musicmha.generation.request import GenerationRequest
 from musicmha.generation.result import merge_into_prompt, to_prompt_time
 
@@ -70,7 +69,6 @@ class GenerationJob:
                                                      callback=self._callback)
             else:
                 self.results = self.generator.continue_midi(self.prompt, self.request, callback=self._callback)
-                self._exact_tempo()
         except MusicmhaError as error:
             self.error = str(error)
         except Exception:  # a bug: keep the traceback in the log, show one line in the page
@@ -78,15 +76,6 @@ class GenerationJob:
             self.error = "generation failed (see the server log)"
         finally:
             self.done.set()
-
-    def _exact_tempo(self) -> None:
-        """From nothing at a tempo asked for: the files say that tempo, not the nearest step the tokenizer
-        writes (100 BPM, not 100.97); the notes stay where the model put them in beats."""
-        asked = self.request.tempo
-        if self.prompt is None and asked and self.generator.spec is not None:
-            written = nearest_tempo(self.generator.spec, asked)
-            for result in self.results:
-                exact_tempo(result.score, written, asked)
 
     def progress(self) -> Progress:
         """How far each variation is, in the request's words (bars, seconds or model steps), never past it."""

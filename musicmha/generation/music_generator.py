@@ -16,7 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import symusic
 import torch
 
@@ -26,7 +25,7 @@ from musicmha.data.styles import DENSITY_LEVELS, RELATIVE_DENSITIES
 from musicmha.errors import ConfigError, MidiError, MusicmhaError
 from musicmha.generation import add_part as part
 from musicmha.generation import infill as fill
-from musicmha.generation.controls import InstrumentRule, LengthRule
+from musicmha.generation.controls import InstrumentRule, LengthRule, exact_tempo, nearest_tempo
 from musicmha.generation.copy_head import CopyHead, load_copy_head, transparent_ids
 from musicmha.generation.grammar import TokenGrammar
 from musicmha.generation.request import GenerationRequest, make_request
@@ -137,13 +136,7 @@ class MusicGenerator:
         """The Style and Density tokens the request asks for, written after BOS as training puts them
         (musicmha/data/conditioning.py); "calmer"/"busier" is one level from the prompt's own density."""
         cond = self.tokenizer.condition_tokens
-        if cond is None or (request.style is None and request.density is None):
-            return []
-        level = request.density
-        if level in RELATIVE_DENSITIES:
-            own = cond.level_of(np.asarray(prompt_ids, dtype=np.int64))
-            level = min(DENSITY_LEVELS, max(1, own + (1 if level == "busier" else -1)))
-        return cond.prefix(request.style, level)
+        return cond.ask(request.style, request.density, prompt_ids) if cond is not None else []
 
     def prompt_budget(self, request: GenerationRequest) -> int:
         """How many prompt tokens condition the model. The sampler's KV cache slides by a quarter of the
@@ -205,6 +198,9 @@ class MusicGenerator:
                        copy_head=self.copy_head, copy_boost=request.copy_boost)
         results = [self._result(score, condition, row, offset_quarters, row_seed(request.sampling.seed, k))
                    for k, row in enumerate(out.tolist())]  # one copy to the host, not one per row
+        if score is None and opening.tempo is not None and self.spec is not None:
+            for result in results:  # the file says the tempo asked (100 BPM), not the token's step (100.97)
+                exact_tempo(result.score, nearest_tempo(self.spec, opening.tempo), opening.tempo)
         if length.timed and not length.allow_early_end and timeline is not None:
             short = int((~timeline.reached()).sum())
             if short:
