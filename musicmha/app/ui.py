@@ -221,6 +221,16 @@ def build_app(config: AppConfig) -> gr.Blocks:
         # style and density: the API's last parameters (after the whole-piece view), so older callers still work
         styles = {name: fields[name] for name in STYLE_SETTINGS}
         # A bad value stops the chain at the check: one message, nothing else on the page changes.
+        def after_run(event) -> None:
+            """What every run (Generate, Regenerate these bars, Add a part) does when it ends: Stop goes back
+            to idle, and the result slots, their buttons and their players follow the results."""
+            event.then(run_over, outputs=stop, queue=False, api_visibility="private")
+            (event.then(slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
+             .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private")
+             .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private")
+             .then(part.players, inputs=[results, full_view], outputs=players, api_visibility="private",
+                   show_progress="hidden"))
+
         run = (generate.click(handlers.check, inputs=[current], inputs_kwargs={**settings, **styles},
                               api_visibility="private", show_progress="hidden", concurrency_limit=None)
                .success(fresh_slots, inputs=variations, outputs=fresh,
@@ -229,12 +239,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                         inputs_kwargs={**settings, "full_view": full_view, "session": session, **styles},
                         outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="generate",
                         concurrency_id="generate", show_progress="hidden"))
-        run.then(run_over, outputs=stop, queue=False, api_visibility="private")
-        (run.then(slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
-         .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private")
-         .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private")
-         .then(part.players, inputs=[results, full_view], outputs=players, api_visibility="private",
-               show_progress="hidden"))
+        after_run(run)
 
         # Regenerate these bars: the range is drawn on the prompt's roll as it is typed, and runs like Generate
         # (same check first, same slots, same Stop: one job per session).
@@ -252,12 +257,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                            inputs_kwargs={**fill_settings, "full_view": full_view, "session": session, **styles},
                            outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="regenerate",
                            concurrency_id="generate", show_progress="hidden"))
-        refill.then(run_over, outputs=stop, queue=False, api_visibility="private")
-        (refill.then(slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
-         .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private")
-         .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private")
-         .then(part.players, inputs=[results, full_view], outputs=players, api_visibility="private",
-               show_progress="hidden"))
+        after_run(refill)
         # Add a part: runs like Regenerate (same check first, same slots, same Stop), then its 'alone' players
         part_settings = {name: fields[name] for name in PART_SETTINGS}
         where = [current, instrument, scope, first_bar, last_bar]
@@ -269,12 +269,7 @@ def build_app(config: AppConfig) -> gr.Blocks:
                           inputs_kwargs={**part_settings, "full_view": full_view, "session": session, **styles},
                           outputs=[status, seed_used, *audios, *rolls, *midis, results], api_name="add_part",
                           concurrency_id="generate", show_progress="hidden"))
-        added.then(run_over, outputs=stop, queue=False, api_visibility="private")
-        (added.then(slots_with_results, inputs=results, outputs=slots, queue=False, api_visibility="private")
-         .then(button_labels, inputs=results, outputs=continues, queue=False, api_visibility="private")
-         .then(seed_buttons, inputs=results, outputs=reuses, queue=False, api_visibility="private")
-         .then(part.players, inputs=[results, full_view], outputs=players, api_visibility="private",
-               show_progress="hidden"))
+        after_run(added)
         stop.click(handlers.stop, queue=False, api_visibility="private", show_progress="hidden")
         app.load(no_range, outputs=[first_bar, last_bar], queue=False, api_visibility="private",
                  show_progress="hidden")

@@ -23,20 +23,10 @@ from musicmha.app.handlers import AppConfig, Handlers, button_labels, new_sessio
 from musicmha.app.parts import PART_CHOICES, SHADED, WHOLE, AddPart  # noqa: E402
 from musicmha.app.service import ModelCache, TempFiles, list_examples  # noqa: E402
 from musicmha.data.midi_io import load_midi  # noqa: E402
+from test_app import checkpoint, handlers  # noqa: E402,F401 (the tiny checkpoint and handlers test_app uses)
 
 SETTINGS = dict(temperature=1.0, top_k=0, top_p=1.0, seed=7, random_seed=False, variations=1, checkpoint=None)
 _CACHE = ModelCache()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
-
-
-@pytest.fixture
-def handlers(checkpoint, tmp_path) -> Handlers:
-    return Handlers(AppConfig(checkpoints=[checkpoint], checkpoint=checkpoint, examples=list_examples(),
-                              files=TempFiles(tmp_path / "files"), cache=_CACHE))
 
 
 @pytest.fixture
