@@ -657,7 +657,10 @@ def test_regenerate_stops_like_generate(handlers, fill, monkeypatch):
     time.sleep(0.5)
     handlers.stop(None)
     status, seed, *rest = list(run)[-1]
-    assert status.startswith("Stopped after") and "bars done: 0 of 1" in status  # never past the range
+    assert status.startswith("Stopped after")
+    done = re.search(r"bars done: ([\d, and]+) of (\d+)", status)  # "0 and 1 of 1)", "0 of 1 in each ..."
+    assert done and done.group(2) == "1", status  # counted in the range's bars ...
+    assert all(int(n) <= 1 for n in re.findall(r"\d+", done.group(1)))  # ... and never past it
     with_notes = sum(1 for r in rest[12] if r["notes"])  # kept: the variations with new notes
     assert with_notes and f"{with_notes} partial variation{'s' if with_notes > 1 else ''} kept" in status
     original = load_midi(BACH)
