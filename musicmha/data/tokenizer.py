@@ -9,6 +9,7 @@ nothing reaches through to the miditok object.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -262,10 +263,9 @@ class MusicTokenizer:
         return FimTokens(prefix=prefix, suffix=suffix, middle=middle, bars=tuple(bars), bar=self.bar_id,
                          bos=self.bos_id, eos=self.eos_id)
 
-    @property
+    @functools.cached_property  # read every training step: built once (train_bpe drops it)
     def condition_tokens(self) -> ConditionTokens | None:
-        """The style and density tokens, or None for a tokenizer made without them (or with BPE, whose
-        tokens are not single notes, so a window's density cannot be counted)."""
+        """Style and density tokens; None without them or with BPE (its tokens are not single notes)."""
         if self.is_bpe or self.bar_id is None:
             return None
         return ConditionTokens.from_vocab(self._tok.vocab, bar_id=self.bar_id, bos_id=self.bos_id)
@@ -297,4 +297,5 @@ class MusicTokenizer:
         if not files:
             raise MusicmhaError("no files to train BPE on")
         log.info("training BPE to %d tokens on %d files", vocab_size, len(files))
+        self.__dict__.pop("condition_tokens", None)  # BPE has no conditioning tokens
         self._tok.train(vocab_size=vocab_size, model="BPE", files_paths=[Path(f) for f in files])
