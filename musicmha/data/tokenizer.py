@@ -198,8 +198,7 @@ class MusicTokenizer:
                 and (not mine.is_trained or mine._model.to_str() == theirs._model.to_str()))
 
     def rows_from(self, base: MusicTokenizer) -> dict[int, int] | None:
-        """new id -> base id of every token of `base` (by name) when this vocabulary extends base's (same kind,
-        no BPE, every base token present: musicmha-1k's plus the style and density tokens); else None."""
+        """new id -> base id of each of `base`'s tokens, by name, when this vocabulary extends base's; else None."""
         if type(self._tok) is not type(base._tok) or self.is_bpe or base.is_bpe:
             return None
         mine, theirs = self._tok.vocab, base._tok.vocab
