@@ -13,7 +13,9 @@ Duration per note). `PartWalk` follows each sampled row through that stream and,
   Velocity and Duration; then the walk goes back to the piece.
 
 A chord of the new part holds at most `Part.chord_limit` notes and a bar at most `Part.bar_limit`, so the
-walk always moves on. Outside the range only the piece's own tokens are allowed. A row is done when it has
+walk always moves on; a bar of the range holds at least `Part.bar_minimum` (one by default): at the bar's last
+chance (the piece's next token closes the bar) the piece waits while a new note still fits, so a part asked
+for is never silent because the model hesitated. Outside the range only the piece's own tokens are allowed. A row is done when it has
 read the bar line after the range (the rest of the piece is known: the model need not read it), or EOS at
 the piece's end. It plugs into `sampling.generate` as its `allowed` mask and its `stop`, like `TokenGrammar`,
 whose rows keep each walk's time (bar, position, meter, the pitches at this onset).
@@ -45,6 +47,7 @@ class Part:
     last_bar: int
     chord_limit: int = 4
     bar_limit: int = 32
+    bar_minimum: int = 1
 
 
 @dataclass
@@ -139,24 +142,34 @@ class PartWalk:
         elif walk.step:
             mask |= self.note_masks[walk.step]
         else:
-            mask[self.ids[walk.next] if walk.next < len(self.ids) else self.eos] = True
-            if self.part is not None:
-                self._offer_new_notes(b, mask)
+            piece_next = self.ids[walk.next] if walk.next < len(self.ids) else self.eos
+            mask[piece_next] = True
+            if self.part is not None and self._offer_new_notes(b, mask) and self._bar_still_short(b):
+                mask[piece_next] = False  # the bar closes next: one of the offered notes comes first
         return mask
 
-    def _offer_new_notes(self, b: int, mask: torch.Tensor) -> None:
-        """Add, in place, the starts of a new note that fit here (see the module docstring)."""
+    def _bar_still_short(self, b: int) -> bool:
+        """Whether the piece's next token closes a bar of the range that has fewer new notes than its minimum."""
+        walk = self.walks[b]
+        return self.next_kind[walk.next] in ("Bar", "EOS") and walk.bar_notes < self.part.bar_minimum
+
+    def _offer_new_notes(self, b: int, mask: torch.Tensor) -> bool:
+        """Add, in place, the starts of a new note that fit here (see the module docstring); say if any did."""
         row, walk, part, g = self.grammar.rows[b], self.walks[b], self.part, self.grammar
         following = self.next_kind[walk.next]
         if not part.first_bar <= row.bars <= part.last_bar or walk.bar_notes >= part.bar_limit \
                 or following not in ENDS_AN_ONSET:
-            return
+            return False
+        offered = False
         if row.previous in ("Duration", "Tempo", "Position") and row.position >= 0 \
                 and len(walk.chord) < part.chord_limit and bool(self._pitch_mask(b).any()):
-            mask[self.program_id] = True
+            mask[self.program_id] = offered = True
         if row.previous in ("Duration", "Tempo", "TimeSig"):
             limit = int(g.position_values[self.ids[walk.next]]) if following == "Position" else row.bar_positions
-            mask |= (g.position_values > row.position) & (g.position_values < limit)
+            positions = (g.position_values > row.position) & (g.position_values < limit)
+            mask |= positions
+            offered = offered or bool(positions.any())
+        return offered
 
     def __call__(self, sequences: torch.Tensor) -> torch.Tensor:
         self.follow(sequences)
