@@ -39,6 +39,8 @@ class KVCache:
         shape = (batch_size, n_heads, max_len, head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
+        # the last token each row has fed (-1: none yet), for a model that reads each position's previous token
+        self.last_token = torch.full((batch_size,), -1, dtype=torch.long, device=device)
 
     @property
     def max_len(self) -> int:

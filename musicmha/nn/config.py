@@ -40,6 +40,9 @@ class ModelConfig:
     rope_base: float = field(default=10000.0, metadata={"help": "rope positions: base of the rotation "
                                                                 "frequencies (> 1)"})
     bias: bool = field(default=False, metadata={"help": "bias terms in the attention and feed-forward layers"})
+    previous_token: bool = field(default=False, metadata={
+        "help": "each position also reads the token before it (a learned embedding added to its own), so one "
+                "attention layer can find where the current token came before and copy what followed it"})
     # a speed choice only: weights are interchangeable between backends
     attention_backend: str = field(default="auto", metadata={
         "help": "how attention is computed; a speed choice only: every backend computes the same function",
@@ -72,8 +75,9 @@ class ModelConfig:
         if self.attention_backend not in ATTENTION_BACKENDS:
             raise ConfigError(f"attention_backend must be one of {', '.join(ATTENTION_BACKENDS)}; "
                               f"got {self.attention_backend!r}")
-        if not isinstance(self.bias, bool):
-            raise ConfigError(f"bias must be true or false, got {self.bias!r}")
+        for name in ("bias", "previous_token"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.extra, dict):
             raise ConfigError("extra must be a JSON object")
         if self.d_ff == 0:

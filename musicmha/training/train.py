@@ -184,11 +184,18 @@ def _check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
     return states[-1]
 
 
+def grown_state(base: torch.nn.Module, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """base's weights, plus `model`'s own (zero-initialised) ones for what base lacks: the previous-token
+    embedding switched on over a checkpoint trained without it (TrainConfig's GROWABLE_FIELDS)."""
+    state = base.state_dict()
+    return {**{k: v for k, v in model.state_dict().items() if k.startswith("previous_embedding.")}, **state}
+
+
 def carry_over(base: torch.nn.Module, model: torch.nn.Module, rows: dict[int, int]) -> None:
     """`model` takes every weight of `base`; its token embedding (tied to the output head) takes base's rows
     by token (`rows`: new id -> base id), and the new tokens keep their fresh initialisation. For a data
     vocabulary that extends the checkpoint's (the style and density tokens after musicmha-1k's)."""
-    state = base.state_dict()
+    state = grown_state(base, model)
     embedding = model.token_embedding.weight.detach().clone()
     new_ids, base_ids = (torch.tensor(ids) for ids in zip(*sorted(rows.items())))
     embedding[new_ids] = state["token_embedding.weight"][base_ids]
@@ -214,7 +221,7 @@ def _initial_model(cfg: TrainConfig, model_config, tokenizer) -> torch.nn.Module
     base = MusicTransformer.from_pretrained(cfg.init_from)
     model = MusicTransformer(model_config)  # the config's dropout, the checkpoint's weights
     if rows is None:
-        model.load_state_dict(base.state_dict(), strict=True)
+        model.load_state_dict(grown_state(base, model), strict=True)
     else:
         carry_over(base, model, rows)
         logger.info("%s: %d token rows carried over by name, %d new tokens start fresh", cfg.init_from,

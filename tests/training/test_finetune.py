@@ -169,3 +169,18 @@ def test_a_checkpoint_carries_over_into_a_vocabulary_that_extends_it():
     assert torch.allclose(new_logits[..., order], base_logits[..., torch.tensor([to_base[int(i)] for i in order])],
                           atol=1e-5)
     assert model.lm_head.weight.data_ptr() == model.token_embedding.weight.data_ptr()  # still tied
+
+
+def test_the_previous_token_can_be_switched_on_over_a_checkpoint_without_it(real_tokens, base, tmp_path):
+    """--init-from a model trained without previous_token, with it: every old weight as it was, the new table
+    at zero (the same function at the start), trained from there; the flag cannot be taken away again."""
+    still = _tune(real_tokens, base, tmp_path / "still", max_steps=2, learning_rate=1e-12, previous_token=True)
+    start, end = _weights(base), _weights(still.export_dir)
+    assert set(end) == set(start) | {"previous_embedding.weight"}
+    assert all(torch.allclose(start[k], end[k], atol=1e-8) for k in start)
+    assert end["previous_embedding.weight"].abs().max() < 1e-6
+    moved = _tune(real_tokens, base, tmp_path / "moved", max_steps=5, learning_rate=1e-3, previous_token=True)
+    assert _weights(moved.export_dir)["previous_embedding.weight"].abs().max() > 1e-4
+    assert MusicTransformer.from_pretrained(moved.export_dir).config.previous_token
+    with pytest.raises(ConfigError, match="previous_token=true; it cannot be taken away"):
+        _tune(real_tokens, moved.export_dir, tmp_path / "back", previous_token=False)
