@@ -74,13 +74,13 @@ def warmup_of(args, task: CopyTask) -> CopyTask | None:
 def run_one(args, mode: str, backend: str, task: CopyTask) -> dict:
     torch.manual_seed(args.seed)  # every mode starts from the same draws
     extra = {"relative_buckets": args.relative_buckets} if args.relative_buckets else {}
-    if args.previous_token:
-        extra["previous_token"] = True
+    if args.previous_tokens:
+        extra["previous_tokens"] = args.previous_tokens
     config = ModelConfig(vocab_size=args.vocab, d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads,
                          d_ff=args.d_ff, dropout=args.dropout, max_seq_len=task.row_length - 1, position=mode,
                          attention_backend=backend, **extra)
     model = MusicTransformer(config).to(args.device)
-    size = f"d{args.d_model}×{args.n_layers}L×{args.n_heads}h" + (" +prev" if args.previous_token else "")
+    size = f"d{args.d_model}×{args.n_layers}L×{args.n_heads}h" + (f" +prev{args.previous_tokens}" if args.previous_tokens else "")
     label = f"{mode}/{backend}/{task.kind}"
 
     def progress(step: int, loss: float) -> None:
@@ -135,8 +135,8 @@ def main() -> None:
                         help="warm-up rows, as long as the task's (xx: x;x with L = half the row)")
     parser.add_argument("--relative-buckets", type=int, default=0,
                         help="relative mode: log-spaced distance buckets (ModelConfig.relative_buckets; 0: off)")
-    parser.add_argument("--previous-token", action="store_true",
-                        help="each position also reads the token before it (ModelConfig.previous_token)")
+    parser.add_argument("--previous-tokens", type=int, default=0,
+                        help="each position also reads the N tokens before it (ModelConfig.previous_tokens)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--dropout", type=float, default=0.0)

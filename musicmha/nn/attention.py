@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from musicmha.nn.config import ATTENTION_BACKENDS
+from musicmha.nn.config import ATTENTION_BACKENDS, MAX_PREVIOUS_TOKENS
 from musicmha.nn.positions import build_position_scheme, position_scheme_type
 
 
@@ -39,8 +39,9 @@ class KVCache:
         shape = (batch_size, n_heads, max_len, head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
-        # the last token each row has fed (-1: none yet), for a model that reads each position's previous token
-        self.last_token = torch.full((batch_size,), -1, dtype=torch.long, device=device)
+        # the last tokens each row has fed, oldest first (-1: none), for a model that reads the tokens before
+        # each position (ModelConfig.previous_tokens)
+        self.last_tokens = torch.full((batch_size, MAX_PREVIOUS_TOKENS), -1, dtype=torch.long, device=device)
 
     @property
     def max_len(self) -> int:

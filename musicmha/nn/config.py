@@ -15,6 +15,7 @@ CONFIG_FORMAT = "musicmha.model/1"
 POSITION_MODES: tuple[str, ...] = ("relative", "rope", "alibi", "none")
 # How attention is computed; every backend computes the same function (see musicmha/nn/attention.py).
 ATTENTION_BACKENDS: tuple[str, ...] = ("auto", "sdpa", "blocked", "flex")
+MAX_PREVIOUS_TOKENS = 8  # what a KV cache remembers of the tokens fed before (ModelConfig.previous_tokens)
 
 
 @dataclass
@@ -40,9 +41,10 @@ class ModelConfig:
     rope_base: float = field(default=10000.0, metadata={"help": "rope positions: base of the rotation "
                                                                 "frequencies (> 1)"})
     bias: bool = field(default=False, metadata={"help": "bias terms in the attention and feed-forward layers"})
-    previous_token: bool = field(default=False, metadata={
-        "help": "each position also reads the token before it (a learned embedding added to its own), so one "
-                "attention layer can find where the current token came before and copy what followed it"})
+    previous_tokens: int = field(default=0, metadata={
+        "help": f"each position also reads the N tokens before it (a learned embedding per distance, added to "
+                f"its own; 0..{MAX_PREVIOUS_TOKENS}), so one attention layer can find where the music just heard "
+                "came before and copy what followed it"})
     # a speed choice only: weights are interchangeable between backends
     attention_backend: str = field(default="auto", metadata={
         "help": "how attention is computed; a speed choice only: every backend computes the same function",
@@ -52,7 +54,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_seq_len",
-                     "max_relative_distance", "relative_buckets"):
+                     "max_relative_distance", "relative_buckets", "previous_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
@@ -75,9 +77,10 @@ class ModelConfig:
         if self.attention_backend not in ATTENTION_BACKENDS:
             raise ConfigError(f"attention_backend must be one of {', '.join(ATTENTION_BACKENDS)}; "
                               f"got {self.attention_backend!r}")
-        for name in ("bias", "previous_token"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.bias, bool):
+            raise ConfigError(f"bias must be true or false, got {self.bias!r}")
+        if not 0 <= self.previous_tokens <= MAX_PREVIOUS_TOKENS:
+            raise ConfigError(f"previous_tokens must be between 0 and {MAX_PREVIOUS_TOKENS}, got {self.previous_tokens}")
         if not isinstance(self.extra, dict):
             raise ConfigError("extra must be a JSON object")
         if self.d_ff == 0:

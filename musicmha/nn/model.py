@@ -1,7 +1,7 @@
 """The decoder-only MusicTransformer, built only from its ModelConfig (nanoGPT style).
 
 Token embedding (+ learned absolute positions when the position scheme asks for them: `absolute_table`;
-+ the previous token's own embedding with `previous_token`), pre-norm blocks of causal self-attention and an MLP, a final LayerNorm and an output head tied to the token
++ the embeddings of the tokens just before, one table per distance, with `previous_tokens`), pre-norm blocks of causal self-attention and an MLP, a final LayerNorm and an output head tied to the token
 embedding.
 """
 
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from musicmha.nn.attention import KVCache, MultiHeadAttention
-from musicmha.nn.config import ModelConfig
+from musicmha.nn.config import MAX_PREVIOUS_TOKENS, ModelConfig
 from musicmha.nn.positions import PositionScheme, position_scheme_type
 from musicmha.errors import CheckpointError
 from musicmha.files import CONFIG_FILE, WEIGHTS_FILE
@@ -60,13 +60,13 @@ class MusicTransformer(nn.Module):
         # the scheme's class, for what the whole model must do about positions (each attention has its module)
         self.position_scheme: type[PositionScheme] = position_scheme_type(config.position)
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
-        if config.previous_token:
-            # Why: copying what followed an earlier occurrence of the current token (an induction head) takes
-            # two attention layers that must find each other, which language models learn only late in
-            # training and our music runs never did; with the previous token in the input, one layer's keys
-            # already say "what came before me", and a query can match them directly (Olsson et al.'s smeared
-            # keys, here at the input).
-            self.previous_embedding = nn.Embedding(config.vocab_size, config.d_model)
+        # Why: copying what followed an earlier occurrence of what was just heard (an induction head) takes two
+        # attention layers that must find each other, which language models learn only late in training and
+        # our music runs never did. With the tokens before each position in its input, one layer's keys
+        # already say "what came before me", and a query can match them directly (Olsson et al.'s smeared
+        # keys, here at the input); several distances make the match specific (one token recurs by chance).
+        self.previous_embeddings = nn.ModuleList(nn.Embedding(config.vocab_size, config.d_model)
+                                                 for _ in range(config.previous_tokens))
         if self.position_scheme.absolute_table:
             self.position_embedding = nn.Embedding(config.max_seq_len, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
@@ -75,8 +75,8 @@ class MusicTransformer(nn.Module):
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.lm_head.weight = self.token_embedding.weight  # tied: one matrix, read and written both ways
         self.apply(self._init_weights)
-        if config.previous_token:  # zero: a model starts (or warm-starts) as if it had none
-            nn.init.zeros_(self.previous_embedding.weight)
+        for table in self.previous_embeddings:  # zero: a model starts (or warm-starts) as if it had none
+            nn.init.zeros_(table.weight)
         # GPT-2: residual output projections scaled down with depth so the residual stream stays O(1).
         for name, param in self.named_parameters():
             if name.endswith(("attn.out_proj.weight", "mlp.down.weight")):
@@ -121,8 +121,8 @@ class MusicTransformer(nn.Module):
         if kv_cache is not None and len(kv_cache) != len(self.blocks):
             raise ValueError(f"kv_cache has {len(kv_cache)} layers, the model {len(self.blocks)}")
         x = self.token_embedding(tokens)  # (B, T, C)
-        if self.config.previous_token:
-            x = x + self._previous_token_embedding(tokens, kv_cache, start_pos)
+        if self.config.previous_tokens:
+            x = x + self._previous_token_embeddings(tokens, kv_cache, start_pos)
         if self.position_scheme.absolute_table:
             positions = torch.arange(start_pos, start_pos + length, device=tokens.device)
             x = x + self.position_embedding(positions)
@@ -141,18 +141,24 @@ class MusicTransformer(nn.Module):
             loss = (nll * weights).sum() / weights.sum().clamp_min(1e-9)
         return logits, loss
 
-    def _previous_token_embedding(self, tokens: torch.Tensor, kv_cache: list[KVCache] | None,
-                                  start_pos: int) -> torch.Tensor:
-        """(B, T, C): the embedding of each position's previous token, zero where there is none (a window's
-        first token). With a cache, the token before `start_pos` is the last one the cache was fed."""
-        first = tokens.new_full((tokens.shape[0], 1), -1)
+    def _previous_token_embeddings(self, tokens: torch.Tensor, kv_cache: list[KVCache] | None,
+                                   start_pos: int) -> torch.Tensor:
+        """(B, T, C): the sum over k = 1..previous_tokens of the k-th table's embedding of the token k places
+        before each position, zero where there is none (before a window's start). With a cache, the tokens
+        before `start_pos` are the last ones the cache was fed."""
+        batch, length = tokens.shape
+        before = tokens.new_full((batch, MAX_PREVIOUS_TOKENS), -1)
         if kv_cache is not None and start_pos > 0:
-            first = kv_cache[0].last_token[:, None]
-        previous = torch.cat([first, tokens[:, :-1]], dim=1)  # (B, T)
+            before = kv_cache[0].last_tokens
+        history = torch.cat([before, tokens], dim=1)  # (B, MAX + T): token t sits at MAX + t
         if kv_cache is not None:
-            kv_cache[0].last_token.copy_(tokens[:, -1])
-        embedded = self.previous_embedding(previous.clamp_min(0))
-        return embedded * (previous >= 0).unsqueeze(-1).to(embedded.dtype)
+            kv_cache[0].last_tokens.copy_(history[:, -MAX_PREVIOUS_TOKENS:])
+        out = torch.zeros(batch, length, self.config.d_model, dtype=self.token_embedding.weight.dtype,
+                          device=tokens.device)
+        for k, table in enumerate(self.previous_embeddings, start=1):
+            previous = history[:, MAX_PREVIOUS_TOKENS - k:MAX_PREVIOUS_TOKENS - k + length]  # (B, T)
+            out = out + table(previous.clamp_min(0)) * (previous >= 0).unsqueeze(-1).to(out.dtype)
+        return out
 
     def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> list[KVCache]:
         """One static KVCache per layer, in the model's dtype and device, for up to max_len positions."""

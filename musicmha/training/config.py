@@ -38,10 +38,11 @@ SHAPE_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "positi
                 "relative_buckets", "rope_base", "bias")
 
 MODEL_FIELDS = ("d_model", "n_layers", "n_heads", "d_ff", "dropout", "max_seq_len", "position",
-                "max_relative_distance", "relative_buckets", "rope_base", "bias", "previous_token", "attention_backend")
+                "max_relative_distance", "relative_buckets", "rope_base", "bias", "previous_tokens",
+                "attention_backend")
 # Fields a run may switch on over a checkpoint without it (--init-from): the new weights start at zero, so the
 # model starts as the checkpoint's function.
-GROWABLE_FIELDS = ("previous_token",)
+GROWABLE_FIELDS = ("previous_tokens",)
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
@@ -92,8 +93,8 @@ class TrainConfig:
     relative_buckets: int | None = model_option("relative_buckets", "0, or the checkpoint's with --init-from")
     rope_base: float | None = model_option("rope_base", "10000, or the checkpoint's with --init-from")
     bias: bool | None = model_option("bias", "false, or the checkpoint's with --init-from")
-    previous_token: bool | None = model_option("previous_token", "false, or the checkpoint's with --init-from "
-                                               "(true may be added to a checkpoint without it)")
+    previous_tokens: int | None = model_option("previous_tokens", "0, or the checkpoint's with --init-from (which "
+                                               "a run may raise: the new tables start at zero)")
     # how attention is computed (auto, sdpa, blocked, flex): speed only, the weights are the same function;
     # None means "auto". Not a shape field: a run may switch it on --resume, and exports record "auto".
     attention_backend: str | None = model_option("attention_backend", "auto")
@@ -214,11 +215,12 @@ class TrainConfig:
         for name in SHAPE_FIELDS:
             setattr(self, name, shape[name])
         for name in GROWABLE_FIELDS:
-            had = shape.get(name, False)
-            if had and getattr(self, name) is False:
-                raise ConfigError(f"--init-from {folder}: the checkpoint has {name}=true; it cannot be taken away")
+            had = shape.get(name, 0)
             if getattr(self, name) is None:
                 setattr(self, name, had)
+            elif getattr(self, name) < had:
+                raise ConfigError(f"--init-from {folder}: the checkpoint has {name}={had}; a run may raise it, "
+                                  f"not lower it (asked {getattr(self, name)})")
         if self.dropout is None:
             self.dropout = shape["dropout"]
 

@@ -185,10 +185,10 @@ def _check_run_folder(cfg: TrainConfig, out: Path) -> Path | None:
 
 
 def grown_state(base: torch.nn.Module, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """base's weights, plus `model`'s own (zero-initialised) ones for what base lacks: the previous-token
-    embedding switched on over a checkpoint trained without it (TrainConfig's GROWABLE_FIELDS)."""
+    """base's weights, plus `model`'s own (zero-initialised) ones for what base lacks: previous-token tables
+    added over a checkpoint trained with fewer (TrainConfig's GROWABLE_FIELDS)."""
     state = base.state_dict()
-    return {**{k: v for k, v in model.state_dict().items() if k.startswith("previous_embedding.")}, **state}
+    return {**{k: v for k, v in model.state_dict().items() if k.startswith("previous_embeddings.")}, **state}
 
 
 def carry_over(base: torch.nn.Module, model: torch.nn.Module, rows: dict[int, int]) -> None:

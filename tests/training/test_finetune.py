@@ -171,16 +171,17 @@ def test_a_checkpoint_carries_over_into_a_vocabulary_that_extends_it():
     assert model.lm_head.weight.data_ptr() == model.token_embedding.weight.data_ptr()  # still tied
 
 
-def test_the_previous_token_can_be_switched_on_over_a_checkpoint_without_it(real_tokens, base, tmp_path):
-    """--init-from a model trained without previous_token, with it: every old weight as it was, the new table
-    at zero (the same function at the start), trained from there; the flag cannot be taken away again."""
-    still = _tune(real_tokens, base, tmp_path / "still", max_steps=2, learning_rate=1e-12, previous_token=True)
+def test_previous_token_tables_can_be_added_over_a_checkpoint_without_them(real_tokens, base, tmp_path):
+    """--init-from a model trained without previous tokens, with 2: every old weight as it was, the new tables
+    at zero (the same function at the start), trained from there; a later run may raise the count, not lower it."""
+    still = _tune(real_tokens, base, tmp_path / "still", max_steps=2, learning_rate=1e-12, previous_tokens=2)
     start, end = _weights(base), _weights(still.export_dir)
-    assert set(end) == set(start) | {"previous_embedding.weight"}
+    tables = {"previous_embeddings.0.weight", "previous_embeddings.1.weight"}
+    assert set(end) == set(start) | tables
     assert all(torch.allclose(start[k], end[k], atol=1e-8) for k in start)
-    assert end["previous_embedding.weight"].abs().max() < 1e-6
-    moved = _tune(real_tokens, base, tmp_path / "moved", max_steps=5, learning_rate=1e-3, previous_token=True)
-    assert _weights(moved.export_dir)["previous_embedding.weight"].abs().max() > 1e-4
-    assert MusicTransformer.from_pretrained(moved.export_dir).config.previous_token
-    with pytest.raises(ConfigError, match="previous_token=true; it cannot be taken away"):
-        _tune(real_tokens, moved.export_dir, tmp_path / "back", previous_token=False)
+    assert all(end[k].abs().max() < 1e-6 for k in tables)
+    moved = _tune(real_tokens, base, tmp_path / "moved", max_steps=5, learning_rate=1e-3, previous_tokens=2)
+    assert all(_weights(moved.export_dir)[k].abs().max() > 1e-4 for k in tables)
+    assert MusicTransformer.from_pretrained(moved.export_dir).config.previous_tokens == 2
+    with pytest.raises(ConfigError, match="previous_tokens=2; a run may raise it, not lower it"):
+        _tune(real_tokens, moved.export_dir, tmp_path / "back", previous_tokens=1)
