@@ -7,7 +7,8 @@ soprano. `assign_voices` gives each new note the voice it continues instead:
 
 - pitched tracks: at each onset the new notes, highest first, go to the voices ordered by the range they
   are in (their last few notes), keeping that order (no voice crossing inside a chord), paying for a note
-  outside a voice's range, for a leap, and for a voice that still holds its note; a voice that has played
+  outside a voice's range, for a leap, for a voice that still holds its note, and for crossing a voice that
+  still sounds (a note above the held note of a higher voice, or below a lower one's); a voice that has played
   one note at a time takes a second note of a chord only when that beats every other choice by an octave;
 - drum tracks: a drum sound goes to the track that has played it most (a kit split into kick, snare and
   hats keeps its split), else to the busiest drum track.
@@ -26,6 +27,9 @@ CHORD_VOICE_COST = 1.0  # ... and in a voice that plays chords (a piano hand, a 
 HELD_COST = 6.0  # a voice still holding its last note is less likely to be the one that plays now
 RECENT = 6  # notes of a voice that make its current range
 SILENT_COST = 8.0  # a track that has not played yet (a voice still to enter, or an empty staff) comes in last
+# per voice crossed while it sounds: held notes are heard, so a line that passes one crosses audibly (without
+# it, a new note above a held top voice went to the voice below, which then led above it)
+CROSSING_COST = 8.0
 
 
 class _Voice:
@@ -57,6 +61,14 @@ class _Voice:
         self.silent = False
 
 
+def _crossings(pitch: int, j: int, voices: list[_Voice], onset: int) -> float:
+    """CROSSING_COST per voice that still sounds at `onset` and that `pitch` in voice j would cross: a higher
+    voice (index < j) holding a lower pitch, or a lower voice holding a higher one."""
+    crossed = sum(1 for i, v in enumerate(voices) if i != j and v.end > onset and v.last is not None
+                  and (v.last < pitch if i < j else v.last > pitch))
+    return CROSSING_COST * crossed
+
+
 def _order_preserving(chord: list, voices: list[_Voice], onset: int) -> list[int]:
     """Voice index for each note (notes highest first, voices highest first): the assignment keeping chord
     order (non-decreasing voice index) of least cost, a second note in a voice at its share_cost."""
@@ -65,10 +77,10 @@ def _order_preserving(chord: list, voices: list[_Voice], onset: int) -> list[int
     cost = [[inf] * k for _ in range(n)]
     back = [[-1] * k for _ in range(n)]
     for j in range(k):
-        cost[0][j] = voices[j].cost(chord[0].pitch, onset)
+        cost[0][j] = voices[j].cost(chord[0].pitch, onset) + _crossings(chord[0].pitch, j, voices, onset)
     for i in range(1, n):
         for j in range(k):
-            here = voices[j].cost(chord[i].pitch, onset)
+            here = voices[j].cost(chord[i].pitch, onset) + _crossings(chord[i].pitch, j, voices, onset)
             for previous in range(j + 1):
                 total = cost[i - 1][previous] + here + (voices[j].share_cost if previous == j else 0.0)
                 if total < cost[i][j]:

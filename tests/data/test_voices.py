@@ -79,3 +79,27 @@ def test_one_track_takes_everything():
     track = symusic.Track(program=0)
     notes = [symusic.Note(0, 10, 60, 80), symusic.Note(0, 10, 64, 80)]
     assert assign_voices([track], notes) == [notes]
+
+
+def _line(name: str, pitches: list[int], long_last: int = 0) -> symusic.Track:
+    track = symusic.Track(name, program=0)
+    for q, pitch in enumerate(pitches):
+        track.notes.append(symusic.Note(q * 480, long_last if long_last and q == len(pitches) - 1 else 480,
+                                        pitch, 80))
+    return track
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_a_line_does_not_cross_a_voice_that_still_sounds(held):
+    """Found on a Monteverdi continuation (benchmarks/voice_fidelity.py): the upper voice holds a G while the
+    lower one has stopped; new notes above the G went to the lower voice, which then crossed above it. They
+    belong to the upper voice. When the upper voice has stopped too, the same notes still go there (nearer its
+    range), so the rule is about crossing a sounding note, not about the held note's cost."""
+    upper = _line("upper", [67, 69, 67, 67], long_last=1920 if held else 0)
+    lower = _line("lower", [64, 65, 66, 64])
+    new = [symusic.Note(1920, 480, 72, 80), symusic.Note(2400, 480, 74, 80)]
+    placed = assign_voices([upper, lower], new)
+    assert [n.pitch for n in placed[0]] == [72, 74] and placed[1] == []
+    # and a note below the held upper voice, in the lower one's range, still goes to the lower voice
+    placed = assign_voices([upper, lower], [symusic.Note(1920, 480, 62, 80)])
+    assert [n.pitch for n in placed[1]] == [62]
