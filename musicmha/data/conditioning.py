@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from musicmha.data.styles import DENSITY_LEVELS, RELATIVE_DENSITIES, STYLE_PREFIX, density_level, density_tokens, style_tokens
+from musicmha.data.styles import (DENSITY_LEVELS, RELATIVE_DENSITIES, STYLE_PREFIX, density_level, density_tokens,
+                                  style_tokens)
 
 
 @dataclass(frozen=True)

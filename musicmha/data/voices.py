@@ -76,11 +76,14 @@ def _order_preserving(chord: list, voices: list[_Voice], onset: int) -> list[int
     inf = float("inf")
     cost = [[inf] * k for _ in range(n)]
     back = [[-1] * k for _ in range(n)]
+    def note_cost(i: int, j: int) -> float:  # note i of the chord in voice j, alone
+        return voices[j].cost(chord[i].pitch, onset) + _crossings(chord[i].pitch, j, voices, onset)
+
     for j in range(k):
-        cost[0][j] = voices[j].cost(chord[0].pitch, onset) + _crossings(chord[0].pitch, j, voices, onset)
+        cost[0][j] = note_cost(0, j)
     for i in range(1, n):
         for j in range(k):
-            here = voices[j].cost(chord[i].pitch, onset) + _crossings(chord[i].pitch, j, voices, onset)
+            here = note_cost(i, j)
             for previous in range(j + 1):
                 total = cost[i - 1][previous] + here + (voices[j].share_cost if previous == j else 0.0)
                 if total < cost[i][j]:

@@ -15,10 +15,10 @@ Duration per note). `PartWalk` follows each sampled row through that stream and,
 A chord of the new part holds at most `Part.chord_limit` notes and a bar at most `Part.bar_limit`, so the
 walk always moves on; a bar of the range holds at least `Part.bar_minimum` (one by default): at the bar's last
 chance (the piece's next token closes the bar) the piece waits while a new note still fits, so a part asked
-for is never silent because the model hesitated. Outside the range only the piece's own tokens are allowed. A row is done when it has
-read the bar line after the range (the rest of the piece is known: the model need not read it), or EOS at
-the piece's end. It plugs into `sampling.generate` as its `allowed` mask and its `stop`, like `TokenGrammar`,
-whose rows keep each walk's time (bar, position, meter, the pitches at this onset).
+for is never silent because the model hesitated. Outside the range only the piece's own tokens are allowed.
+A row is done when it has read the bar line after the range (the rest of the piece is known: the model need
+not read it), or EOS at the piece's end. It plugs into `sampling.generate` as its `allowed` mask and its
+`stop`, like `TokenGrammar`, whose rows keep each walk's time (bar, position, meter, the pitches at this onset).
 """
 
 from __future__ import annotations

@@ -80,7 +80,8 @@ class ModelConfig:
         if not isinstance(self.bias, bool):
             raise ConfigError(f"bias must be true or false, got {self.bias!r}")
         if not 0 <= self.previous_tokens <= MAX_PREVIOUS_TOKENS:
-            raise ConfigError(f"previous_tokens must be between 0 and {MAX_PREVIOUS_TOKENS}, got {self.previous_tokens}")
+            raise ConfigError(f"previous_tokens must be between 0 and {MAX_PREVIOUS_TOKENS}, "
+                              f"got {self.previous_tokens}")
         if not isinstance(self.extra, dict):
             raise ConfigError("extra must be a JSON object")
         if self.d_ff == 0:

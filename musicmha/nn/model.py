@@ -1,8 +1,8 @@
 """The decoder-only MusicTransformer, built only from its ModelConfig (nanoGPT style).
 
 Token embedding (+ learned absolute positions when the position scheme asks for them: `absolute_table`;
-+ the embeddings of the tokens just before, one table per distance, with `previous_tokens`), pre-norm blocks of causal self-attention and an MLP, a final LayerNorm and an output head tied to the token
-embedding.
++ the embeddings of the tokens just before, one table per distance, with `previous_tokens`), pre-norm blocks
+of causal self-attention and an MLP, a final LayerNorm and an output head tied to the token embedding.
 """
 
 from __future__ import annotations
