@@ -88,6 +88,9 @@ def main() -> None:
                                                            "shipped default)")
     parser.add_argument("--length", type=int, default=400, help="tokens of the passage heard twice")
     parser.add_argument("--max-pieces", type=int, default=None)
+    parser.add_argument("--sample-seed", type=int, default=None,
+                        help="with --tokens: read the pieces in a seeded random order (a split is sorted by path, "
+                             "so its first pieces are one collection's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="per-piece NLLs and the settings")
     args = parser.parse_args()
@@ -107,6 +110,9 @@ def main() -> None:
         parser.error(f"{folder.name}'s tokenizer has no bar line token")
     pieces = (midi_pieces(args.midi, tokenizer) if args.midi
               else token_pieces(args.tokens, args.split, tokenizer, parser))
+    if args.sample_seed is not None:
+        order = np.random.default_rng(args.sample_seed).permutation(len(pieces))
+        pieces = [pieces[i] for i in order]
     scored: dict[str, list[tuple[float, float]]] = {"network alone": [], "with copy head": []}
     names, too_short = [], 0
     for name, ids in pieces:
@@ -130,6 +136,7 @@ def main() -> None:
     if args.json:
         record = {"checkpoint": str(folder), "length": args.length, "source": str(args.midi or args.tokens),
                   "split": None if args.midi else args.split, "too_short": too_short,
+                  "sample_seed": args.sample_seed,
                   "pieces": [{"name": n, **{label: list(scores[i]) for label, scores in scored.items() if scores}}
                              for i, n in enumerate(names)]}
         args.json.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
