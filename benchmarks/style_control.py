@@ -16,10 +16,13 @@ Three measurements in one run, printed as markdown tables (and written to --out 
    key-invariant pitch classes and intervals, density, polyphony, spread), compared with each steered style's
    centroid over up to --reference-pieces train pieces of it (decoded whole). The asked style should be the
    nearest for >= 70% of the outputs; the confusion and the no-style outputs' nearest styles show the rest.
-3. Density. The same prompts continued at each level 1..7 (GenerationRequest(density=level), no style): the
+3. Density. The same prompts continued at each level 1..7 (GenerationRequest(density=level), no style; the
+   part density-token switches the decoding rule of musicmha/generation/density.py off, leaving the token): the
    continuation's notes per bar (every note, drums too, over the bars it spans) against the level's middle
    (musicmha.data.styles.level_notes_per_bar): Spearman's rank correlation of asked level and measured
    density, the share within +-25% of the middle and the share inside the level's bounds.
+4. Pitch range (part pitch-range): the same prompts continued within each of PITCH_RANGES; the share of new
+   pitched notes inside the range asked.
 
 Generation uses the product's sampling defaults and the checkpoint's copy head (--no-copy-head: the model
 alone). The defaults take about ten minutes for a d256x4 model on 2 CPU cores; --pieces, --n-prompts,
@@ -29,10 +32,12 @@ alone). The defaults take about ten minutes for a d256x4 model on 2 CPU cores; -
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from collections import Counter
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -44,9 +49,11 @@ from musicmha.data.styles import (DENSITY_BOUNDS, DENSITY_LEVELS, check_density,
 from musicmha.errors import ConfigError, MusicmhaError
 from musicmha.evaluation import style_features as sf
 from musicmha.evaluation.evaluate import log_probs
+from musicmha.generation import music_generator
 
 PROMPTS = Path(__file__).resolve().parents[1] / "data" / "prompts"
 RECOGNITION_TARGET, STEERING_TARGET, DENSITY_TOLERANCE = 0.8, 0.7, 0.25
+PITCH_RANGES = ((36, 60), (48, 72), (60, 84))  # C2-C4, C3-C5, C4-C6
 
 
 def pieces_by_style(split: TokenSplit) -> dict[str, list[int]]:
@@ -184,19 +191,24 @@ def steering(generator, train: TokenSplit, by_style, styles: list[str], prompts:
 
 # --- 3. density ----------------------------------------------------------------------------------------------
 
-def density(generator, prompts: list[Path], args) -> dict:
+def density(generator, prompts: list[Path], args, token_only: bool = False) -> dict:
+    """Each level asked for, as the product asks it (the Density token and the decoding rule of
+    musicmha/generation/density.py), or with `token_only` the token alone (the rule switched off here)."""
     rows = []
     for level in args.levels:
         middle = level_notes_per_bar(level)
         for prompt in prompts:
-            for _, row in continuation_vectors(generator, prompt, args, density=level):
+            with mock.patch.object(music_generator, "with_density", lambda grammar, *_: grammar) if token_only \
+                    else contextlib.nullcontext():
+                measured = continuation_vectors(generator, prompt, args, density=level)
+            for _, row in measured:
                 per_bar = row["notes"] / max(1, row["bars"])
                 rows.append({**row, "per_bar": per_bar, "near": abs(per_bar - middle) <= DENSITY_TOLERANCE * middle,
                              "inside": density_level(row["notes"], row["bars"]) == level})
         print(f"  density {level}: " + ", ".join(f"{r['per_bar']:.1f}" for r in rows if r["density"] == level),
               flush=True)
-    print(f"\n## 3. Density control: {len(prompts)} prompts x {args.samples} samples x {len(args.levels)} levels, "
-          f"{args.bars} bars\n")
+    print(f"\n## 3. Density control ({'the token alone' if token_only else 'token and decoding rule'}): "
+          f"{len(prompts)} prompts x {args.samples} samples x {len(args.levels)} levels, {args.bars} bars\n")
     print("| level | asked notes/bar (bounds) | measured notes/bar | within +-25% | inside bounds |")
     print("|---:|---|---:|---:|---:|")
     for level in args.levels:
@@ -210,6 +222,25 @@ def density(generator, prompts: list[Path], args) -> dict:
     print(f"\nSpearman (asked level, measured notes per bar): {rho:.3f}; within +-25% of the asked middle: "
           f"{percent(near)}; inside the level's bounds: {percent(inside)}")
     return {"spearman": rho, "within_25_percent": near, "inside_bounds": inside, "outputs": rows}
+
+
+# --- 4. pitch range ------------------------------------------------------------------------------------------
+
+def pitch_ranges(generator, prompts: list[Path], args) -> dict:
+    """Each of PITCH_RANGES asked for (musicmha/generation/pitch_range.py): the share of the new pitched notes
+    inside it, and their lowest and highest pitch."""
+    rows = []
+    print(f"\n## 4. Pitch range: {len(prompts)} prompts x {args.samples} samples x {len(PITCH_RANGES)} ranges, "
+          f"{args.bars} bars\n\n| range | new pitched notes | inside | lowest | highest |\n|---|---:|---:|---:|---:|")
+    for low, high in PITCH_RANGES:
+        results = [r for prompt in prompts for r in generator.continue_midi(
+            prompt, bars=args.bars, seed=args.seed, num_samples=args.samples, pitch_range=(low, high))]
+        pitches = [n.pitch for r in results for t in r.continuation.tracks if not t.is_drum for n in t.notes]
+        inside = float(np.mean([low <= p <= high for p in pitches])) if pitches else float("nan")
+        rows.append({"range": [low, high], "notes": len(pitches), "inside": inside})
+        print(f"| {low}-{high} | {len(pitches)} | {percent(inside)} | {min(pitches, default='-')} | "
+              f"{max(pitches, default='-')} |")
+    return {"ranges": rows}
 
 
 # --- the run -------------------------------------------------------------------------------------------------
@@ -236,7 +267,8 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--levels", type=levels, default=list(range(1, DENSITY_LEVELS + 1)),
                         help="comma-separated density levels to ask for (default: all)")
     parser.add_argument("--reference-pieces", type=int, default=20, help="train pieces per style for its centroid")
-    parser.add_argument("--parts", default="recognition,steering,density", help="which measurements to run")
+    parser.add_argument("--parts", default="recognition,steering,density", help="which measurements to run (also: "
+                        "density-token, the Density token without the decoding rule; pitch-range)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-copy-head", action="store_true", help="generate from the model alone")
@@ -273,7 +305,7 @@ def main() -> None:
     parts = args.parts.split(",")
     if "recognition" in parts and len(by_style) < 2:
         parser.error(f"recognition needs two styles or more in the train split of {args.data}, it has {list(by_style)}")
-    if not prompts and ("steering" in parts or "density" in parts):
+    if not prompts and set(parts) & {"steering", "density", "density-token", "pitch-range"}:
         parser.error(f"no .mid prompts in {args.prompts}")
     record = {**run_record(), "checkpoint": str(args.checkpoint), "data": str(args.data)}
     print("\n".join(f"- {key}: {value}" for key, value in record.items()))
@@ -281,7 +313,9 @@ def main() -> None:
     results: dict = {"run": record, "seconds": {}}
     for name, run in (("recognition", lambda: recognition(generator.model, cond, test, list(by_style), args)),
                       ("steering", lambda: steering(generator, train, by_style, styles, prompts, args)),
-                      ("density", lambda: density(generator, prompts, args))):
+                      ("density", lambda: density(generator, prompts, args)),
+                      ("density-token", lambda: density(generator, prompts, args, token_only=True)),
+                      ("pitch-range", lambda: pitch_ranges(generator, prompts, args))):
         if name in parts:
             began = time.perf_counter()
             results[name] = run()

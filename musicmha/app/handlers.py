@@ -102,7 +102,7 @@ class Handlers(PromptViews):
         size = roll_size(count)
         job = GenerationJob(generator, score, asked, self.config.time_limit)
         what = ", ".join(filter(None, (f"{plural(count, 'variation')} of {describe(asked)}",
-                                       asked_words(asked.style, asked.density))))
+                                       asked_words(asked.style, asked.density, asked.pitch_range))))
         waiting = [placeholder_html(f"Variation {i + 1}: waiting for its first notes...") if i < count else ""
                    for i in range(MAX_VARIATIONS)]
         yield from self.follow(job, request, f"Generating {what}", waiting,
@@ -178,6 +178,7 @@ class Handlers(PromptViews):
         records = [{"midi": str(write_midi(r.score, self.config.files, f"{named}-variation-{i + 1}.mid")),
                     "boundary": int(r.boundary_tick), "seed": r.seed, "base": base, "steps": steps,
                     "partial": partial, "style": job.request.style, "density": job.request.density,
+                    "pitch_range": job.request.pitch_range,
                     "count": len(results), "notes": r.continuation.note_num(), "palette": palette,
                     "edits": [*edits, *([edit_name(*bars)] if bars else [])],
                     **({"bars": list(bars), "span": [int(t) for t in r.span]} if bars and r.span else {})}

@@ -230,7 +230,7 @@ class PromptViews:
         part = record.get("part")
         if part:  # an added part: the whole piece, or its bars shaded (shown with 2 bars either side)
             bars = None if part["whole"] else tuple(part["bars"])
-        asked = asked_words(record.get("style"), record.get("density"))  # the style and density asked for
+        asked = asked_words(record.get("style"), record.get("density"), record.get("pitch_range"))  # what was asked
         action = "add a part" if part else "regenerate" if bars else "generate"
         note = (f"Variation {i + 1} of {record['count']}, seed {record['seed']}{', ' + asked if asked else ''}: "
                 f"{action} with this seed to make it again (as variation 1)."

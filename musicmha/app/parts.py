@@ -120,7 +120,7 @@ class AddPart:
         where = "the whole piece" if whole else bar_range.edit_name(*bars, words=True)
         waiting = [placeholder_html(f"Variation {i + 1}: adding {word} to {where}...") if i < count else ""
                    for i in range(MAX_VARIATIONS)]
-        words = asked_words(asked.style, asked.density)
+        words = asked_words(asked.style, asked.density, asked.pitch_range)
         yield from self.handlers.follow(job, request, f"Adding {word} to {where} ({plural(count, 'variation')}"
                                         f"{', ' + words if words else ''})", waiting)
         yield self.finish(job, base, steps, bool(full_view), edits, word, bars, whole)
@@ -142,7 +142,8 @@ class AddPart:
                 "midi": str(write_midi(result.score, files, f"{named}-variation-{i + 1}.mid")),
                 "alone": str(write_midi(alone, files, f"{named}-alone-variation-{i + 1}.mid")),
                 "boundary": 0, "seed": result.seed, "base": base, "steps": steps, "partial": partial,
-                "style": job.request.style, "density": job.request.density, "count": len(job.results),
+                "style": job.request.style, "density": job.request.density, "pitch_range": job.request.pitch_range,
+                "count": len(job.results),
                 "notes": track.note_num(), "palette": prompt_palette(job.prompt),
                 "edits": [*edits, part_edit(word, bars, whole)],
                 "part": {"index": index, "name": track.name, "word": word, "drum": bool(track.is_drum),

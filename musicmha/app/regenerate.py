@@ -108,7 +108,7 @@ class Regenerate:
                    for i in range(MAX_VARIATIONS)]
         # No live sketch: a few bars come quickly, and the notes so far would be drawn without the range's
         # music after them; the status line counts the bars instead.
-        words = asked_words(asked.style, asked.density)
+        words = asked_words(asked.style, asked.density, asked.pitch_range)
         yield from self.handlers.follow(job, request, f"Regenerating {what} ({plural(count, 'variation')}"
                                         f"{', ' + words if words else ''})", waiting)
         yield self.handlers.finish(job, base, steps, full, roll_size(count), edits, bars)

@@ -15,6 +15,7 @@ from musicmha.data.tokenizer import program_names
 from musicmha.errors import ConfigError
 from musicmha.generation.controls import parse_programs, parse_time_signature
 from musicmha.generation.options import SamplingOptions
+from musicmha.generation.pitch_range import pitch_name
 from musicmha.generation.request import GenerationRequest
 
 MAX_VARIATIONS = 4
@@ -60,9 +61,9 @@ CONTINUE_SETTINGS = ("unit", "length", "temperature", "top_k", "top_p", "seed", 
                      "tempo", "time_signature")
 FILL_SETTINGS = ("temperature", "top_k", "top_p", "seed", "random_seed", "variations", "checkpoint",
                  "instruments_mode", "programs", "drums")
-# Style and density come after every other parameter of /generate and /regenerate (and after the whole-piece
-# view), so that callers written before them keep working; their defaults ask for nothing.
-STYLE_SETTINGS = ("style", "density")
+# Style, density and pitch range come after every other parameter of /generate and /regenerate (and after the
+# whole-piece view), so that callers written before them keep working; their defaults ask for nothing.
+STYLE_SETTINGS = ("style", "density", "pitch_range")
 LENGTH_FIELDS = {"bars": "bars", "seconds": "seconds", "tokens": "max_new_tokens"}
 
 
@@ -92,11 +93,14 @@ def style_fields(style: str | None, density: Any) -> dict[str, Any]:
     return {"style": _STYLE_NAMES.get(style.lower(), style) if style else None, "density": density}
 
 
-def asked_words(style: str | None, density: int | str | None) -> str:
-    """What a request asked for, in the menus' words ("style bossa nova, density busier"; "" for nothing)."""
+def asked_words(style: str | None, density: int | str | None, pitch_range: tuple[int, int] | None = None) -> str:
+    """What a request asked for, in the menus' words ("style bossa nova, density busier, pitches C3-C6"; ""
+    for nothing)."""
     parts = [f"style {STYLES.get(style, style)}"] if style else []
     if density is not None:
         parts.append(f"density {DENSITY_WORDS[density - 1] if isinstance(density, int) else density}")
+    if pitch_range is not None:
+        parts.append("pitches " + "-".join(pitch_name(p) for p in pitch_range))
     return ", ".join(parts)
 
 
@@ -105,13 +109,13 @@ def page_request(unit: str | None = None, length: float | None = None, temperatu
                  random_seed: bool = True, variations: float = 1, prompt_tokens: float | None = 0,
                  instruments_mode: str | None = KEEP, programs: Any = None, drums: bool | None = True,
                  allow_early_end: bool | None = False, tempo: float | None = 0, time_signature: str | None = None,
-                 checkpoint: str | None = None, style: str | None = None, density: Any = None
-                 ) -> GenerationRequest:
+                 checkpoint: str | None = None, style: str | None = None, density: Any = None,
+                 pitch_range: str | None = None) -> GenerationRequest:
     """The page's values (by their names in CONTINUE_SETTINGS / FILL_SETTINGS) as one GenerationRequest,
     checked against the page's limits; a ConfigError says what is wrong in one line. `unit` None: no length
     (regenerating bars). 0 means "off" for top-k, prompt memory and tempo; top-p 1 means off. `checkpoint`
     is not part of the request (the handlers choose the model with it). `style` and `density`: see
-    `style_fields`."""
+    `style_fields`; `pitch_range` is text like "C3-C6" (empty: any pitch)."""
     fields: dict[str, Any] = {}
     if unit is not None:
         if unit not in LIMITS:
@@ -134,4 +138,4 @@ def page_request(unit: str | None = None, length: float | None = None, temperatu
         prompt_tokens=int(prompt_tokens) if prompt_tokens else None,
         **instrument_fields(instruments_mode, programs, drums),
         allow_early_end=bool(allow_early_end), tempo=float(tempo) if tempo else None, time_signature=meter,
-        **style_fields(style, density))
+        **style_fields(style, density), pitch_range=pitch_range)

@@ -112,8 +112,11 @@ def build_app(config: AppConfig) -> gr.Blocks:
                 slots.append(slot)
 
         with gr.Accordion("More settings", open=False, elem_id="settings"):
-            with gr.Row():  # active only for a model trained with style and density tokens
+            with gr.Row():  # style: only for a model trained with style tokens; density and range: any model
                 style, density = style_menus(has_styles(config.checkpoint, config.cache), first=True)
+                pitch_range = gr.Textbox(value="", label="Pitch range of the new notes", elem_id="pitch-range",
+                                         placeholder="e.g. C3-C6 or 48-84; empty: any",
+                                         info="lowest and highest pitch, middle C is C4; drums are not limited")
             with gr.Row():
                 temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, elem_id="temperature", **label("temperature"))
                 seed = gr.Number(value=0, precision=0, minimum=0, elem_id="seed", **label("seed"))
@@ -216,9 +219,9 @@ def build_app(config: AppConfig) -> gr.Blocks:
                       random_seed=random_seed, variations=variations, prompt_tokens=prompt_tokens,
                       checkpoint=checkpoint, instruments_mode=instruments_mode, programs=programs, drums=drums,
                       allow_early_end=allow_early_end, tempo=tempo, time_signature=time_signature, style=style,
-                      density=density)
+                      density=density, pitch_range=pitch_range)
         settings = {name: fields[name] for name in CONTINUE_SETTINGS}
-        # style and density: the API's last parameters (after the whole-piece view), so older callers still work
+        # style, density, pitch range: the API's last parameters (after the whole-piece view): older callers work
         styles = {name: fields[name] for name in STYLE_SETTINGS}
         # A bad value stops the chain at the check: one message, nothing else on the page changes.
         def after_run(event) -> None:

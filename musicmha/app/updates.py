@@ -86,19 +86,18 @@ def memory_slider(context: int | None) -> gr.Slider:
 
 
 def style_menus(available: bool, first: bool = False) -> tuple[gr.Dropdown, gr.Dropdown]:
-    """The Style and Density menus for the loaded model: active when it was trained with style and density
-    tokens, else inactive and back at "from the prompt" / "as the prompt" with a line saying why. `first`:
+    """The Style and Density menus for the loaded model. Style is active when it was trained with style tokens,
+    else inactive and back at "from the prompt" with a line saying why; density works with every model (the
+    grammar keeps it, musicmha/generation/density.py), a model with the tokens also reads it. `first`:
     the components themselves (the page's build); otherwise updates, which keep a choice the model can take.
     Custom values are allowed so that a value the menus do not list (typed, or sent through the API) reaches
     the request's own check, whose one-line message lists the valid choices."""
     style_info = ("the character to ask for; 'from the prompt' lets the model hear it in the prompt"
                   if available else NO_STYLES)
-    density_info = ("notes per bar: calmer or busier than the prompt, or a level from very calm to densest"
-                    if available else NO_STYLES)
+    density_info = "notes per bar: calmer or busier than the prompt, or a level from very calm to densest"
     style = dict(choices=STYLE_CHOICES, interactive=available, info=style_info, allow_custom_value=True,
                  **({} if available else {"value": FROM_PROMPT}))
-    density = dict(choices=DENSITY_CHOICES, interactive=available, info=density_info, allow_custom_value=True,
-                   **({} if available else {"value": AS_PROMPT}))
+    density = dict(choices=DENSITY_CHOICES, interactive=True, info=density_info, allow_custom_value=True)
     if not first:
         return gr.Dropdown(**style), gr.Dropdown(**density)
     return (gr.Dropdown(**{"value": FROM_PROMPT, **style}, label="Style", elem_id="style"),

@@ -31,6 +31,9 @@ def _add_sampling_options(p: argparse.ArgumentParser, *, instruments: bool = Tru
     character.add_argument("--density", default=None, metavar="LEVEL",
                            help="notes per bar: a level 1-7, a word (very calm, calm, moderate, lively, busy, "
                                 "very busy, densest) or calmer / busier than the prompt")
+    p.add_argument("--pitch-range", default=None, metavar="LOW-HIGH",
+                   help="keep every new pitched note between two pitches, e.g. C3-C6 or 48-84 (middle C is C4; "
+                        "any model; drums are not limited)")
     p.add_argument("--wav", default=None, help="also render audio (.wav, or .flac/.mp3 with ffmpeg)")
     p.add_argument("--png", default=None, help="also draw a piano roll")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
@@ -117,7 +120,8 @@ def request_from_args(args: argparse.Namespace, *, infill: bool = False) -> Gene
     fields = dict(sampling=SamplingOptions.from_inputs(args.temperature, args.top_k, args.top_p, args.seed),
                   num_samples=args.num_samples, copy_boost=args.copy_boost, drums=args.drums,
                   instruments=parse_programs(args.instruments) if args.instruments is not None else None,
-                  allow_new_instruments=args.allow_new_instruments, style=args.style, density=args.density)
+                  allow_new_instruments=args.allow_new_instruments, style=args.style, density=args.density,
+                  pitch_range=args.pitch_range)
     if not infill:
         fields.update(max_new_tokens=args.max_new_tokens, bars=args.bars, seconds=args.seconds,
                       prompt_tokens=args.prompt_tokens, constrained=not args.unconstrained,

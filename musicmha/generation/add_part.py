@@ -48,7 +48,8 @@ BASS_RANGE = (28, 67)  # E1..G4: where bass lines live (instruments.py ranges ar
 DEFAULT_RANGE = (36, 96)
 CHORD_LIMITS = {"bass": 2}  # notes per onset, by GM family; 4 for the others and the kit
 DEFAULT_CHORD_LIMIT = 4
-PART_FIELDS = ("num_samples", "sampling", "copy_boost", "style", "density")  # what a request gives add_part
+# what a request gives add_part
+PART_FIELDS = ("num_samples", "sampling", "copy_boost", "style", "density", "pitch_range")
 NOTES_PER_BAR = 32  # the most new notes in a bar (every position of a 4/4 bar)
 
 
@@ -87,12 +88,15 @@ def resolve_instrument(instrument: int | str) -> Instrument:
     return Instrument(instrument, names[instrument])
 
 
-def part_range(program: int, tokenizer_range: tuple[int, int]) -> tuple[int, int]:
-    """The pitches [low, high] the new part may play: the instrument's range inside the tokenizer's."""
+def part_range(program: int, tokenizer_range: tuple[int, int], asked: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The pitches [low, high] the new part may play: the range asked (a request's pitch_range), else the
+    instrument's, inside the tokenizer's."""
     low, high = tokenizer_range[0], tokenizer_range[1] - 1
     if program == DRUMS:
         return low, high  # PitchDrum tokens: the tokenizer's kit
-    if program_family(program) == "bass":
+    if asked is not None:
+        span = asked
+    elif program_family(program) == "bass":
         span = BASS_RANGE
     else:
         try:
@@ -146,7 +150,7 @@ def add_part(generator: MusicGenerator, prompt: Prompt, request: GenerationReque
         logger.info("the piece already has %s: the new part is a second track of that %s",
                     chosen.name, "kit" if chosen.is_drum else "program")
     family = "drums" if chosen.is_drum else program_family(chosen.program)
-    low, high = part_range(chosen.program, tokenizer.pitch_range)
+    low, high = part_range(chosen.program, tokenizer.pitch_range, request.pitch_range)
     part = Part(chosen.program, low, high, first, last, chord_limit=CHORD_LIMITS.get(family, DEFAULT_CHORD_LIMIT),
                 bar_limit=NOTES_PER_BAR)
     start_index, end_index = lines[first - 1][0], lines[last][0]

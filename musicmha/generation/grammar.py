@@ -85,7 +85,8 @@ class TokenGrammar:
     def __init__(self, spec: GrammarSpec, *, instruments: InstrumentRule | None = None,
                  length: LengthRule | None = None, opening: Sequence[int | None] = (), syntax: bool = True,
                  start_qpm: float = 120.0, hold_tempo: bool = False, no_empty_bars: bool = False,
-                 limit_chords: bool = False, keep_parts: bool = False) -> None:
+                 limit_chords: bool = False, keep_parts: bool = False,
+                 pitch_range: tuple[int, int] | None = None) -> None:
         self.spec, self.length, self.opening, self.syntax = spec, length, list(opening), syntax
         # The tempo holds once one is known (a prompt's, or the first one written from nothing): a model that
         # cannot use an instrument it was denied otherwise spends that probability on tempo changes, and a
@@ -128,6 +129,9 @@ class TokenGrammar:
                     self.banned[i] = True
             if not instruments.drums:
                 self.banned |= self.drum_pitches
+        if pitch_range is not None:  # new pitched notes stay inside it (musicmha/generation/pitch_range.py)
+            pitched = (self.pitch_values >= 0) & ~self.drum_pitches
+            self.banned |= pitched & ((self.pitch_values < pitch_range[0]) | (self.pitch_values > pitch_range[1]))
         self.note_tokens = self.pitch_values >= 0  # every Pitch/PitchDrum/NoteOn token
         self.program_token = {int(v): i for i, (k, v) in enumerate(zip(self.types, self.values, strict=True))
                               if k == "Program"}

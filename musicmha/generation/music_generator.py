@@ -1,10 +1,9 @@
 """MIDI in, MIDI out: `MusicGenerator` ties a checkpoint's model and tokenizer to symusic scores.
 
 The prompt is tokenized, its last bars condition the model (cut at a bar boundary), new tokens are sampled
-(grammar-constrained by default, within the controls of musicmha.generation.controls: the prompt's instruments, the
-length asked for, the opening tempo and meter), and the continuation is decoded, moved to the prompt's time
-base and merged into an untouched copy of the prompt: the prompt's notes, tracks, tempos and time
-signatures come out exactly as they went in (tempo changes the model writes are added after its end).
+(grammar-constrained by default, within the controls: instruments, length, opening, pitch range, density), and
+the continuation is decoded, moved to the prompt's time base and merged into an untouched copy of the prompt:
+its notes, tracks, tempos and meters come out exactly as they went in (the model's tempo changes come after).
 """
 
 from __future__ import annotations
@@ -27,7 +26,9 @@ from musicmha.generation import add_part as part
 from musicmha.generation import infill as fill
 from musicmha.generation.controls import InstrumentRule, LengthRule, exact_tempo, nearest_tempo
 from musicmha.generation.copy_head import CopyHead, load_copy_head, transparent_ids
+from musicmha.generation.density import with_density
 from musicmha.generation.grammar import TokenGrammar
+from musicmha.generation.pitch_range import check_pitch_range
 from musicmha.generation.request import GenerationRequest, make_request
 from musicmha.generation.result import (GenerationResult, merge_into_prompt, new_notes, new_tempos, tempo_at_end,
                                         to_prompt_time)
@@ -96,9 +97,9 @@ class MusicGenerator:
                               "(musicmha fit-copy-head makes one)")
         if request.constrained and self.spec is None:
             raise ConfigError("grammar-constrained decoding needs a tokenizer without BPE; pass constrained=False")
-        if (request.style is not None or request.density is not None) and self.tokenizer.condition_tokens is None:
-            raise ConfigError("style and density: this model was trained without style and density tokens; "
-                              "leave them out, or use a model trained with them")
+        if request.style is not None and self.tokenizer.condition_tokens is None:
+            raise ConfigError("style: this model was trained without style and density tokens; leave the style "
+                              "out, or use a model trained with them")
         if request.density in RELATIVE_DENSITIES and not has_prompt:
             raise ConfigError(f"density {request.density!r} is relative to a prompt: give a prompt, or a level "
                               f"1-{DENSITY_LEVELS}")
@@ -106,10 +107,13 @@ class MusicGenerator:
         if has_prompt and not opening.empty:
             raise ConfigError("tempo and time_signature open a piece from nothing; a prompt keeps its own")
         if self.spec is None:
-            if request.explicit_instruments or not opening.empty or request.allow_early_end:
-                raise ConfigError("instrument, tempo, meter and early-end controls need a tokenizer without BPE")
+            if any((request.explicit_instruments, request.allow_early_end, request.decoding_controls, opening.tempo,
+                    opening.time_signature)):
+                raise ConfigError("instrument, tempo, meter, pitch-range, density and early-end controls need a "
+                                  "tokenizer without BPE")
         else:
             opening.token_ids(self.spec)  # the tempo and meter this tokenizer can write
+            check_pitch_range(request.pitch_range, self.tokenizer.pitch_range)  # None: nothing asked
             if request.explicit_instruments and not self._writes_programs():
                 raise ConfigError("this tokenizer writes no Program tokens, so it cannot choose instruments")
         return request
@@ -186,16 +190,16 @@ class MusicGenerator:
             timeline = TokenGrammar(self.spec, instruments=rule, length=length, syntax=request.constrained,
                                     opening=opening.token_ids(self.spec), hold_tempo=not request.allow_tempo_changes,
                                     no_empty_bars=not request.allow_empty_bars, limit_chords=True,
-                                    keep_parts=not request.allow_parts_to_stop)
+                                    keep_parts=not request.allow_parts_to_stop, pitch_range=request.pitch_range)
             timeline.follow(start)
             # A prompt without tempo events plays at MIDI's default 120 BPM: that is its tempo to hold.
             timeline.anchor(qpm=(tempo_at_end(score) or 120.0) if score is not None else None)
         restricts = timeline is not None and (request.constrained or not rule.unrestricted or length.timed
-                                              or timeline.opening)
-        out = generate(self.model, start, request.sampling, length.token_limit, callback=callback,
-                       allowed=timeline if restricts else None, eos_token_id=self.tokenizer.eos_id,
-                       stop=_stopper(timeline) if timeline is not None and length.timed else None,
-                       copy_head=self.copy_head, copy_boost=request.copy_boost)
+                                              or timeline.opening or request.decoding_controls)
+        allowed = with_density(timeline, request.density, condition) if restricts else None
+        out = generate(self.model, start, request.sampling, length.token_limit, callback=callback, allowed=allowed,
+                       eos_token_id=self.tokenizer.eos_id, copy_head=self.copy_head, copy_boost=request.copy_boost,
+                       stop=_stopper(timeline) if timeline is not None and length.timed else None)
         results = [self._result(score, condition, row, offset_quarters, row_seed(request.sampling.seed, k))
                    for k, row in enumerate(out.tolist())]  # one copy to the host, not one per row
         if score is None and opening.tempo is not None and self.spec is not None:
@@ -224,10 +228,10 @@ class MusicGenerator:
         n_bars, count = end_bar - start_bar + 1, request.num_samples
         timeline = TokenGrammar(self.spec, instruments=rule, length=LengthRule(bars=n_bars),
                                 hold_tempo=True, no_empty_bars=True,  # the piece's tempo map is kept
-                                limit_chords=True)
+                                limit_chords=True, pitch_range=request.pitch_range)
         fill.prime_middle_rows(timeline, plan, count)
-        out = generate(self.model, torch.tensor([plan.scaffold] * count), request.sampling,
-                       plan.new_token_limit, callback=callback, allowed=timeline,
+        out = generate(self.model, torch.tensor([plan.scaffold] * count), request.sampling, plan.new_token_limit,
+                       callback=callback, allowed=with_density(timeline, request.density, ids),
                        eos_token_id=self.tokenizer.eos_id, stop=_stopper(timeline), copy_head=self.copy_head,
                        copy_boost=request.copy_boost)
         if not bool(timeline.reached().all()):

@@ -22,6 +22,7 @@ from musicmha.errors import ConfigError
 from musicmha.generation.controls import InstrumentRule, LengthRule, Opening, prompt_programs
 from musicmha.generation.copy_head import checked_sampling_boost
 from musicmha.generation.options import SamplingOptions, whole_number
+from musicmha.generation.pitch_range import parse_pitch_range
 
 if TYPE_CHECKING:
     from musicmha.data.vocabulary import GrammarSpec
@@ -45,7 +46,8 @@ class GenerationRequest:
     prompt's last 8 bars plays on, resting no longer than it rested there, unless `allow_parts_to_stop`.
     `style` (a name from musicmha.data.styles.STYLES, e.g. "swing") and `density` (a level 1..7, its word
     such as "calm" or "busy", or "calmer"/"busier" than the prompt) ask a model trained with those tokens
-    for that character; None leaves it to the prompt."""
+    for that character; None leaves it to the prompt. `pitch_range` ((48, 84), ("C3", "C6") or "C3-C6") keeps
+    every new pitched note between those pitches (musicmha.generation.pitch_range; drums are not limited)."""
 
     max_new_tokens: int | None = None
     bars: int | None = None
@@ -66,6 +68,7 @@ class GenerationRequest:
     allow_parts_to_stop: bool = False
     style: str | None = None
     density: int | str | None = None
+    pitch_range: tuple[int, int] | str | None = None
 
     def __post_init__(self) -> None:
         self.length  # noqa: B018 (each property validates its part)
@@ -89,6 +92,7 @@ class GenerationRequest:
             object.__setattr__(self, "style", parse_style(self.style))
         if self.density is not None:
             object.__setattr__(self, "density", parse_density(self.density))
+        object.__setattr__(self, "pitch_range", parse_pitch_range(self.pitch_range))
 
     def _check_instruments(self) -> None:
         if self.drums is not None and not isinstance(self.drums, bool):
@@ -112,6 +116,11 @@ class GenerationRequest:
     @property
     def opening(self) -> Opening:
         return Opening(self.tempo, self.time_signature)
+
+    @property
+    def decoding_controls(self) -> bool:
+        """Whether the request asks for a control that only the grammar's masks keep (pitch range, density)."""
+        return self.pitch_range is not None or self.density is not None
 
     @property
     def explicit_instruments(self) -> bool:

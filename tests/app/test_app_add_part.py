@@ -211,11 +211,11 @@ def test_the_api_adds_a_part_and_the_other_endpoints_keep_their_parameters(check
         settings = ["temperature", "top_k", "top_p", "seed", "random_seed", "variations"]
         assert names["/generate"] == ["prompt", "unit", "length", *settings, "prompt_tokens", "checkpoint",
                                       "instruments_mode", "programs", "drums", "allow_early_end", "tempo",
-                                      "time_signature", "full_view", "style", "density"]
+                                      "time_signature", "full_view", "style", "density", "pitch_range"]
         assert names["/regenerate"] == ["prompt", "first", "last", *settings, "checkpoint", "instruments_mode",
-                                        "programs", "drums", "full_view", "style", "density"]
+                                        "programs", "drums", "full_view", "style", "density", "pitch_range"]
         assert names["/add_part"] == ["prompt", "instrument", "scope", "first", "last", *settings, "checkpoint",
-                                      "full_view", "style", "density"]
+                                      "full_view", "style", "density", "pitch_range"]
         status, seed, *rest = client.predict(handle_file(str(BACH)), "bass", SHADED, 5, 5, 1.0, 0, 1.0, 3, False,
                                              api_name="/add_part")
         assert status.startswith("Done: 1 variation(s) of bass added to bar 5") and seed == 3

@@ -108,15 +108,16 @@ def test_the_controls_are_inactive_for_the_shipped_model_and_follow_the_checkpoi
     config = AppConfig(checkpoints=handlers.config.checkpoints, checkpoint=SHIPPED.resolve(),
                        examples=list_examples(), files=handlers.config.files, cache=handlers.config.cache)
     blocks = _by_id(build_app(config))
-    for elem_id, none in (("style", FROM_PROMPT), ("density", AS_PROMPT)):
-        assert blocks[elem_id].interactive is False and blocks[elem_id].info == NO_STYLES
-        assert blocks[elem_id].value == none
+    assert blocks["style"].interactive is False and blocks["style"].info == NO_STYLES
+    assert blocks["style"].value == FROM_PROMPT
+    # density is kept by the grammar, so it works with every model
+    assert blocks["density"].interactive is True and blocks["density"].value == AS_PROMPT
     # switching checkpoints: the tiny model has the tokens, the shipped one not
     *_, style, density = model_fields(handlers, str(tiny))
     assert style.interactive is True and density.interactive is True and NO_STYLES not in style.info
     *_, style, density = model_fields(handlers, str(SHIPPED.resolve()))
-    assert style.interactive is False and density.interactive is False and style.info == NO_STYLES
-    assert (style.value, density.value) == (FROM_PROMPT, AS_PROMPT)  # back to asking for nothing
+    assert style.interactive is False and density.interactive is True and style.info == NO_STYLES
+    assert style.value == FROM_PROMPT  # back to asking for nothing
 
 
 def test_the_controls_are_active_for_a_model_with_styles(handlers):
@@ -162,6 +163,24 @@ def test_a_style_and_density_reach_the_model_after_bos(handlers, tiny, monkeypat
     assert "seed 5: generate" in out[2 + 4] and out[-1][0]["style"] is None
 
 
+def test_a_pitch_range_reaches_the_request_and_every_new_note_keeps_it(handlers, tiny, monkeypatch):
+    """The pitch range box (any model): its text goes into the request, the new notes stay in it, the card
+    says it, and a bad range is one line."""
+    generator = handlers.config.cache.get(tiny)
+    calls = _spy(monkeypatch, generator, "continue_midi")
+    prompt = handlers.pick_example("bach_bwv66.6_chorale", new_session())[0]
+    out = list(handlers.generate(prompt, **SETTINGS, pitch_range="C4-G4"))[-1]
+    (request, results), = calls
+    assert request.pitch_range == (60, 67)
+    pitches = [n.pitch for t in results[0].continuation.tracks if not t.is_drum for n in t.notes]
+    assert pitches and all(60 <= p <= 67 for p in pitches)
+    assert out[-1][0]["pitch_range"] == (60, 67) and "seed 5, pitches C4-G4:" in out[2 + 4]
+    assert page_request(**SETTINGS, pitch_range="").pitch_range is None
+    with pytest.raises(ConfigError) as error:
+        page_request(**SETTINGS, pitch_range="G4-C4")
+    assert "reversed" in str(error.value) and "\n" not in str(error.value)
+
+
 def test_regenerating_bars_asks_for_the_style_too(handlers, tiny, monkeypatch):
     generator = handlers.config.cache.get(tiny)
     cond, bos = generator.tokenizer.condition_tokens, generator.tokenizer.bos_id
@@ -202,10 +221,9 @@ def test_continue_this_one_goes_on_calmer(handlers, tiny, monkeypatch):
 def test_a_style_for_the_shipped_model_is_one_line(handlers):
     prompt = handlers.pick_example("bach_bwv66.6_chorale", new_session())[0]
     shipped = str(SHIPPED.resolve())
-    for settings in ({"style": "swing"}, {"density": "busier"}):
-        with pytest.raises(gr.Error) as error:
-            list(handlers.generate(prompt, **SETTINGS, checkpoint=shipped, **settings))
-        assert NO_STYLE_MESSAGE in error.value.message and "\n" not in error.value.message
+    with pytest.raises(gr.Error) as error:
+        list(handlers.generate(prompt, **SETTINGS, checkpoint=shipped, style="swing"))
+    assert NO_STYLE_MESSAGE in error.value.message and "\n" not in error.value.message
     with pytest.raises(gr.Error, match=NO_STYLE_MESSAGE):
         list(Regenerate(handlers).regenerate(prompt, 2, 2, checkpoint=shipped, style="swing"))
 
@@ -231,7 +249,7 @@ def test_the_api_takes_style_last_and_says_one_line_for_the_shipped_model(tmp_pa
             names = [p["parameter_name"] for p in client.view_api(print_info=False,
                                                                   return_format="dict")["named_endpoints"][name]
                      ["parameters"]]
-            assert names[-3:] == ["full_view", "style", "density"], names
+            assert names[-4:] == ["full_view", "style", "density", "pitch_range"], names
         with pytest.raises(AppError) as error:
             client.predict(handle_file(str(BACH)), "tokens", 8, style="swing", api_name="/generate")
         assert NO_STYLE_MESSAGE in str(error.value) and "\n" not in str(error.value)
