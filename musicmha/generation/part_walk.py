@@ -122,7 +122,10 @@ class PartWalk:
     def _pitch_mask(self, b: int) -> torch.Tensor:
         """The pitches the part's next note at this onset may take."""
         row, walk = self.grammar.rows[b], self.walks[b]
-        mask = self.pitches & (self.grammar.pitch_values > max(walk.chord, default=-1))
+        # pitched notes at one onset go up, as the tokenizer writes them; the kit keeps a file's own order (70
+        # then 42), so its hits need only be new (measured: 7% of held-out drum tokens came after a higher one)
+        floor = -1 if self.part.program == DRUMS else max(walk.chord, default=-1)
+        mask = self.pitches & (self.grammar.pitch_values > floor)
         played = row.pitches.get(self.part.program)
         if played:
             mask &= ~torch.isin(self.grammar.pitch_values, torch.tensor(sorted(played)))
