@@ -23,6 +23,23 @@ def make_tiny_checkpoint(folder: Path) -> Path:
     return folder
 
 
+def tiny_generator(context: int = 512, layers: int = 2, heads: int = 4):
+    """A MusicGenerator of random weights (seed 0) over the default tokenizer: for tests whose promises are
+    structural (masks, exact notes), not musical."""
+    import torch
+
+    from musicmha import ModelConfig
+    from musicmha.data.tokenizer import MusicTokenizer
+    from musicmha.generation.music_generator import MusicGenerator
+    from musicmha.nn.model import MusicTransformer
+
+    tokenizer = MusicTokenizer.from_config()
+    torch.manual_seed(0)
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=layers, n_heads=heads,
+                         max_seq_len=context, dropout=0.0)
+    return MusicGenerator(MusicTransformer(config), tokenizer)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

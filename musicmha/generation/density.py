@@ -3,7 +3,7 @@
 A request's `density` is a level 1..7 (notes per bar, all parts and drums counted: musicmha.data.styles) or
 "calmer"/"busier", one level from the prompt's own. A model trained with the Density_ tokens reads the level
 after BOS, as in training; but measured on the long run's model, the token alone does not move the output
-(docs/results.md §19: the same seed gave the same notes at every level). Training gave each row its own
+(docs/results.md §20: the same seed gave the same notes at every level). Training gave each row its own
 density, which the music before a position already shows, so the token taught the model nothing the prompt
 did not say. So the level is also kept here, for every model, by masking the grammar's choices bar by bar:
 

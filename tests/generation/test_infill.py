@@ -7,15 +7,13 @@ from pathlib import Path
 
 import pytest
 import symusic
-import torch
+from app_helpers import tiny_generator
 
-from musicmha import ModelConfig, MusicTransformer
 from musicmha.cli import main
 from musicmha.errors import ConfigError, MidiError
 from musicmha.data.fim import MAX_FILL_BARS
 from musicmha.generation.music_generator import MusicGenerator
 from musicmha.evaluation.music_stats import bar_starts
-from musicmha.data.tokenizer import MusicTokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = sorted((ROOT / "data" / "prompts").glob("*.mid"))
@@ -24,11 +22,7 @@ PROMPTS = sorted((ROOT / "data" / "prompts").glob("*.mid"))
 @pytest.fixture(scope="module")
 def generator() -> MusicGenerator:
     """Random weights and the default tokenizer (which has the FIM sentinels): exactness is structural."""
-    tokenizer = MusicTokenizer.from_config()
-    torch.manual_seed(0)
-    config = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, max_seq_len=512,
-                         dropout=0.0)
-    return MusicGenerator(MusicTransformer(config), tokenizer)
+    return tiny_generator()
 
 
 def _notes(score: symusic.Score) -> Counter:

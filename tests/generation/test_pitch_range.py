@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import symusic
-import torch
+from app_helpers import make_tiny_checkpoint, tiny_generator
 
-from musicmha import ConfigError, GenerationRequest, ModelConfig, MusicTransformer
+from musicmha import ConfigError, GenerationRequest
 from musicmha.cli import main
-from musicmha.data.tokenizer import MusicTokenizer
 from musicmha.generation.grammar import TokenGrammar
 from musicmha.generation.music_generator import MusicGenerator
 from musicmha.generation.pitch_range import parse_pitch, parse_pitch_range, pitch_name
@@ -23,11 +22,7 @@ TUNE = PROMPTS / "oneills_tune_1.mid"
 
 @pytest.fixture(scope="module")
 def generator() -> MusicGenerator:
-    tokenizer = MusicTokenizer.from_config()
-    torch.manual_seed(0)
-    config = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, max_seq_len=512,
-                         dropout=0.0)
-    return MusicGenerator(MusicTransformer(config), tokenizer)
+    return tiny_generator()
 
 
 @pytest.mark.parametrize("text, pitch", [("C4", 60), ("A0", 21), ("C-1", 0), ("Bb2", 46), ("F#3", 54),
@@ -102,12 +97,7 @@ def test_a_range_the_tokenizer_cannot_write_is_refused_with_its_range(generator)
 
 
 def test_cli_takes_pitch_range(tmp_path, capsys):
-    folder = tmp_path / "ckpt"
-    tokenizer = MusicTokenizer.from_config()
-    torch.manual_seed(0)
-    MusicTransformer(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=1, n_heads=2,
-                                 max_seq_len=256)).save_pretrained(folder)
-    tokenizer.save(folder)
+    folder = make_tiny_checkpoint(tmp_path / "ckpt")
     out = tmp_path / "out.mid"
     assert main(["generate", "--checkpoint", str(folder), "--prompt", str(TUNE), "--bars", "2", "--seed", "0",
                  "--pitch-range", "C4-C5", "--out", str(out)]) == 0
