@@ -287,6 +287,8 @@ class MusicTokenizer:
         sentinels, style and density) are dropped."""
         specials = {self.bos_id, self.eos_id, self.pad_id, *self._tok.special_tokens_ids}
         clean = [int(i) for i in ids if int(i) not in specials]
+        if not clean:  # e.g. BOS and a style alone, from nothing: miditok cannot decode an empty sequence
+            return symusic.Score(self.ticks_per_quarter)
         return self._tok.decode(clean)
 
     def train_bpe(self, files: Sequence[str | Path], vocab_size: int) -> None:

@@ -49,6 +49,18 @@ def test_the_asked_style_and_density_open_the_context(generator):
     assert sum(t.note_num() for t in result.score.tracks) >= symusic.Score(str(PROMPTS[0])).note_num()
 
 
+@pytest.mark.parametrize("asked", [dict(style="waltz"), dict(density=3), dict(style="swing", density="calm")])
+def test_a_piece_from_nothing_opens_with_the_asked_style(generator, asked):
+    """From nothing, the context is BOS and the asked tokens alone (which decode to no music): the piece is
+    made and decoded (a crash until 2026-12-07: miditok cannot decode an empty sequence)."""
+    cond = generator.tokenizer.condition_tokens
+    (result,) = generator.continue_midi(None, bars=2, seed=0, **asked)
+    opened = [cond.styles[asked["style"]]] if "style" in asked else []
+    assert result.token_ids[1:1 + len(opened)] == opened
+    assert result.score.note_num() > 0 and result.continuation.note_num() == result.score.note_num()
+    assert generator.tokenizer.decode([generator.tokenizer.bos_id, *opened]).note_num() == 0
+
+
 def test_busier_and_calmer_are_one_level_from_the_prompts_own(generator):
     cond = generator.tokenizer.condition_tokens
     ids = generator.tokenizer.encode(PROMPTS[1])
