@@ -1,6 +1,6 @@
 """Test NLL per group of pieces, for several checkpoints side by side, the network alone (issue 26, item 4).
 
-    python benchmarks/split_nll.py --tokens data/tokens --checkpoints musicmha-1k,checkpoints/musicmha-next \
+    python benchmarks/split_nll.py --tokens data/tokens --checkpoints musicmha-1k,musicmha-2 \
         [--split test] [--per-group 60] [--seed 0] [--conditions] [--threads 2] [--json out.json]
 
 `musicmha eval --max-pieces N` reads a split's first N pieces, and a split is sorted by path: its first
