@@ -34,12 +34,12 @@ from musicmha.generation.music_generator import MusicGenerator
 
 prompts = example_prompts()
 generator = MusicGenerator.from_pretrained(device="cpu")  # the default: the shipped model
-first = checkpoint.shipped()[0].name
-by_name = MusicGenerator.from_pretrained(first, device="cpu")
+by_name = {p.name: MusicGenerator.from_pretrained(p.name, device="cpu").tokenizer.vocab_size  # each by its name
+           for p in checkpoint.shipped()}
 result = generator.continue_midi(prompts["bach_bwv66.6_chorale"], max_new_tokens=12, seed=0)[0]
 print(json.dumps({"package": musicmha.__file__, "prefix": sys.prefix, "prompts": sorted(prompts),
                   "shipped": [p.name for p in checkpoint.shipped()], "default": str(checkpoint.default()),
-                  "same_vocab": by_name.tokenizer.vocab_size == generator.tokenizer.vocab_size,
+                  "same_vocab": by_name[checkpoint.default().name] == generator.tokenizer.vocab_size,
                   "new_tokens": len(result.new_token_ids), "notes": result.score.note_num(),
                   "copy_head": generator.copy_head is not None}))
 """
