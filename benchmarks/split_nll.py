@@ -25,14 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import mean_se, run_record
+from common import full_context_nll, mean_se, run_record
 
 from musicmha import checkpoint
 from musicmha.data.conditioning import ConditionTokens
 from musicmha.data.dataset import TokenSplit
 from musicmha.data.tokenizer import MusicTokenizer
 from musicmha.errors import MusicmhaError
-from musicmha.evaluation.evaluate import log_probs
 
 
 def group_of(path: str) -> tuple[str, str]:
@@ -61,7 +60,6 @@ def carry(ids: np.ndarray, names: dict[int, str], vocab: dict[str, int]) -> np.n
     return np.array([vocab[names[int(t)]] for t in ids], dtype=np.int64)
 
 
-@torch.inference_mode()
 def piece_nll(model, ids: np.ndarray, prefix: list[int]) -> tuple[float, int]:
     """(summed NLL, scored tokens) of ids[1:] given everything before, in windows of the context; `prefix`
     (condition tokens) is read after BOS in the first window, never scored."""
@@ -71,12 +69,9 @@ def piece_nll(model, ids: np.ndarray, prefix: list[int]) -> tuple[float, int]:
         chunk = ids[start:start + window + 1]
         head = [int(chunk[0])] + (prefix if start == 0 else [])
         row = np.concatenate([np.array(head, dtype=np.int64), chunk[1:]])[:window + 1]
-        scored_from = len(head) - 1  # the first target after the prefix
-        logp = log_probs(model, torch.from_numpy(row[None, :-1]))[0]
-        targets = torch.from_numpy(row[1:])
-        nll = -logp.gather(1, targets[:, None])[:, 0]
-        total += float(nll[scored_from:].double().sum())
-        count += len(targets) - scored_from
+        nll = full_context_nll(model, row, len(head), len(row))  # every target after the prefix
+        total += float(nll.astype(np.float64).sum())
+        count += len(nll)
     return total, count
 
 

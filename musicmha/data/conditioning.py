@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from musicmha.data.styles import (DENSITY_LEVELS, RELATIVE_DENSITIES, STYLE_PREFIX, density_level, density_tokens,
-                                  style_tokens)
+from musicmha.data.styles import DENSITY_LEVELS, STYLE_PREFIX, density_level, density_tokens, style_tokens
 
 
 @dataclass(frozen=True)
@@ -59,13 +58,6 @@ class ConditionTokens:
         """The tokens that ask for `style` and `density` (either may be None), in training's order."""
         ids = [self.styles[style]] if style is not None else []
         return ids + ([self.densities[density - 1]] if density is not None else [])
-
-    def ask(self, style: str | None, density: int | str | None, prompt_ids) -> list[int]:
-        """The prefix a request asks for; density "calmer"/"busier" is one level from the prompt's own."""
-        if density in RELATIVE_DENSITIES:
-            own = self.level_of(np.asarray(prompt_ids, dtype=np.int64))
-            density = min(DENSITY_LEVELS, max(1, own + (1 if density == "busier" else -1)))
-        return self.prefix(style, density)
 
     def level_of(self, tokens: np.ndarray) -> int:
         """The density level of a token sequence: its notes per bar (one bar at least)."""

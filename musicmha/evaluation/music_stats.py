@@ -31,8 +31,6 @@ import symusic
 
 from musicmha.data.midi_io import bar_starts  # noqa: F401 - part of this module's vocabulary (ms.bar_starts)
 
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-
 
 def notes_array(score: symusic.Score, start: int = 0, end: int | None = None) -> np.ndarray:
     """(N, 3) int64 array of (onset, duration, pitch) of the non-drum notes with start <= onset < end,

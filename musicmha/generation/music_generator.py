@@ -26,7 +26,7 @@ from musicmha.generation import add_part as part
 from musicmha.generation import infill as fill
 from musicmha.generation.controls import InstrumentRule, LengthRule, exact_tempo, nearest_tempo
 from musicmha.generation.copy_head import CopyHead, load_copy_head, transparent_ids
-from musicmha.generation.density import with_density
+from musicmha.generation.density import resolve_level, with_density
 from musicmha.generation.grammar import TokenGrammar
 from musicmha.generation.pitch_range import check_pitch_range
 from musicmha.generation.request import GenerationRequest, make_request
@@ -107,8 +107,8 @@ class MusicGenerator:
         if has_prompt and not opening.empty:
             raise ConfigError("tempo and time_signature open a piece from nothing; a prompt keeps its own")
         if self.spec is None:
-            if any((request.explicit_instruments, request.allow_early_end, request.decoding_controls, opening.tempo,
-                    opening.time_signature)):
+            if (request.explicit_instruments or request.allow_early_end or request.decoding_controls
+                    or not opening.empty):
                 raise ConfigError("instrument, tempo, meter, pitch-range, density and early-end controls need a "
                                   "tokenizer without BPE")
         else:
@@ -140,7 +140,8 @@ class MusicGenerator:
         """The Style and Density tokens the request asks for, written after BOS as training puts them
         (musicmha/data/conditioning.py); "calmer"/"busier" is one level from the prompt's own density."""
         cond = self.tokenizer.condition_tokens
-        return cond.ask(request.style, request.density, prompt_ids) if cond is not None else []
+        level = resolve_level(request.density, self.spec, prompt_ids)  # the level the decoding rule keeps too
+        return cond.prefix(request.style, level) if cond is not None else []
 
     def prompt_budget(self, request: GenerationRequest) -> int:
         """How many prompt tokens condition the model. The sampler's KV cache slides by a quarter of the

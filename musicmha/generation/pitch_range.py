@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from musicmha.errors import ConfigError
 
 _STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")  # the names messages print
 _NAME = re.compile(r"^([A-Ga-g])([#b]?)(-?\d+)$")
 FORMAT_HINT = "two MIDI pitches 0..127 or note names like C3-C6 (middle C is C4)"
 
@@ -45,8 +46,7 @@ def parse_pitch(value: object) -> int:
 
 def pitch_name(pitch: int) -> str:
     """60 -> 'C4' (sharps), the inverse of parse_pitch for messages."""
-    names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
-    return f"{names[pitch % 12]}{pitch // 12 - 1}"
+    return f"{PITCH_CLASSES[pitch % 12]}{pitch // 12 - 1}"
 
 
 def parse_pitch_range(value: object) -> tuple[int, int] | None:

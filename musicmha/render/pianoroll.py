@@ -43,7 +43,6 @@ _TEXT: Color = (60, 60, 60)
 _AXIS_TEXT: Color = (120, 120, 120)
 FAMILIES = ("Piano", "Chromatic perc.", "Organ", "Guitar", "Bass", "Strings", "Ensemble", "Brass", "Reed",
             "Pipe", "Synth lead", "Synth pad", "Synth FX", "Ethnic", "Percussive", "Sound FX")
-_NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 @functools.lru_cache(maxsize=4)
