@@ -12,8 +12,9 @@ named after mma's roles, see benchmarks/part_retrieval.py). --part: drums, or a 
 guitar, organ, ...): in a folder the part is every track of the family, in the arrangements the Bass/Walk
 tracks of the bass family, or the comping tracks of the family. The part's tracks are removed and a part on
 the program of the truth's largest track (the kit for drums) is added over bars 1..--bars
-(musicmha/generation/add_part.py: the continuation model forced to interleave the given parts, no
-look-ahead, no retraining).
+(musicmha/generation/add_part.py) in the checkpoint's layout: a model trained on part rows writes the part
+after the other parts of its bars (part_after.py: it hears them all), any other model interleaves it with them
+(no look-ahead); --layout interleaved forces the second on any model.
 
 Measures (musicmha/evaluation/part_measures.py), per file, for the truth, the new part and the retrieval
 baseline, in those bars: notes per bar, lowest and highest pitch, onsets on the other parts' onsets and bars
@@ -22,8 +23,8 @@ a bass the share of bars whose lowest note is the chord's root, where the chord 
 parts (detected from their notes: the arrangements' chord symbols are not stored); for drums the onset F1
 against the true onsets on a 1/16-note grid (micro-averaged over the bars) and the groove consistency (mean
 cosine between successive bars' onset histograms); the notes against the truth's. And the NLL of the true
-part given the other parts' past, in add_part's interleaved order (musicmha/evaluation/part_nll.py); given
-all the other parts needs a layout with look-ahead, which is not trained yet. Retrieval (--retrieval-pool
+part given the other parts' past, in add_part's interleaved order, and given all the other parts, in the
+after layout (musicmha/evaluation/part_nll.py), in nats per token and per note. Retrieval (--retrieval-pool
 training arrangements, --retrieval-from): the nearest training part by the other parts' onset histogram,
 copied and transposed (part_retrieval.py). The table gives each measure's mean ± standard error over the files.
 """
@@ -43,10 +44,12 @@ from musicmha.data.instruments import program_family
 from musicmha.data.midi_io import load_midi, piece_bar_lines
 from musicmha.data.vocabulary import DRUMS
 from musicmha.evaluation import part_measures as pm
-from musicmha.evaluation.part_nll import part_nll
+from musicmha.evaluation.part_nll import part_after_nll, part_nll
 from musicmha.generation.add_part import resolve_instrument
+from musicmha.generation.part_after import AFTER, INTERLEAVED
 
-COLUMNS = {"generated": "add_part (interleaved, no look-ahead)", "retrieval": "retrieval (nearest train part)"}
+COLUMNS = {"generated": "add_part", "retrieval": "retrieval (nearest train part)"}
+LAYOUT_NAMES = {AFTER: "after the other parts (hears them all)", INTERLEAVED: "interleaved (no look-ahead)"}
 
 
 def measures(notes: list, truth: list, others: list, chords: list, lines: list[int], tpq: int, part: str) -> dict:
@@ -91,6 +94,8 @@ def run_file(generator, name: str, score, part: str, bars: int, seed: int, roles
         row[key] = measures(notes, truth, others, chords, lines, tpq, part)
     started = time.perf_counter()
     row["nll"] = part_nll(generator, prompt, alone, program, 1, n)
+    if generator.part_layout == AFTER:
+        row["nll after"] = part_after_nll(generator, prompt, alone, program, 1, n)
     row["nll seconds"] = time.perf_counter() - started
     return row
 
@@ -123,6 +128,8 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=4)
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layout", choices=("model", INTERLEAVED), default="model",
+                        help="how add_part writes the part: the checkpoint's own layout, or interleaved")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--retrieval-from", type=Path, default=Path("data/tokens/train.pieces.jsonl"),
                         help="the pieces file retrieval picks training arrangements from")
@@ -146,6 +153,8 @@ def main() -> None:
     else:
         print("no retrieval baseline: --retrieval-pool 0, or no corpus manifest or --retrieval-from file")
     generator = load_generator(parser, args.checkpoint)
+    if args.layout == INTERLEAVED:
+        generator.part_layout = INTERLEAVED
     rows = []
     for name, path in sources(args, manifest):
         if len(rows) >= args.files:
@@ -163,13 +172,17 @@ def main() -> None:
     record = run_record()
     where = args.folder if args.pieces_from is None else f"arrangements of {args.pieces_from}"
     print(f"\n{len(rows)} files of {where}, {args.part} dropped and added again over bars 1-{args.bars}; "
-          f"{args.checkpoint}; {record['machine']}, {record['torch_threads']} threads, {record['date']}")
+          f"{args.checkpoint}, add_part {LAYOUT_NAMES[generator.part_layout]}; {record['machine']}, "
+          f"{record['torch_threads']} threads, {record['date']}")
     print(f"command: {record['command']}\n")
     print_table(rows)
     nll = [r["nll"] for r in rows]
-    print(f"\n| NLL of the true {args.part} (nats per token of the part) | given the other parts' past "
-          f"(add_part's order) | given all the other parts |\n|---|---:|---:|")
-    print(f"| {args.checkpoint} | {mean_se([x['nll'] for x in nll])} | n/a (no trained layout) |")
+    after = [r["nll after"] for r in rows if "nll after" in r]
+    print(f"\n| NLL of the true {args.part} | given the other parts' past (interleaved) | given all the other "
+          f"parts (after) |\n|---|---:|---:|")
+    for unit, key in (("nats per token of the part", "nll"), ("nats per note", "nats per note")):
+        given_all = mean_se([x[key] for x in after]) if after else "n/a (not trained on part rows)"
+        print(f"| {args.checkpoint}, {unit} | {mean_se([x[key] for x in nll])} | {given_all} |")
     print(f"\n{sum(x['tokens'] for x in nll)} part tokens scored ({sum(x['notes'] for x in nll)} notes); "
           f"{sum(x['refused'] for x in nll)} of them add_part's mask would not have allowed")
     if args.json:

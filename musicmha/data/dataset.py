@@ -17,10 +17,12 @@ import numpy as np
 
 from musicmha.data import conditioning
 from musicmha.data import fim as fim_format
+from musicmha.data import part_rows
 from musicmha.data import reprise as reprise_format
 from musicmha.errors import MusicmhaError
 from musicmha.data.conditioning import ConditionTokens
 from musicmha.data.manifest import read_token_manifest
+from musicmha.data.vocabulary import GrammarSpec
 from musicmha.data.shards import DTYPE, bin_path, idx_path, pieces_path
 from musicmha.data.split import SPLITS
 
@@ -91,7 +93,8 @@ def _rng(seed: int, step: int) -> np.random.Generator:
 def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: int, step: int,
                    rank: int = 0, world_size: int = 1, fim: fim_format.FimTokens | None = None,
                    fim_rate: float = 0.0, reprise_rate: float = 0.0, bar_id: int | None = None,
-                   condition: ConditionTokens | None = None, condition_dropout: float = 0.3) -> np.ndarray:
+                   condition: ConditionTokens | None = None, condition_dropout: float = 0.3,
+                   part_rate: float = 0.0, part_spec: GrammarSpec | None = None) -> np.ndarray:
     """Rows `rank*batch_size ... (rank+1)*batch_size - 1` of the global batch of step `step`:
     `world_size*batch_size` windows of `seq_len + 1` tokens (inputs and shifted targets) starting at
     uniformly random positions of the split's stream. The stream is read circularly, so a split shorter
@@ -106,7 +109,11 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
 
     With `condition` (the tokenizer's style and density tokens), every row first opens with its style and
     density tokens, each dropped with probability `condition_dropout` (musicmha/data/conditioning.py), again
-    from a stream of its own; without it the rows are the plain windows."""
+    from a stream of its own; without it the rows are the plain windows.
+
+    With `part_rate` > 0 (needs the tokenizer's grammar spec and FIM tokens), that fraction of the rows
+    becomes part-in-the-middle rows (musicmha/data/part_rows.py), again from a stream of its own; a row made a
+    part row is never also a FIM row."""
     if seq_len < 1 or batch_size < 1:
         raise MusicmhaError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
     if not 0 <= rank < world_size:
@@ -119,6 +126,9 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
                             f"{fim_rate}) and windows longer than {fim_format.EXTRA_TOKENS} tokens")
     if reprise_rate and (bar_id is None or not 0.0 <= reprise_rate <= 1.0):
         raise MusicmhaError(f"reprise rows need the tokenizer's bar id and a rate in [0, 1] (got {reprise_rate})")
+    if part_rate and (part_spec is None or fim is None or not 0.0 <= part_rate <= 1.0):
+        raise MusicmhaError(f"part rows need the tokenizer's grammar spec and FIM tokens and a rate in [0, 1] "
+                            f"(got {part_rate})")
     mine = slice(rank * batch_size, (rank + 1) * batch_size)
     starts = _rng(seed, step).integers(0, n, size=world_size * batch_size)[mine]
     batch = _windows(split, starts, seq_len + 1)
@@ -130,9 +140,13 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
         chosen, row_seeds = _rows_to_rearrange(seed, step, _REPRISE_STREAM, reprise_rate, world_size * batch_size)
         batch = reprise_format.apply_to_rows(batch, chosen[mine], row_seeds[mine], bar_id=bar_id,
                                              bos_id=split.bos_id, eos_id=split.eos_id)
+    part_made = np.zeros(batch.shape[0], dtype=bool)
+    if part_rate:
+        chosen, row_seeds = _rows_to_rearrange(seed, step, _PART_STREAM, part_rate, world_size * batch_size)
+        batch, part_made = part_rows.apply_to_rows(batch, part_spec, fim.middle, chosen[mine], row_seeds[mine])
     if fim_rate:
         chosen, row_seeds = _rows_to_rearrange(seed, step, _FIM_STREAM, fim_rate, world_size * batch_size)
-        batch = fim_format.apply_to_rows(batch, fim, chosen[mine], row_seeds[mine])
+        batch = fim_format.apply_to_rows(batch, fim, chosen[mine] & ~part_made, row_seeds[mine])
     return batch
 
 
@@ -147,6 +161,7 @@ def _rows_to_rearrange(seed: int, step: int, stream: int, rate: float, rows: int
 _FIM_STREAM = 0xF1  # a third SeedSequence word keeps the FIM draws independent of the window starts
 _REPRISE_STREAM = 0xE9  # and the reprise draws independent of both
 _CONDITION_STREAM = 0xC0  # and the style and density drops of all three
+_PART_STREAM = 0xA9  # and the part rows of all four
 
 
 def _windows(split: TokenSplit, starts: np.ndarray, length: int) -> np.ndarray:

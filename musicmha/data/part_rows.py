@@ -9,15 +9,25 @@ then Program · Pitch · Velocity · Duration per note) into
   where the part plays, then its notes, in their order.
 
 `merge_part(others, part, spec)` is the inverse: the notes of both at each (bar, position), the others' first,
-as one stream; `split_part` then `merge_part` gives back the same notes (tests/data/test_part_rows.py). A
-training task can read `others` and learn to write `part` after it (the part hears every other part, before and
-after each of its notes), and add_part can then write a part the same way. No miditok here: the token names of
-the grammar spec say what each token is.
+as one stream; `split_part` then `merge_part` gives back the same notes (tests/data/test_part_rows.py).
+
+The training task ("part in the middle", like our FIM, musicmha/data/fim.py) is `part_row`: a window's whole
+bars as the others' stream, then `FIM_Middle Program_p`, then the part's stream over the same bars:
+
+    [Style Density]  others (bars k..m without part p)  FIM_Middle  Program_p  part p (bars k..m)
+
+so each note of the part is written having heard every other part, before and after it, to the end of the
+window; add_part then writes a part the same way (musicmha/generation/add_part.py). FIM_Middle never comes
+after a plain stream in an infill row (there it follows FIM_Prefix/FIM_Suffix segments and precedes a
+FIM_Bars token), so the two tasks share the sentinel without ambiguity and the vocabulary does not grow. No
+miditok here: the token names of the grammar spec say what each token is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import numpy as np
 
 from musicmha.data.vocabulary import GrammarSpec
 
@@ -80,6 +90,12 @@ def split_part(ids: Sequence[int], spec: GrammarSpec, program: int) -> tuple[lis
     return others, part
 
 
+def bar_skeleton(ids: Sequence[int], spec: GrammarSpec) -> list[int]:
+    """The bar lines of a stream (each Bar with its TimeSig), no notes: the bars a new part is written over."""
+    return [t for kind, tokens in _events(ids, spec) if kind == "bar" for t in tokens
+            if _kind(spec, t) in ("Bar", "TimeSig")]
+
+
 def _by_onset(ids: Sequence[int], spec: GrammarSpec) -> tuple[list[list[int]], dict[tuple[int, int], list[int]]]:
     """The bar events in order, and the notes (and Tempo) of each (bar index, Position token) of a stream."""
     bars: list[list[int]] = []
@@ -112,3 +128,60 @@ def merge_part(others: Sequence[int], part: Sequence[int], spec: GrammarSpec) ->
         for key in sorted((k for k in onsets if k[0] == index), key=lambda k: position_value[k[1]]):
             merged += [key[1], *onsets[key]]
     return merged
+
+
+MIN_PART_NOTES = 4  # a part drawn for a row plays at least this many notes in it, and so do the others
+
+
+def window_programs(window: Sequence[int], spec: GrammarSpec) -> dict[int, int]:
+    """Notes per program (-1: drums) in a token sequence."""
+    counts: dict[int, int] = {}
+    for token in window:
+        name = spec.tokens[token]
+        if name.startswith("Program_"):
+            program = int(name.split("_", 1)[1])
+            counts[program] = counts.get(program, 0) + 1
+    return counts
+
+
+def part_row(window: np.ndarray, spec: GrammarSpec, middle_id: int, rng: np.random.Generator) -> np.ndarray | None:
+    """A part-in-the-middle row of the same length as `window` (module docstring), or None where the window
+    holds no whole bar with two parts of MIN_PART_NOTES notes. The tokens before its first bar line that are
+    not music (BOS, Style, Density) open the row; the whole bars that follow, up to the piece's end or the
+    window's last bar line, are split; the part is drawn uniformly among the programs that play enough. After
+    the part the row reads on from the piece's end (its EOS, the next piece) where the piece ended inside the
+    window; a row longer than the window loses its last tokens, a shorter one is padded with PAD."""
+    tokens = [int(t) for t in window]
+    bars = [i for i, t in enumerate(tokens) if t == spec.bar_id]
+    if not bars:
+        return None
+    first = bars[0]
+    ends = [i for i in range(first, len(tokens)) if tokens[i] in (spec.eos_id, spec.bos_id)]
+    end = ends[0] if ends else bars[-1]  # the piece's end, else the window's last whole bar
+    segment = tokens[first:end]
+    counts = window_programs(segment, spec)
+    total = sum(counts.values())
+    candidates = sorted(p for p, n in counts.items() if n >= MIN_PART_NOTES and total - n >= MIN_PART_NOTES)
+    if not candidates or segment.count(spec.bar_id) < 2:
+        return None
+    program = candidates[int(rng.integers(len(candidates)))]
+    head = [t for t in tokens[:first] if t in spec.special_ids]
+    others, part = split_part(segment, spec, program)
+    row = head + others + [middle_id, spec.tokens.index(f"Program_{program}")] + part
+    if ends:  # the piece ended in the window: the stream goes on (EOS, the next piece) as it did
+        row += tokens[end:]
+    row = row[:len(tokens)] + [spec.pad_id] * max(0, len(tokens) - len(row))
+    return np.asarray(row, dtype=window.dtype)
+
+
+def apply_to_rows(batch: np.ndarray, spec: GrammarSpec, middle_id: int, chosen: np.ndarray,
+                  row_seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of `batch` (B, L) where `chosen` is True made into part-in-the-middle rows, each from its own
+    seed (rows without two parts stay as they were); the others are untouched, as fim.apply_to_rows does.
+    Returns the rows and which of them became part rows."""
+    out, made = batch.copy(), np.zeros(len(batch), dtype=bool)
+    for r in np.flatnonzero(chosen):
+        row = part_row(batch[r], spec, middle_id, np.random.default_rng(int(row_seeds[r])))
+        if row is not None:
+            out[r], made[r] = row, True
+    return out, made

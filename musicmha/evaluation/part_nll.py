@@ -11,6 +11,12 @@ everything before it, so the other parts' notes up to its onset and none after i
 distribution is scored (the model mixed with its copy head when it has one, as add_part samples), not the
 walk's mask; `refused` counts the part's tokens the mask would not have let add_part sample (a pitch outside
 the part's range, a chord over its limit, a new onset where the walk offers none).
+
+`part_after_nll` scores the same part in the layout a model trained on part rows writes it
+(musicmha/generation/part_after.py): the other parts of a span of bars, whole, then `FIM_Middle Program_p`
+and the part's stream, so every token of the part is given all the other parts of its span. The two layouts
+spend different tokens on a part (the after layout writes a Position before each of the part's onsets, the
+interleaved one only before the onsets the other parts lack), so both report nats per note as well.
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ import symusic
 import torch
 
 from musicmha.data.instruments import program_family
+from musicmha.data.part_rows import split_part
 from musicmha.data.vocabulary import DRUMS
 from musicmha.evaluation.evaluate import log_probs
 from musicmha.generation import infill as fill
 from musicmha.generation.add_part import CHORD_LIMITS, DEFAULT_CHORD_LIMIT, NOTES_PER_BAR, part_range
 from musicmha.generation.grammar import TokenGrammar
+from musicmha.generation.part_after import OTHERS_SHARE, spans
 from musicmha.generation.part_walk import ENDS_AN_ONSET, Part, PartWalk
 
 
@@ -143,5 +151,34 @@ def part_nll(generator, prompt: symusic.Score, part: symusic.Score, program: int
     stream = interleave_part(generator.spec, ids, tokenizer.encode(part), program, first, last, opening,
                              tokenizer.pitch_range)
     nll = token_nll(generator.model, stream.tokens, stream.targets, generator.copy_head)
-    return {"nll": float(nll.mean()) if len(nll) else float("nan"), "tokens": len(nll), "notes": stream.notes,
-            "refused": stream.refused}
+    return _summary(nll, stream.notes, refused=stream.refused)
+
+
+def _summary(nll: np.ndarray, notes: int, **extra) -> dict[str, float]:
+    return {"nll": float(nll.mean()) if len(nll) else float("nan"), "tokens": len(nll), "notes": notes,
+            "nats per note": float(nll.sum() / notes) if notes else float("nan"), **extra}
+
+
+def part_after_nll(generator, prompt: symusic.Score, part: symusic.Score, program: int, first: int,
+                   last: int) -> dict[str, float]:
+    """As `part_nll`, in the part-after-the-others layout (module docstring), spans cut as add_part cuts them:
+    the part's Position and note tokens are scored, its bar lines (which add_part forces) are not."""
+    from musicmha.generation.request import GenerationRequest
+
+    tokenizer, spec = generator.tokenizer, generator.spec
+    whole = prompt.copy()
+    whole.tracks.extend(t.copy() for t in part.tracks)
+    others, stream = split_part(tokenizer.encode(whole), spec, program)
+    grammar = TokenGrammar(spec)
+    lines, part_lines = fill.bar_lines(grammar, others), fill.bar_lines(grammar, stream)
+    program_token = spec.tokens.index(f"Program_{program}")
+    condition = generator.conditioning_tokens(GenerationRequest(), others)
+    nll, notes = [], 0
+    for a, b in spans(lines, first, last, int(generator.model.config.max_seq_len * OTHERS_SHARE)):
+        opening = ([tokenizer.bos_id] if a == 1 else []) + condition + others[lines[a - 1][0]:lines[b][0]] \
+            + [tokenizer.fim_tokens.middle, program_token]
+        written = stream[part_lines[a - 1][0]:part_lines[b][0]]
+        targets = [len(opening) + i for i, t in enumerate(written) if grammar.types[t] not in ("Bar", "TimeSig")]
+        notes += sum(grammar.types[t] == "Program" for t in written)
+        nll.append(token_nll(generator.model, opening + written, targets, generator.copy_head))
+    return _summary(np.concatenate(nll) if nll else np.zeros(0), notes)

@@ -30,6 +30,7 @@ from musicmha.data.vocabulary import DRUMS
 from musicmha.errors import ConfigError
 from musicmha.generation import infill as fill
 from musicmha.generation.grammar import TokenGrammar
+from musicmha.generation.part_after import AFTER, write_after
 from musicmha.generation.part_walk import Part, PartWalk
 from musicmha.generation.request import GenerationRequest
 from musicmha.generation.result import GenerationResult, cut_to_span, new_notes, to_prompt_time
@@ -153,30 +154,53 @@ def add_part(generator: MusicGenerator, prompt: Prompt, request: GenerationReque
     low, high = part_range(chosen.program, tokenizer.pitch_range, request.pitch_range)
     part = Part(chosen.program, low, high, first, last, chord_limit=CHORD_LIMITS.get(family, DEFAULT_CHORD_LIMIT),
                 bar_limit=NOTES_PER_BAR)
-    start_index, end_index = lines[first - 1][0], lines[last][0]
-    opening = [tokenizer.bos_id, *generator.conditioning_tokens(request, ids)]
-    walk = PartWalk(spec, ids, part, offset=len(opening), end=end_index)
-    count = request.num_samples
-    start = torch.tensor([opening + ids[:start_index]] * count)
-    budget = end_index + 1 - start_index + 5 * NOTES_PER_BAR * (last - first + 1)
-    out = generate(generator.model, start, request.sampling, budget, callback=callback, allowed=walk,
-                   eos_token_id=tokenizer.eos_id, stop=walk.stop, copy_head=generator.copy_head,
-                   copy_boost=request.copy_boost)
-    walk.follow(out.cpu())
     tpq = score.ticks_per_quarter
     span = (round(lines[first - 1][1] * tpq), round(lines[last][1] * tpq))
+    if generator.part_layout == AFTER:
+        notes, rows = write_after(generator, ids, lines, part, request, tpq, callback)
+        new_tokens = rows
+        tracks = [_as_track(chosen, cut_to_span(_notes_score(chosen, found, tpq), *span)) for found in notes]
+    else:
+        rows, new_tokens, tracks = _interleave(generator, ids, lines, part, request, tpq, span, chosen, callback)
     results = []
-    for k, row in enumerate(out.tolist()):
-        track = _new_track(tokenizer, chosen, row[len(opening):], ids[:walk.forced_count(k)], tpq, span)
+    for k, (track, row) in enumerate(zip(tracks, rows)):
         merged = score.copy()
         merged.tracks.append(track)
         alone = symusic.Score(tpq)
         alone.tracks.append(track.copy())
-        results.append(GenerationResult(merged, alone, row, walk.walks[k].new, span[0],
+        results.append(GenerationResult(merged, alone, row, new_tokens[k], span[0],
                                         row_seed(request.sampling.seed, k), span))
         if not len(track.notes):
             logger.warning("sample %d wrote no notes for %s in bars %d-%d", k + 1, chosen.name, first, last)
     return results
+
+
+def _interleave(generator: MusicGenerator, ids: list[int], lines: list[tuple[int, float]], part: Part,
+                request: GenerationRequest, tpq: int, span: tuple[int, int], chosen: Instrument,
+                callback) -> tuple[list[list[int]], list[list[int]], list[symusic.Track]]:
+    """(rows, the tokens each wrote, the new tracks): the part slipped into the piece's own stream."""
+    tokenizer, spec = generator.tokenizer, generator.spec
+    start_index, end_index = lines[part.first_bar - 1][0], lines[part.last_bar][0]
+    opening = [tokenizer.bos_id, *generator.conditioning_tokens(request, ids)]
+    walk = PartWalk(spec, ids, part, offset=len(opening), end=end_index)
+    start = torch.tensor([opening + ids[:start_index]] * request.num_samples)
+    budget = end_index + 1 - start_index + 5 * NOTES_PER_BAR * (part.last_bar - part.first_bar + 1)
+    out = generate(generator.model, start, request.sampling, budget, callback=callback, allowed=walk,
+                   eos_token_id=tokenizer.eos_id, stop=walk.stop, copy_head=generator.copy_head,
+                   copy_boost=request.copy_boost)
+    walk.follow(out.cpu())
+    rows = out.tolist()
+    tracks = [_new_track(tokenizer, chosen, row[len(opening):], ids[:walk.forced_count(k)], tpq, span)
+              for k, row in enumerate(rows)]
+    return rows, [walk.walks[k].new for k in range(len(rows))], tracks
+
+
+def _notes_score(chosen: Instrument, notes: list[symusic.Note], tpq: int) -> symusic.Score:
+    score = symusic.Score(tpq)
+    track = symusic.Track(program=max(chosen.program, 0), is_drum=chosen.is_drum)
+    track.notes.extend(notes)
+    score.tracks.append(track)
+    return score
 
 
 def _new_track(tokenizer, chosen: Instrument, row: list[int], forced: list[int], tpq: int,
@@ -186,7 +210,11 @@ def _new_track(tokenizer, chosen: Instrument, row: list[int], forced: list[int],
     piece = [t for t in row if t != tokenizer.eos_id]
     full = tokenizer.decode(piece)
     before = tokenizer.decode(forced) if forced else symusic.Score(full.ticks_per_quarter)
-    fresh = cut_to_span(to_prompt_time(new_notes(full, before, full.ticks_per_quarter), tpq, 0), *span)
+    return _as_track(chosen, cut_to_span(to_prompt_time(new_notes(full, before, full.ticks_per_quarter), tpq, 0), *span))
+
+
+def _as_track(chosen: Instrument, fresh: symusic.Score) -> symusic.Track:
+    """The notes of `fresh` on the part's instrument as the new track (named "<instrument> (added)")."""
     track = symusic.Track(name=f"{chosen.name} (added)", program=max(chosen.program, 0), is_drum=chosen.is_drum)
     for decoded in fresh.tracks:
         if decoded.is_drum == chosen.is_drum and (chosen.is_drum or decoded.program == chosen.program):

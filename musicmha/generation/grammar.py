@@ -156,8 +156,11 @@ class TokenGrammar:
             row.start_bars, row.start_seconds = row.bars, row.seconds
             self._close_conditioning(row)
 
-    def reached(self) -> torch.Tensor:
-        """(B,) bool: rows whose requested bars/seconds are complete."""
+    def reached(self, sequences: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) bool: rows whose requested bars/seconds are complete (after reading `sequences`, if given: so it
+        is also `generate`'s stop)."""
+        if sequences is not None:
+            self.follow(sequences)
         return torch.tensor([self.length is not None and self.length.reached(r.new_bars, r.new_seconds)
                              for r in self.rows], dtype=torch.bool)
 

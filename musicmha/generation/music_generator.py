@@ -28,6 +28,7 @@ from musicmha.generation.controls import InstrumentRule, LengthRule, exact_tempo
 from musicmha.generation.copy_head import CopyHead, load_copy_head, transparent_ids
 from musicmha.generation.density import resolve_level, with_density
 from musicmha.generation.grammar import TokenGrammar
+from musicmha.generation.part_after import INTERLEAVED, layout_of
 from musicmha.generation.pitch_range import check_pitch_range
 from musicmha.generation.request import GenerationRequest, make_request
 from musicmha.generation.result import (GenerationResult, merge_into_prompt, new_notes, new_tempos, tempo_at_end,
@@ -47,18 +48,11 @@ def _with_seed(request: GenerationRequest) -> GenerationRequest:
     return request if request.sampling.seed is not None else request.with_seed(random.randrange(2**31))
 
 
-def _stopper(timeline: TokenGrammar) -> Callable[[torch.Tensor], torch.Tensor]:
-    def stop(sequences: torch.Tensor) -> torch.Tensor:
-        timeline.follow(sequences)
-        return timeline.reached()
-    return stop
-
-
 class MusicGenerator:
     """A checkpoint's model and tokenizer (and copy head) as MIDI in, MIDI out. Every method that makes music
     takes one `GenerationRequest` (or its fields as keywords, not both), checked by `check`."""
 
-    def __init__(self, model, tokenizer, copy_head: CopyHead | None = None) -> None:
+    def __init__(self, model, tokenizer, copy_head: CopyHead | None = None, part_layout: str = INTERLEAVED) -> None:
         if model.config.vocab_size != tokenizer.vocab_size:
             raise MusicmhaError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model expects "
                                 f"{model.config.vocab_size}: they come from different checkpoints")
@@ -67,6 +61,8 @@ class MusicGenerator:
             copy_head = replace(copy_head, transparent=transparent_ids(tokenizer))
         self.copy_head = copy_head  # mixed into every decoded token (None: the model alone)
         self.spec = None if tokenizer.is_bpe else tokenizer.grammar_spec()
+        self.writes_programs = self.spec is not None and any(t.startswith("Program_") for t in self.spec.tokens)
+        self.part_layout = part_layout if tokenizer.fim_tokens else INTERLEAVED  # how add_part writes a part
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, *, device: str | torch.device | None = None,
@@ -79,7 +75,7 @@ class MusicGenerator:
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
         model, tokenizer = checkpoint.load(folder, device=device, dtype=dtype)  # checks they belong together
         head = load_copy_head(checkpoint.resolve(folder), tokenizer) if copy_head else None
-        return cls(model, tokenizer, head)
+        return cls(model, tokenizer, head, layout_of(checkpoint.resolve(folder)))
 
     # --- requests -------------------------------------------------------------------------------------
     def check(self, request: GenerationRequest, *, has_prompt: bool = False,
@@ -114,7 +110,7 @@ class MusicGenerator:
         else:
             opening.token_ids(self.spec)  # the tempo and meter this tokenizer can write
             check_pitch_range(request.pitch_range, self.tokenizer.pitch_range)  # None: nothing asked
-            if request.explicit_instruments and not self._writes_programs():
+            if request.explicit_instruments and not self.writes_programs:
                 raise ConfigError("this tokenizer writes no Program tokens, so it cannot choose instruments")
         return request
 
@@ -200,7 +196,7 @@ class MusicGenerator:
         allowed = with_density(timeline, request.density, condition) if restricts else None
         out = generate(self.model, start, request.sampling, length.token_limit, callback=callback, allowed=allowed,
                        eos_token_id=self.tokenizer.eos_id, copy_head=self.copy_head, copy_boost=request.copy_boost,
-                       stop=_stopper(timeline) if timeline is not None and length.timed else None)
+                       stop=timeline.reached if timeline is not None and length.timed else None)
         results = [self._result(score, condition, row, offset_quarters, row_seed(request.sampling.seed, k))
                    for k, row in enumerate(out.tolist())]  # one copy to the host, not one per row
         if score is None and opening.tempo is not None and self.spec is not None:
@@ -233,7 +229,7 @@ class MusicGenerator:
         fill.prime_middle_rows(timeline, plan, count)
         out = generate(self.model, torch.tensor([plan.scaffold] * count), request.sampling, plan.new_token_limit,
                        callback=callback, allowed=with_density(timeline, request.density, ids),
-                       eos_token_id=self.tokenizer.eos_id, stop=_stopper(timeline), copy_head=self.copy_head,
+                       eos_token_id=self.tokenizer.eos_id, stop=timeline.reached, copy_head=self.copy_head,
                        copy_boost=request.copy_boost)
         if not bool(timeline.reached().all()):
             logger.warning("%d of %d samples ran out of context before the range's last bar; it stays emptier",
@@ -265,12 +261,9 @@ class MusicGenerator:
                             f"outside what the tokenizer can write (pitch range {lo}..{hi - 1})")
         return score, ids
 
-    def _writes_programs(self) -> bool:
-        return any(t.startswith("Program_") for t in self.spec.tokens)
-
     def _instrument_rule(self, request: GenerationRequest, prompt_ids: list[int] | None) -> InstrumentRule:
         rule = request.instrument_rule(self.spec, prompt_ids)
-        if self.spec is not None and not rule.unrestricted and not self._writes_programs():
+        if self.spec is not None and not rule.unrestricted and not self.writes_programs:
             rule = InstrumentRule()  # a tokenizer without programs: nothing to restrict (check refuses explicit ones)
         logger.debug("instruments: %s", rule.describe())
         return rule

@@ -63,11 +63,15 @@ class _Walk:
 class PartWalk:
     """allowed(sequences (B, t)) -> (B, V) bool, and stop(sequences) -> (B,) bool, for `generate`. The
     sequences open with `offset` tokens (BOS, style, density) before the piece's `ids`; `end` is the index
-    in `ids` of the bar line after the range (len(ids) when the range runs to the piece's end)."""
+    in `ids` of the bar line after the range (len(ids) when the range runs to the piece's end). With
+    `time_from_offset`, the rows' time starts at `ids` (the opening is other music, as when the part is written
+    after the other parts: musicmha/generation/part_after.py); else it counts the opening too."""
 
-    def __init__(self, spec: GrammarSpec, ids: Sequence[int], part: Part | None, *, offset: int, end: int) -> None:
+    def __init__(self, spec: GrammarSpec, ids: Sequence[int], part: Part | None, *, offset: int, end: int,
+                 time_from_offset: bool = False) -> None:
         self.grammar = TokenGrammar(spec)  # reused for its rows' time and its token tables
         self.ids, self.part, self.offset, self.end = list(ids), part, offset, end
+        self.time_from = offset if time_from_offset else 0
         self.eos = spec.eos_id
         types, g = self.grammar.types, self.grammar
         self.next_kind = [types[t] for t in self.ids] + ["EOS"]
@@ -91,7 +95,8 @@ class PartWalk:
             self.reset(sequences.shape[0])
         for b, tokens in enumerate(sequences[:, self._consumed:].tolist()):
             for column, token in enumerate(tokens, start=self._consumed):
-                self._advance(b, token, column >= self.offset)
+                if column >= self.time_from:
+                    self._advance(b, token, column >= self.offset)
         self._consumed = sequences.shape[1]
 
     def _advance(self, b: int, token: int, in_piece: bool) -> None:

@@ -126,6 +126,9 @@ class TrainConfig:
                                 "earlier in the window (a copy is possible: musicmha/data/copy_targets.py); "
                                 "1: every target alike")
     copy_min_match: int = option(16, "tokens of an earlier exact repeat that make a target a copy target")
+    part_rate: float = option(0.0, "fraction of training windows made into part-in-the-middle rows: the other "
+                              "parts, then one part over the same bars, as add_part writes it "
+                              "(musicmha/data/part_rows.py)")
     condition_dropout: float = option(0.3, "with a tokenizer that has style and density tokens: the share of "
                                       "windows trained without each of them (musicmha/data/conditioning.py)")
     # bookkeeping
@@ -187,6 +190,8 @@ class TrainConfig:
             raise ConfigError(f"fim_rate must be in [0, 1], got {self.fim_rate!r}")
         if not isinstance(self.reprise_rate, (int, float)) or not 0.0 <= self.reprise_rate <= 1.0:
             raise ConfigError(f"reprise_rate must be in [0, 1], got {self.reprise_rate!r}")
+        if not isinstance(self.part_rate, (int, float)) or not 0.0 <= self.part_rate <= 1.0:
+            raise ConfigError(f"part_rate must be in [0, 1], got {self.part_rate!r}")
         if not isinstance(self.copy_weight, (int, float)) or not 0 < self.copy_weight <= 100:
             raise ConfigError(f"copy_weight must be in (0, 100], got {self.copy_weight!r}")
         if not isinstance(self.copy_min_match, int) or self.copy_min_match < 1:

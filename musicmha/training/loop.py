@@ -84,6 +84,7 @@ class TrainRun:
     fim: Any  # the tokenizer's fill-in-the-middle tokens, or None
     out: Path
     build: Callable[[], torch.nn.Module]  # an untrained model of the same module tree (FSDP exports)
+    part_spec: Any = None  # the tokenizer's GrammarSpec where the run makes part rows
 
     @property
     def export_dir(self) -> Path:

@@ -39,7 +39,7 @@ RESUMABLE_CHANGES = {"resume", "max_steps", "save_every", "eval_every", "eval_ba
 # Options that may change when resuming although they change the batches from there on: a curriculum, such as
 # reprise rows switched on for the last part of a long run. Model, optimizer and schedule stay exact; the change
 # is logged and appended to the run folder's RESUME_LOG_FILE, so that a model card can name it.
-CURRICULUM_CHANGES = {"fim_rate", "reprise_rate", "copy_weight", "copy_min_match", "condition_dropout"}
+CURRICULUM_CHANGES = {"fim_rate", "reprise_rate", "part_rate", "copy_weight", "copy_min_match", "condition_dropout"}
 
 
 @dataclass
@@ -80,6 +80,9 @@ def _start(cfg: TrainConfig) -> tuple[TrainRun, Path | None]:
     if cfg.fim_rate and fim is None:
         raise ConfigError(f"--fim-rate {cfg.fim_rate}: the tokenizer of {cfg.data} has no fill-in-the-middle "
                           "tokens; prepare the data again with this version of musicmha")
+    if cfg.part_rate and (fim is None or tokenizer.is_bpe):
+        raise ConfigError(f"--part-rate {cfg.part_rate}: part rows need a tokenizer with fill-in-the-middle tokens "
+                          "and without BPE")
     resume_from = _check_run_folder(cfg, out)
 
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision=cfg.mixed_precision,
@@ -100,7 +103,7 @@ def _start(cfg: TrainConfig) -> tuple[TrainRun, Path | None]:
     forward = torch.compile(model) if cfg.compile else model
     run = TrainRun(cfg=cfg, accelerator=accelerator, model=model, forward=forward, optimizer=optimizer,
                    model_config=model_config, tokenizer=tokenizer, train_split=train_split, val_split=val_split,
-                   fim=fim, out=out, build=build)
+                   fim=fim, out=out, build=build, part_spec=tokenizer.grammar_spec() if cfg.part_rate else None)
     return run, resume_from
 
 

@@ -1,19 +1,24 @@
 """A part taken out of a token stream and put back (musicmha/data/part_rows.py), checked against the tokenizer
 itself: the others' stream is what it writes for the piece without that part, the part's stream decodes to
-the part's notes, and merging them gives back every note of the piece."""
+the part's notes, and merging them gives back every note of the piece. Then the training rows made of it
+(part_row, and batch_for_step's part_rate), read back by their sentinels."""
 
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 import symusic
 
-from musicmha.data.part_rows import merge_part, split_part
+from musicmha.data.dataset import TokenSplit, batch_for_step
+from musicmha.data.part_rows import merge_part, part_row, split_part
 from musicmha.data.tokenizer import MusicTokenizer
+from musicmha.errors import MusicmhaError
 
 PROMPTS = sorted((Path(__file__).resolve().parents[2] / "data" / "prompts").glob("*.mid"))
+PROMPTS_BY_NAME = {p.stem: p for p in PROMPTS}
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +88,94 @@ def test_a_program_the_piece_lacks_leaves_the_piece_alone(tokenizer):
     assert others == ids
     assert all(spec.tokens[t].split("_")[0] in ("Bar", "TimeSig") for t in part)
     assert merge_part(others, part, spec) == ids
+
+
+def _row_parts(row: list[int], spec, middle: int) -> tuple[list[int], int, list[int]]:
+    """(head and others, program, part) of a part row, read from its sentinels: what comes before
+    FIM_Middle, the Program token after it, and the stream after that up to its end (EOS, PAD, next piece)."""
+    m = row.index(middle)
+    program = int(spec.tokens[row[m + 1]].split("_", 1)[1])
+    tail = row[m + 2:]
+    stop = next((i for i, t in enumerate(tail) if t in (spec.eos_id, spec.pad_id, spec.bos_id)), len(tail))
+    return row[:m], program, tail[:stop]
+
+
+def test_a_part_row_is_the_others_then_the_part_over_the_same_bars(tokenizer):
+    """A window of the quartet (three programs) that opens inside a bar, with conditioning tokens: the row
+    opens with those tokens, then the others' stream of the window's whole bars, FIM_Middle Program_p and the
+    part's stream; the part and the others merge back into the notes of those bars, and the row keeps its
+    length."""
+    spec = tokenizer.grammar_spec()
+    fim = tokenizer.fim_tokens
+    cond = tokenizer.condition_tokens
+    ids = tokenizer.encode(symusic.Score(str(PROMPTS_BY_NAME["beethoven_op18no1_quartet"])))
+    bars = [i for i, t in enumerate(ids) if t == spec.bar_id]
+    # five tokens of bar 1, bars 2-3, then room: the rest of the window is whole bars and a part-bar
+    start, stop = bars[1] - 5, bars[3] + 160
+    window = np.array([cond.styles["classical"], *ids[start:stop]])
+    last_bar = max(i for i in range(start, stop) if ids[i] == spec.bar_id)
+    whole_bars = ids[bars[1]:last_bar]
+    seen, complete = set(), 0
+    for seed in range(12):
+        row = part_row(window, spec, fim.middle, np.random.default_rng(seed))
+        assert row is not None and len(row) == len(window)
+        head_others, program, part = _row_parts(row.tolist(), spec, fim.middle)
+        seen.add(program)
+        assert head_others[0] == cond.styles["classical"] and head_others[1] == spec.bar_id
+        others, true_part = split_part(whole_bars, spec, program)
+        assert head_others[1:] == others and part == true_part[:len(part)]  # a long part loses its end
+        padding = len(window) - len(head_others) - 2 - len(part)
+        assert row.tolist()[len(window) - padding:] == [spec.pad_id] * padding
+        if part == true_part:
+            complete += 1
+            assert _notes(tokenizer.decode(merge_part(others, part, spec))) == _notes(tokenizer.decode(whole_bars))
+    assert complete >= 1
+    assert len(seen) >= 2  # the part is drawn among the programs
+
+
+def test_a_row_that_reaches_the_pieces_end_reads_on_into_the_next_piece(tokenizer):
+    spec = tokenizer.grammar_spec()
+    fim = tokenizer.fim_tokens
+    ids = tokenizer.encode(symusic.Score(str(PROMPTS_BY_NAME["beethoven_op18no1_quartet"])))
+    nxt = tokenizer.encode(symusic.Score(str(PROMPTS_BY_NAME["essen_folksong_han1_1"])))
+    piece = ids[:[i for i, t in enumerate(ids) if t == spec.bar_id][3]]  # a piece of three bars
+    window = np.array([spec.bos_id, *piece, spec.eos_id, spec.bos_id, *nxt])
+    row = part_row(window, spec, fim.middle, np.random.default_rng(0)).tolist()
+    head_others, program, part = _row_parts(row, spec, fim.middle)
+    assert head_others[0] == spec.bos_id and (head_others[1:], part) == split_part(piece, spec, program)
+    after = row[len(head_others) + 2 + len(part):]
+    assert len(after) > 20 and after == [spec.eos_id, spec.bos_id, *nxt][:len(after)]
+
+
+def test_one_part_alone_or_no_whole_bar_makes_no_row(tokenizer):
+    spec = tokenizer.grammar_spec()
+    fim = tokenizer.fim_tokens
+    ids = tokenizer.encode(symusic.Score(str(PROMPTS_BY_NAME["bach_bwv66.6_chorale"])))  # one program
+    assert part_row(np.array(ids[:300]), spec, fim.middle, np.random.default_rng(0)) is None
+    quartet = tokenizer.encode(symusic.Score(str(PROMPTS_BY_NAME["beethoven_op18no1_quartet"])))
+    first_bar = quartet.index(spec.bar_id, 1)
+    assert part_row(np.array(quartet[1:first_bar]), spec, fim.middle, np.random.default_rng(0)) is None
+
+
+def test_batches_with_part_rows(prompt_tokens):
+    split = TokenSplit(prompt_tokens, "train")
+    tok = MusicTokenizer.load(prompt_tokens)
+    spec, fim = tok.grammar_spec(), tok.fim_tokens
+    kinds = []
+    for step in range(4):
+        args = {"seq_len": 255, "batch_size": 16, "seed": 3, "step": step, "fim": fim, "fim_rate": 0.5}
+        plain = batch_for_step(split, **args)
+        assert (batch_for_step(split, **args, part_rate=0.0, part_spec=spec) == plain).all()
+        mixed = batch_for_step(split, **args, part_rate=0.6, part_spec=spec)
+        assert (batch_for_step(split, **args, part_rate=0.6, part_spec=spec) == mixed).all()  # deterministic
+        for row, before in zip(mixed.tolist(), plain.tolist()):
+            m = row.index(fim.middle) if fim.middle in row else None
+            kind = "plain" if m is None else "part" if spec.tokens[row[m + 1]].startswith("Program_") else "fim"
+            kinds.append(kind)
+            if kind == "part":
+                assert fim.prefix not in row and fim.suffix not in row  # never both a part and a FIM row
+            else:
+                assert row == before  # every other row is what it would have been without part rows
+    assert kinds.count("part") >= 4 and kinds.count("fim") >= 4
+    with pytest.raises(MusicmhaError, match="part rows"):
+        batch_for_step(split, **args, part_rate=0.5, part_spec=None)
