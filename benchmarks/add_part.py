@@ -12,9 +12,10 @@ named after mma's roles, see benchmarks/part_retrieval.py). --part: drums, or a 
 guitar, organ, ...): in a folder the part is every track of the family, in the arrangements the Bass/Walk
 tracks of the bass family, or the comping tracks of the family. The part's tracks are removed and a part on
 the program of the truth's largest track (the kit for drums) is added over bars 1..--bars
-(musicmha/generation/add_part.py) in the checkpoint's layout: a model trained on part rows writes the part
-after the other parts of its bars (part_after.py: it hears them all), any other model interleaves it with them
-(no look-ahead); --layout interleaved forces the second on any model.
+(musicmha/generation/add_part.py) in the checkpoint's layout: a model trained on LEAD part rows interleaves
+the part a bar behind the other parts (it hears its own bar whole and the next one up to its position), one
+trained on AFTER rows writes it after the other parts of its bars (part_after.py), any other model interleaves
+it with them (no look-ahead); --layout interleaved forces the last on any model.
 
 Measures (musicmha/evaluation/part_measures.py), per file, for the truth, the new part and the retrieval
 baseline, in those bars: notes per bar, lowest and highest pitch, onsets on the other parts' onsets and bars
@@ -23,8 +24,8 @@ a bass the share of bars whose lowest note is the chord's root, where the chord 
 parts (detected from their notes: the arrangements' chord symbols are not stored); for drums the onset F1
 against the true onsets on a 1/16-note grid (micro-averaged over the bars) and the groove consistency (mean
 cosine between successive bars' onset histograms); the notes against the truth's. And the NLL of the true
-part given the other parts' past, in add_part's interleaved order, and given all the other parts, in the
-after layout (musicmha/evaluation/part_nll.py), in nats per token and per note. Retrieval (--retrieval-pool
+part given the other parts' past, in add_part's interleaved order, and given the other parts ahead of it, in
+the model's trained layout (musicmha/evaluation/part_nll.py), in nats per token of the part and per note. Retrieval (--retrieval-pool
 training arrangements, --retrieval-from): the nearest training part by the other parts' onset histogram,
 copied and transposed (part_retrieval.py). The table gives each measure's mean ± standard error over the files.
 """
@@ -46,10 +47,11 @@ from musicmha.data.vocabulary import DRUMS
 from musicmha.evaluation import part_measures as pm
 from musicmha.evaluation.part_nll import part_after_nll, part_nll
 from musicmha.generation.add_part import resolve_instrument
-from musicmha.generation.part_after import AFTER, INTERLEAVED
+from musicmha.generation.part_after import AFTER, INTERLEAVED, LEAD
 
 COLUMNS = {"generated": "add_part", "retrieval": "retrieval (nearest train part)"}
-LAYOUT_NAMES = {AFTER: "after the other parts (hears them all)", INTERLEAVED: "interleaved (no look-ahead)"}
+LAYOUT_NAMES = {AFTER: "after the other parts (hears them all)", LEAD: "a bar behind the other parts (lead)",
+                INTERLEAVED: "interleaved (no look-ahead)"}
 
 
 def measures(notes: list, truth: list, others: list, chords: list, lines: list[int], tpq: int, part: str) -> dict:
@@ -95,7 +97,9 @@ def run_file(generator, name: str, score, part: str, bars: int, seed: int, roles
     started = time.perf_counter()
     row["nll"] = part_nll(generator, prompt, alone, program, 1, n)
     if generator.part_layout == AFTER:
-        row["nll after"] = part_after_nll(generator, prompt, alone, program, 1, n)
+        row["nll given all"] = part_after_nll(generator, prompt, alone, program, 1, n)
+    elif generator.part_layout == LEAD:
+        row["nll given all"] = part_nll(generator, prompt, alone, program, 1, n, lead=True)
     row["nll seconds"] = time.perf_counter() - started
     return row
 
@@ -177,9 +181,9 @@ def main() -> None:
     print(f"command: {record['command']}\n")
     print_table(rows)
     nll = [r["nll"] for r in rows]
-    after = [r["nll after"] for r in rows if "nll after" in r]
-    print(f"\n| NLL of the true {args.part} | given the other parts' past (interleaved) | given all the other "
-          f"parts (after) |\n|---|---:|---:|")
+    after = [r["nll given all"] for r in rows if "nll given all" in r]
+    print(f"\n| NLL of the true {args.part} | given the other parts' past (interleaved) | given the other parts "
+          f"({generator.part_layout}) |\n|---|---:|---:|")
     for unit, key in (("nats per token of the part", "nll"), ("nats per note", "nats per note")):
         given_all = mean_se([x[key] for x in after]) if after else "n/a (not trained on part rows)"
         print(f"| {args.checkpoint}, {unit} | {mean_se([x[key] for x in nll])} | {given_all} |")

@@ -94,7 +94,8 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
                    rank: int = 0, world_size: int = 1, fim: fim_format.FimTokens | None = None,
                    fim_rate: float = 0.0, reprise_rate: float = 0.0, bar_id: int | None = None,
                    condition: ConditionTokens | None = None, condition_dropout: float = 0.3,
-                   part_rate: float = 0.0, part_spec: GrammarSpec | None = None) -> np.ndarray:
+                   part_rate: float = 0.0, part_spec: GrammarSpec | None = None,
+                   part_layout: str = part_rows.LEAD) -> np.ndarray:
     """Rows `rank*batch_size ... (rank+1)*batch_size - 1` of the global batch of step `step`:
     `world_size*batch_size` windows of `seq_len + 1` tokens (inputs and shifted targets) starting at
     uniformly random positions of the split's stream. The stream is read circularly, so a split shorter
@@ -112,7 +113,7 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
     from a stream of its own; without it the rows are the plain windows.
 
     With `part_rate` > 0 (needs the tokenizer's grammar spec and FIM tokens), that fraction of the rows
-    becomes part-in-the-middle rows (musicmha/data/part_rows.py), again from a stream of its own; a row made a
+    becomes part rows in `part_layout` (musicmha/data/part_rows.py), again from a stream of its own; a row made a
     part row is never also a FIM row."""
     if seq_len < 1 or batch_size < 1:
         raise MusicmhaError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
@@ -126,7 +127,8 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
                             f"{fim_rate}) and windows longer than {fim_format.EXTRA_TOKENS} tokens")
     if reprise_rate and (bar_id is None or not 0.0 <= reprise_rate <= 1.0):
         raise MusicmhaError(f"reprise rows need the tokenizer's bar id and a rate in [0, 1] (got {reprise_rate})")
-    if part_rate and (part_spec is None or fim is None or not 0.0 <= part_rate <= 1.0):
+    if part_rate and (part_spec is None or fim is None or not 0.0 <= part_rate <= 1.0
+                      or part_layout not in part_rows.LAYOUTS):
         raise MusicmhaError(f"part rows need the tokenizer's grammar spec and FIM tokens and a rate in [0, 1] "
                             f"(got {part_rate})")
     mine = slice(rank * batch_size, (rank + 1) * batch_size)
@@ -143,7 +145,8 @@ def batch_for_step(split: TokenSplit, *, seq_len: int, batch_size: int, seed: in
     part_made = np.zeros(batch.shape[0], dtype=bool)
     if part_rate:
         chosen, row_seeds = _rows_to_rearrange(seed, step, _PART_STREAM, part_rate, world_size * batch_size)
-        batch, part_made = part_rows.apply_to_rows(batch, part_spec, fim.middle, chosen[mine], row_seeds[mine])
+        batch, part_made = part_rows.apply_to_rows(batch, part_spec, fim.middle, chosen[mine], row_seeds[mine],
+                                                   part_layout)
     if fim_rate:
         chosen, row_seeds = _rows_to_rearrange(seed, step, _FIM_STREAM, fim_rate, world_size * batch_size)
         batch = fim_format.apply_to_rows(batch, fim, chosen[mine] & ~part_made, row_seeds[mine])

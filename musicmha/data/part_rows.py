@@ -11,16 +11,21 @@ then Program · Pitch · Velocity · Duration per note) into
 `merge_part(others, part, spec)` is the inverse: the notes of both at each (bar, position), the others' first,
 as one stream; `split_part` then `merge_part` gives back the same notes (tests/data/test_part_rows.py).
 
-The training task ("part in the middle", like our FIM, musicmha/data/fim.py) is `part_row`: a window's whole
-bars as the others' stream, then `FIM_Middle Program_p`, then the part's stream over the same bars:
+The training task is `part_row`: a window's whole bars with one part p taken out and written again, in one
+of two layouts (each announced by `FIM_Middle Program_p`):
 
-    [Style Density]  others (bars k..m without part p)  FIM_Middle  Program_p  part p (bars k..m)
+    LEAD:   [Style Density]  FIM_Middle Program_p  others and part merged, the others one bar ahead
+    AFTER:  [Style Density]  others (bars k..m without p)  FIM_Middle Program_p  part p (bars k..m)
 
-so each note of the part is written having heard every other part, before and after it, to the end of the
-window; add_part then writes a part the same way (musicmha/generation/add_part.py). FIM_Middle never comes
-after a plain stream in an infill row (there it follows FIM_Prefix/FIM_Suffix segments and precedes a
-FIM_Bars token), so the two tasks share the sentinel without ambiguity and the vocabulary does not grow. No
-miditok here: the token names of the grammar spec say what each token is.
+In LEAD (the anticipation of Thickstun et al. 2023, by one bar) bar j of the stream holds the other parts'
+bar j and the part's bar j - 1, so each note of the part is written having heard its own bar whole and the
+next one up to its position, a few hundred tokens back at most; add_part then interleaves the part into the
+others' stream moved a bar ahead (musicmha/generation/part_lead.py). In AFTER ("part in the middle", like our
+FIM) the part hears everything, but must find its bar in the others' stream far back; measured, a model
+fine-tuned on it had not learned that after 240 steps (docs/long-run.md, session 5). FIM_Middle never opens
+a row's music or follows a plain stream in an infill row (there it follows FIM_Prefix/FIM_Suffix segments and
+precedes a FIM_Bars token), so the tasks share the sentinel without ambiguity and the vocabulary does not
+grow. No miditok here: the token names of the grammar spec say what each token is.
 """
 
 from __future__ import annotations
@@ -113,24 +118,29 @@ def _by_onset(ids: Sequence[int], spec: GrammarSpec) -> tuple[list[list[int]], d
     return bars, onsets
 
 
-def merge_part(others: Sequence[int], part: Sequence[int], spec: GrammarSpec) -> list[int]:
+def merge_part(others: Sequence[int], part: Sequence[int], spec: GrammarSpec, lead: int = 0) -> list[int]:
     """One stream holding the notes of `others` and of `part` (split_part's two streams, or a new part on the
-    others' bars): at each onset the others' tokens first, then the part's; positions in order."""
+    others' bars): at each onset the others' tokens first, then the part's; positions in order. With `lead`,
+    the others run that many bars ahead: bar j of the stream holds the others' bar j and the part's bar
+    j - lead (the LEAD layout), and the stream ends with the part's last bars."""
     bars, onsets = _by_onset(others, spec)
     part_bars, part_onsets = _by_onset(part, spec)
-    for key, tokens in part_onsets.items():
-        onsets.setdefault(key, []).extend(tokens)
+    for (index, position), tokens in part_onsets.items():
+        onsets.setdefault((index + lead, position), []).extend(tokens)
     position_value = {t: int(name.split("_", 1)[1]) for t, name in enumerate(spec.tokens)
                       if name.startswith("Position_")}
     merged: list[int] = []
-    for index in range(max(len(bars), len(part_bars))):
-        merged += bars[index] if index < len(bars) else part_bars[index]
+    for index in range(max(len(bars), len(part_bars) + lead)):
+        merged += bars[index] if index < len(bars) else part_bars[index - lead]
         for key in sorted((k for k in onsets if k[0] == index), key=lambda k: position_value[k[1]]):
             merged += [key[1], *onsets[key]]
     return merged
 
 
 MIN_PART_NOTES = 4  # a part drawn for a row plays at least this many notes in it, and so do the others
+AFTER, LEAD = "after", "lead"  # the two layouts of a part row (module docstring)
+LAYOUTS = (LEAD, AFTER)
+LEAD_BARS = 1  # in the LEAD layout the other parts run this many bars ahead of the part
 
 
 def window_programs(window: Sequence[int], spec: GrammarSpec) -> dict[int, int]:
@@ -144,8 +154,9 @@ def window_programs(window: Sequence[int], spec: GrammarSpec) -> dict[int, int]:
     return counts
 
 
-def part_row(window: np.ndarray, spec: GrammarSpec, middle_id: int, rng: np.random.Generator) -> np.ndarray | None:
-    """A part-in-the-middle row of the same length as `window` (module docstring), or None where the window
+def part_row(window: np.ndarray, spec: GrammarSpec, middle_id: int, rng: np.random.Generator,
+             layout: str = LEAD) -> np.ndarray | None:
+    """A part row in `layout` of the same length as `window` (module docstring), or None where the window
     holds no whole bar with two parts of MIN_PART_NOTES notes. The tokens before its first bar line that are
     not music (BOS, Style, Density) open the row; the whole bars that follow, up to the piece's end or the
     window's last bar line, are split; the part is drawn uniformly among the programs that play enough. After
@@ -167,7 +178,11 @@ def part_row(window: np.ndarray, spec: GrammarSpec, middle_id: int, rng: np.rand
     program = candidates[int(rng.integers(len(candidates)))]
     head = [t for t in tokens[:first] if t in spec.special_ids]
     others, part = split_part(segment, spec, program)
-    row = head + others + [middle_id, spec.tokens.index(f"Program_{program}")] + part
+    sentinel = [middle_id, spec.tokens.index(f"Program_{program}")]
+    if layout == AFTER:
+        row = head + others + sentinel + part
+    else:
+        row = head + sentinel + merge_part(others, part, spec, lead=LEAD_BARS)
     if ends:  # the piece ended in the window: the stream goes on (EOS, the next piece) as it did
         row += tokens[end:]
     row = row[:len(tokens)] + [spec.pad_id] * max(0, len(tokens) - len(row))
@@ -175,13 +190,13 @@ def part_row(window: np.ndarray, spec: GrammarSpec, middle_id: int, rng: np.rand
 
 
 def apply_to_rows(batch: np.ndarray, spec: GrammarSpec, middle_id: int, chosen: np.ndarray,
-                  row_seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  row_seeds: np.ndarray, layout: str = LEAD) -> tuple[np.ndarray, np.ndarray]:
     """The rows of `batch` (B, L) where `chosen` is True made into part-in-the-middle rows, each from its own
     seed (rows without two parts stay as they were); the others are untouched, as fim.apply_to_rows does.
     Returns the rows and which of them became part rows."""
     out, made = batch.copy(), np.zeros(len(batch), dtype=bool)
     for r in np.flatnonzero(chosen):
-        row = part_row(batch[r], spec, middle_id, np.random.default_rng(int(row_seeds[r])))
+        row = part_row(batch[r], spec, middle_id, np.random.default_rng(int(row_seeds[r])), layout)
         if row is not None:
             out[r], made[r] = row, True
     return out, made

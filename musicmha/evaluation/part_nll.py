@@ -16,7 +16,9 @@ the part's range, a chord over its limit, a new onset where the walk offers none
 (musicmha/generation/part_after.py): the other parts of a span of bars, whole, then `FIM_Middle Program_p`
 and the part's stream, so every token of the part is given all the other parts of its span. The two layouts
 spend different tokens on a part (the after layout writes a Position before each of the part's onsets, the
-interleaved one only before the onsets the other parts lack), so both report nats per note as well.
+interleaved one only before the onsets the other parts lack), so both report nats per note as well: in the
+interleaved order that is the whole stream's NLL less the other parts' own (so it also counts what the
+model pays for the part's rests), in the after layout the part's tokens' NLL.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import symusic
 import torch
 
 from musicmha.data.instruments import program_family
-from musicmha.data.part_rows import split_part
+from musicmha.data.part_rows import LEAD_BARS, split_part
 from musicmha.data.vocabulary import DRUMS
 from musicmha.evaluation.evaluate import log_probs
 from musicmha.generation import infill as fill
@@ -69,17 +71,24 @@ def note_groups(spec, part_ids: Sequence[int], first: int, last: int) -> dict[tu
 
 
 def interleave_part(spec, ids: Sequence[int], part_ids: Sequence[int], program: int, first: int, last: int,
-                    opening: Sequence[int], pitch_range: tuple[int, int]) -> Interleaved:
+                    opening: Sequence[int], pitch_range: tuple[int, int], lead: int = 0) -> Interleaved:
     """The stream add_part's walk reads over bars first..last of the piece `ids` when the part it writes is the
-    one `part_ids` tokenize (`program`: the part's GM program, DRUMS for the kit), after `opening`."""
+    one `part_ids` tokenize (`program`: the part's GM program, DRUMS for the kit), after `opening`. With
+    `lead` (the LEAD layout), the part's bar b goes into the piece's bar b + lead, and the piece gets `lead`
+    empty bars at its end, as add_part lays it out."""
     grammar = TokenGrammar(spec)
-    lines = fill.bar_lines(grammar, list(ids))
+    ids = list(ids)
+    if lead:
+        meter = [t for t in ids if spec.tokens[t].startswith("TimeSig_")][-1:]
+        ids += [spec.bar_id, *meter] * lead
+    lines = fill.bar_lines(grammar, ids)
     family_limit = DEFAULT_CHORD_LIMIT if program == DRUMS else CHORD_LIMITS.get(program_family(program),
                                                                                 DEFAULT_CHORD_LIMIT)
     low, high = part_range(program, pitch_range)
-    part = Part(program, low, high, first, last, chord_limit=family_limit, bar_limit=NOTES_PER_BAR)
-    walk = PartWalk(spec, ids, part, offset=len(opening), end=lines[last][0])
-    groups = note_groups(spec, part_ids, first, last)
+    part = Part(program, low, high, first + lead, last + lead, chord_limit=family_limit, bar_limit=NOTES_PER_BAR)
+    walk = PartWalk(spec, ids, part, offset=len(opening), end=lines[last + lead][0], time_from_offset=bool(lead))
+    groups = {(bar + lead, position): notes for (bar, position), notes in note_groups(spec, part_ids, first,
+                                                                                     last).items()}
     pending = sorted(groups)
     positions = {int(walk.grammar.position_values[t]): t for t in range(len(walk.grammar.types))
                  if walk.grammar.types[t] == "Position"}
@@ -139,24 +148,36 @@ def token_nll(model, tokens: Sequence[int], targets: Sequence[int], copy_head=No
 
 
 def part_nll(generator, prompt: symusic.Score, part: symusic.Score, program: int, first: int,
-             last: int) -> dict[str, float]:
-    """{"nll": mean NLL per token of the part (nats), "tokens", "notes", "refused"}: `part` (the true part's
-    tracks with the piece's tempos and meters) scored in bars first..last of `prompt` (the other parts) as
-    add_part would have written it, with a default request's opening."""
+             last: int, lead: bool = False) -> dict[str, float]:
+    """{"nll": mean NLL per token of the part (nats), "tokens", "notes", "refused", "nats per note"}: `part`
+    (the true part's tracks with the piece's tempos and meters) scored in bars first..last of `prompt` (the
+    other parts) as add_part would have written it, with a default request's opening; with `lead`, in the
+    LEAD layout (the opening ends with FIM_Middle Program_p, the others a bar ahead)."""
     from musicmha.generation.request import GenerationRequest
 
     tokenizer = generator.tokenizer
     ids = tokenizer.encode(prompt)
     opening = [tokenizer.bos_id, *generator.conditioning_tokens(GenerationRequest(), ids)]
+    if lead:
+        opening += [tokenizer.fim_tokens.middle, generator.spec.tokens.index(f"Program_{program}")]
     stream = interleave_part(generator.spec, ids, tokenizer.encode(part), program, first, last, opening,
-                             tokenizer.pitch_range)
-    nll = token_nll(generator.model, stream.tokens, stream.targets, generator.copy_head)
-    return _summary(nll, stream.notes, refused=stream.refused)
+                             tokenizer.pitch_range, lead=LEAD_BARS if lead else 0)
+    model, head, start = generator.model, generator.copy_head, len(opening)
+    joint = token_nll(model, stream.tokens, range(start, len(stream.tokens)), head)
+    targets = set(stream.targets)
+    others = [t for i, t in enumerate(stream.tokens) if i not in targets]
+    alone = token_nll(model, others, range(start, len(others)), head)
+    # What the part costs given the others' past: the whole stream's NLL less the others' own. The part's
+    # tokens alone would leave out what it costs *not* to play at an onset (the other parts' next token
+    # taking the part's place), which the after layout pays in its Position tokens.
+    return _summary(joint[[i - start for i in stream.targets]], stream.notes, float(joint.sum() - alone.sum()),
+                    refused=stream.refused)
 
 
-def _summary(nll: np.ndarray, notes: int, **extra) -> dict[str, float]:
+def _summary(nll: np.ndarray, notes: int, total: float | None = None, **extra) -> dict[str, float]:
+    total = float(nll.sum()) if total is None else total
     return {"nll": float(nll.mean()) if len(nll) else float("nan"), "tokens": len(nll), "notes": notes,
-            "nats per note": float(nll.sum() / notes) if notes else float("nan"), **extra}
+            "nats per note": total / notes if notes else float("nan"), **extra}
 
 
 def part_after_nll(generator, prompt: symusic.Score, part: symusic.Score, program: int, first: int,

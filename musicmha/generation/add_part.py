@@ -16,6 +16,7 @@ says so. Bars are counted from 1 on the piece's own time signatures, as infill c
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -30,7 +31,8 @@ from musicmha.data.vocabulary import DRUMS
 from musicmha.errors import ConfigError
 from musicmha.generation import infill as fill
 from musicmha.generation.grammar import TokenGrammar
-from musicmha.generation.part_after import AFTER, write_after
+from musicmha.data.part_rows import LEAD_BARS
+from musicmha.generation.part_after import AFTER, LEAD, write_after
 from musicmha.generation.part_walk import Part, PartWalk
 from musicmha.generation.request import GenerationRequest
 from musicmha.generation.result import GenerationResult, cut_to_span, new_notes, to_prompt_time
@@ -161,7 +163,8 @@ def add_part(generator: MusicGenerator, prompt: Prompt, request: GenerationReque
         new_tokens = rows
         tracks = [_as_track(chosen, cut_to_span(_notes_score(chosen, found, tpq), *span)) for found in notes]
     else:
-        rows, new_tokens, tracks = _interleave(generator, ids, lines, part, request, tpq, span, chosen, callback)
+        rows, new_tokens, tracks = _interleave(generator, ids, part, request, tpq, span, chosen, callback,
+                                               lead=generator.part_layout == LEAD)
     results = []
     for k, (track, row) in enumerate(zip(tracks, rows)):
         merged = score.copy()
@@ -175,14 +178,24 @@ def add_part(generator: MusicGenerator, prompt: Prompt, request: GenerationReque
     return results
 
 
-def _interleave(generator: MusicGenerator, ids: list[int], lines: list[tuple[int, float]], part: Part,
-                request: GenerationRequest, tpq: int, span: tuple[int, int], chosen: Instrument,
-                callback) -> tuple[list[list[int]], list[list[int]], list[symusic.Track]]:
-    """(rows, the tokens each wrote, the new tracks): the part slipped into the piece's own stream."""
+def _interleave(generator: MusicGenerator, ids: list[int], part: Part, request: GenerationRequest, tpq: int,
+                span: tuple[int, int], chosen: Instrument, callback,
+                lead: bool = False) -> tuple[list[list[int]], list[list[int]], list[symusic.Track]]:
+    """(rows, the tokens each wrote, the new tracks): the part slipped into the piece's own stream. With `lead`
+    (a model trained on LEAD part rows, musicmha/data/part_rows.py) the rows open with `FIM_Middle Program_p`
+    and the part's bar b is written into the piece's bar b + 1, the other parts a bar ahead as training lays
+    them out: one empty bar is added after the piece for the part's last bar, and the new notes are moved
+    back a bar."""
     tokenizer, spec = generator.tokenizer, generator.spec
-    start_index, end_index = lines[part.first_bar - 1][0], lines[part.last_bar][0]
     opening = [tokenizer.bos_id, *generator.conditioning_tokens(request, ids)]
-    walk = PartWalk(spec, ids, part, offset=len(opening), end=end_index)
+    if lead:
+        opening += [tokenizer.fim_tokens.middle, spec.tokens.index(f"Program_{part.program}")]
+        meter = [t for t in ids if spec.tokens[t].startswith("TimeSig_")][-1:]
+        ids = ids + [spec.bar_id, *meter]
+        part = dataclasses.replace(part, first_bar=part.first_bar + LEAD_BARS, last_bar=part.last_bar + LEAD_BARS)
+    lines = fill.bar_lines(TokenGrammar(spec), ids)
+    start_index, end_index = lines[part.first_bar - 1][0], lines[part.last_bar][0]
+    walk = PartWalk(spec, ids, part, offset=len(opening), end=end_index, time_from_offset=lead)
     start = torch.tensor([opening + ids[:start_index]] * request.num_samples)
     budget = end_index + 1 - start_index + 5 * NOTES_PER_BAR * (part.last_bar - part.first_bar + 1)
     out = generate(generator.model, start, request.sampling, budget, callback=callback, allowed=walk,
@@ -190,9 +203,25 @@ def _interleave(generator: MusicGenerator, ids: list[int], lines: list[tuple[int
                    copy_boost=request.copy_boost)
     walk.follow(out.cpu())
     rows = out.tolist()
-    tracks = [_new_track(tokenizer, chosen, row[len(opening):], ids[:walk.forced_count(k)], tpq, span)
+    starts = [round(quarters * tpq) for _, quarters in lines] if lead else None
+    tracks = [_new_track(tokenizer, chosen, row[len(opening):], ids[:walk.forced_count(k)], tpq, span, starts)
               for k, row in enumerate(rows)]
     return rows, [walk.walks[k].new for k in range(len(rows))], tracks
+
+
+def _back_a_bar(score: symusic.Score, starts: list[int]) -> symusic.Score:
+    """`score` (the prompt's ticks) with each note moved from its bar (`starts`: each bar's first tick) to the
+    same place in the bar LEAD_BARS before."""
+    out = symusic.Score(score.ticks_per_quarter)
+    for track in score.tracks:
+        moved = symusic.Track(name=track.name, program=track.program, is_drum=track.is_drum)
+        for note in track.notes:
+            bar = bisect.bisect_right(starts, note.time) - 1
+            if bar >= LEAD_BARS:
+                moved.notes.append(symusic.Note(starts[bar - LEAD_BARS] + note.time - starts[bar], note.duration,
+                                                note.pitch, note.velocity))
+        out.tracks.append(moved)
+    return out
 
 
 def _notes_score(chosen: Instrument, notes: list[symusic.Note], tpq: int) -> symusic.Score:
@@ -204,13 +233,16 @@ def _notes_score(chosen: Instrument, notes: list[symusic.Note], tpq: int) -> sym
 
 
 def _new_track(tokenizer, chosen: Instrument, row: list[int], forced: list[int], tpq: int,
-               span: tuple[int, int]) -> symusic.Track:
+               span: tuple[int, int], lead_starts: list[int] | None = None) -> symusic.Track:
     """The new part of one row as a track of the prompt's ticks: what decoding the row adds to decoding the
-    piece's tokens it read, on the part's instrument, inside the range."""
+    piece's tokens it read, on the part's instrument (moved back a bar in the LEAD layout), inside the range."""
     piece = [t for t in row if t != tokenizer.eos_id]
     full = tokenizer.decode(piece)
     before = tokenizer.decode(forced) if forced else symusic.Score(full.ticks_per_quarter)
-    return _as_track(chosen, cut_to_span(to_prompt_time(new_notes(full, before, full.ticks_per_quarter), tpq, 0), *span))
+    fresh = to_prompt_time(new_notes(full, before, full.ticks_per_quarter), tpq, 0)
+    if lead_starts is not None:
+        fresh = _back_a_bar(fresh, lead_starts)
+    return _as_track(chosen, cut_to_span(fresh, *span))
 
 
 def _as_track(chosen: Instrument, fresh: symusic.Score) -> symusic.Track:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import symusic
 import torch
 
-from musicmha.data.part_rows import bar_skeleton
+from musicmha.data.part_rows import AFTER, LEAD, bar_skeleton
 from musicmha.files import TRAINING_FILE
 from musicmha.generation.part_walk import Part, PartWalk
 from musicmha.generation.result import to_prompt_time
@@ -38,20 +38,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-AFTER, INTERLEAVED = "after", "interleaved"
-LAYOUTS = (AFTER, INTERLEAVED)
+INTERLEAVED = "interleaved"  # any model: the part slipped into the piece's stream (no look-ahead)
+LAYOUTS = (LEAD, AFTER, INTERLEAVED)  # LEAD: interleaved with the others a bar ahead (add_part._interleave)
 OTHERS_SHARE = 0.6  # of the context, for a span's other parts (training rows hold ~60% others, median)
 SPAN_SEED_STEP = 7919  # span k samples with seed + k * this, so spans do not repeat one random stream
 
 
 def layout_of(folder: str | Path) -> str:
-    """AFTER for a checkpoint whose run trained part-in-the-middle rows (training.json: part_rate > 0), else
-    INTERLEAVED (a model fine-tuned from one without part rows is read as INTERLEAVED: it may forget)."""
+    """The part-row layout a checkpoint's run trained (training.json: part_rate > 0, then part_layout; AFTER
+    where a record predates the option), else INTERLEAVED (so a model fine-tuned without part rows from one
+    trained with them is read as INTERLEAVED: it may have forgotten)."""
     try:
-        info = json.loads((Path(folder) / TRAINING_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        train = json.loads((Path(folder) / TRAINING_FILE).read_text(encoding="utf-8")).get("train_config", {})
+    except (OSError, ValueError, AttributeError):
         return INTERLEAVED
-    return AFTER if float(info.get("train_config", {}).get("part_rate") or 0) > 0 else INTERLEAVED
+    if not float(train.get("part_rate") or 0) > 0:
+        return INTERLEAVED
+    layout = train.get("part_layout", AFTER)
+    return layout if layout in (AFTER, LEAD) else INTERLEAVED
 
 
 def spans(lines: list[tuple[int, float]], first: int, last: int, budget: int) -> list[tuple[int, int]]:

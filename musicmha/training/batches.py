@@ -25,7 +25,8 @@ def train_batch(run: Any, index: int) -> tuple[torch.Tensor, torch.Tensor | None
                            world_size=accelerator.num_processes, fim=run.fim, fim_rate=cfg.fim_rate,
                            reprise_rate=cfg.reprise_rate, bar_id=run.tokenizer.bar_id,
                            condition=run.tokenizer.condition_tokens, condition_dropout=cfg.condition_dropout,
-                           part_rate=cfg.part_rate, part_spec=run.part_spec)
+                           part_rate=cfg.part_rate, part_spec=run.part_spec,
+                           part_layout=cfg.part_layout)
     weights = None
     if cfg.copy_weight != 1:
         # Boundaries and sentinels break a match: a repeat across two pieces, or across a FIM seam, is not

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from musicmha.data.part_rows import LAYOUTS as PART_LAYOUTS
 from musicmha.nn.config import ModelConfig
 from musicmha.errors import ConfigError
 from musicmha.files import CONFIG_FILE
@@ -126,9 +127,10 @@ class TrainConfig:
                                 "earlier in the window (a copy is possible: musicmha/data/copy_targets.py); "
                                 "1: every target alike")
     copy_min_match: int = option(16, "tokens of an earlier exact repeat that make a target a copy target")
-    part_rate: float = option(0.0, "fraction of training windows made into part-in-the-middle rows: the other "
-                              "parts, then one part over the same bars, as add_part writes it "
-                              "(musicmha/data/part_rows.py)")
+    part_rate: float = option(0.0, "fraction of training windows made into part rows: one part written again "
+                              "beside the other parts, as add_part writes it (musicmha/data/part_rows.py)")
+    part_layout: str = option("lead", "how a part row lays the part out: lead (the others a bar ahead) or after "
+                              "(the part after the others)", choices=PART_LAYOUTS)
     condition_dropout: float = option(0.3, "with a tokenizer that has style and density tokens: the share of "
                                       "windows trained without each of them (musicmha/data/conditioning.py)")
     # bookkeeping
@@ -192,6 +194,8 @@ class TrainConfig:
             raise ConfigError(f"reprise_rate must be in [0, 1], got {self.reprise_rate!r}")
         if not isinstance(self.part_rate, (int, float)) or not 0.0 <= self.part_rate <= 1.0:
             raise ConfigError(f"part_rate must be in [0, 1], got {self.part_rate!r}")
+        if self.part_layout not in PART_LAYOUTS:
+            raise ConfigError(f"part_layout must be one of {', '.join(PART_LAYOUTS)}, got {self.part_layout!r}")
         if not isinstance(self.copy_weight, (int, float)) or not 0 < self.copy_weight <= 100:
             raise ConfigError(f"copy_weight must be in (0, 100], got {self.copy_weight!r}")
         if not isinstance(self.copy_min_match, int) or self.copy_min_match < 1:

@@ -39,7 +39,7 @@ RESUMABLE_CHANGES = {"resume", "max_steps", "save_every", "eval_every", "eval_ba
 # Options that may change when resuming although they change the batches from there on: a curriculum, such as
 # reprise rows switched on for the last part of a long run. Model, optimizer and schedule stay exact; the change
 # is logged and appended to the run folder's RESUME_LOG_FILE, so that a model card can name it.
-CURRICULUM_CHANGES = {"fim_rate", "reprise_rate", "part_rate", "copy_weight", "copy_min_match", "condition_dropout"}
+CURRICULUM_CHANGES = {"fim_rate", "reprise_rate", "part_rate", "part_layout", "copy_weight", "copy_min_match", "condition_dropout"}
 
 
 @dataclass

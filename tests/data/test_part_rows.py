@@ -13,7 +13,7 @@ import pytest
 import symusic
 
 from musicmha.data.dataset import TokenSplit, batch_for_step
-from musicmha.data.part_rows import merge_part, part_row, split_part
+from musicmha.data.part_rows import AFTER, LEAD, merge_part, part_row, split_part
 from musicmha.data.tokenizer import MusicTokenizer
 from musicmha.errors import MusicmhaError
 
@@ -100,7 +100,7 @@ def _row_parts(row: list[int], spec, middle: int) -> tuple[list[int], int, list[
     return row[:m], program, tail[:stop]
 
 
-def test_a_part_row_is_the_others_then_the_part_over_the_same_bars(tokenizer):
+def test_an_after_row_is_the_others_then_the_part_over_the_same_bars(tokenizer):
     """A window of the quartet (three programs) that opens inside a bar, with conditioning tokens: the row
     opens with those tokens, then the others' stream of the window's whole bars, FIM_Middle Program_p and the
     part's stream; the part and the others merge back into the notes of those bars, and the row keeps its
@@ -117,7 +117,7 @@ def test_a_part_row_is_the_others_then_the_part_over_the_same_bars(tokenizer):
     whole_bars = ids[bars[1]:last_bar]
     seen, complete = set(), 0
     for seed in range(12):
-        row = part_row(window, spec, fim.middle, np.random.default_rng(seed))
+        row = part_row(window, spec, fim.middle, np.random.default_rng(seed), AFTER)
         assert row is not None and len(row) == len(window)
         head_others, program, part = _row_parts(row.tolist(), spec, fim.middle)
         seen.add(program)
@@ -140,11 +140,41 @@ def test_a_row_that_reaches_the_pieces_end_reads_on_into_the_next_piece(tokenize
     nxt = tokenizer.encode(symusic.Score(str(PROMPTS_BY_NAME["essen_folksong_han1_1"])))
     piece = ids[:[i for i, t in enumerate(ids) if t == spec.bar_id][3]]  # a piece of three bars
     window = np.array([spec.bos_id, *piece, spec.eos_id, spec.bos_id, *nxt])
-    row = part_row(window, spec, fim.middle, np.random.default_rng(0)).tolist()
+    row = part_row(window, spec, fim.middle, np.random.default_rng(0), AFTER).tolist()
     head_others, program, part = _row_parts(row, spec, fim.middle)
     assert head_others[0] == spec.bos_id and (head_others[1:], part) == split_part(piece, spec, program)
     after = row[len(head_others) + 2 + len(part):]
     assert len(after) > 20 and after == [spec.eos_id, spec.bos_id, *nxt][:len(after)]
+
+
+def test_a_lead_row_holds_each_bar_of_the_others_with_the_parts_bar_before(tokenizer):
+    """The quartet's bars 2-6 (3/4 throughout) in the LEAD layout, read back by decoding the stream: every note
+    of the other parts where it was, every note of the part one bar later; the row opens with the sentinels."""
+    spec, fim = tokenizer.grammar_spec(), tokenizer.fim_tokens
+    score = symusic.Score(str(PROMPTS_BY_NAME["beethoven_op18no1_quartet"]))
+    ids = tokenizer.encode(score)
+    bars = [i for i, t in enumerate(ids) if t == spec.bar_id]
+    window = ids[bars[1]:bars[5] + 60]  # bars 2-5 whole and room after them: what follows their last bar line
+    segment = window[:max(i for i, t in enumerate(window) if t == spec.bar_id)]  # the window's whole bars
+    window = np.array(window)
+    whole = tokenizer.decode(segment)
+    bar = 3 * whole.ticks_per_quarter
+    seen, complete = set(), 0
+    for seed in range(8):
+        row = part_row(window, spec, fim.middle, np.random.default_rng(seed), LEAD).tolist()
+        assert row[0] == fim.middle and spec.tokens[row[1]].startswith("Program_") and len(row) == len(window)
+        program = int(spec.tokens[row[1]].split("_")[1])
+        seen.add(program)
+        stream = row[2:]
+        stream = stream[:stream.index(spec.pad_id)] if spec.pad_id in stream else stream
+        others, part = split_part(segment, spec, program)
+        assert stream == merge_part(others, part, spec, lead=1)[:len(stream)]
+        if len(stream) == len(merge_part(others, part, spec, lead=1)):
+            complete += 1
+            got = _notes(tokenizer.decode(stream))
+            moved = Counter({(p, t + bar * (p == program), *rest): n for (p, t, *rest), n in _notes(whole).items()})
+            assert got == moved
+    assert len(seen) >= 2 and complete == 8
 
 
 def test_one_part_alone_or_no_whole_bar_makes_no_row(tokenizer):

@@ -155,3 +155,35 @@ def test_the_nll_stream_holds_the_piece_and_the_true_part_in_add_parts_order(gen
     result = part_nll(generator, others, bass, 33, 1, 3)  # longer than the 64-token context: windows
     assert len(stream.tokens) > 64 and result["tokens"] == len(stream.targets)
     assert 0 < result["nll"] < 20 and result["notes"] == 9
+
+
+@pytest.mark.parametrize("lead", [False, True])
+def test_the_cost_per_note_given_the_past_is_the_whole_streams_nll_less_the_others(generator, lead):
+    """On a model whose context holds the whole stream: one forward pass over the interleaved stream and one
+    over the others' stream alone (the stream without the part's tokens), both by hand. In the LEAD layout the
+    stream opens with the sentinels and holds the bass a bar late (read back by decoding it)."""
+    tok = generator.tokenizer
+    wide = MusicGenerator(MusicTransformer(ModelConfig(vocab_size=tok.vocab_size, d_model=32, n_layers=2,
+                                                       n_heads=4, max_seq_len=1024, dropout=0.0)), tok)
+    piece, others, bass = band()
+    opening = [tok.bos_id] + ([tok.fim_tokens.middle, wide.spec.tokens.index("Program_33")] if lead else [])
+    stream = interleave_part(wide.spec, tok.encode(others), tok.encode(bass), 33, 1, 3, opening,
+                             tok.pitch_range, lead=int(lead))
+    if lead:
+        body = tok.decode([t for t in stream.tokens[len(opening):] if t != tok.eos_id])
+        full = tok.decode(tok.encode(piece))
+        bar = 4 * full.ticks_per_quarter
+        late = sorted((n.time + bar, n.pitch) for t in full.tracks if t.program == 33 for n in t.notes
+                      if n.time < 3 * bar)
+        assert sorted((n.time, n.pitch) for t in body.tracks if t.program == 33 for n in t.notes) == late
+
+    def total(tokens: list[int]) -> float:
+        with torch.no_grad():
+            logp = torch.log_softmax(wide.model(torch.tensor([tokens]))[0][0].float(), -1)
+        return -sum(float(logp[i - 1, tokens[i]]) for i in range(1, len(tokens)))
+
+    targets = set(stream.targets)
+    without = [t for i, t in enumerate(stream.tokens) if i not in targets]
+    result = part_nll(wide, others, bass, 33, 1, 3, lead=lead)
+    expected = (total(stream.tokens) - total(without)) / 9
+    assert result["nats per note"] == pytest.approx(expected, rel=1e-4, abs=1e-4)

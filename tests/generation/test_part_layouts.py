@@ -1,5 +1,7 @@
-"""add_part in the layout of a model trained on part rows (musicmha/generation/part_after.py): the model reads the
-other parts of a span of bars whole, then FIM_Middle Program_p, and writes the part's own stream.
+"""add_part in the layouts of a model trained on part rows: LEAD (add_part._interleave with lead: the part
+interleaved a bar behind the other parts, after FIM_Middle Program_p) and AFTER (musicmha/generation/
+part_after.py: the model reads the other parts of a span of bars whole, then FIM_Middle Program_p, and writes
+the part's own stream).
 
 Tiny random models and the bundled prompts. What the model reads is checked against the tokenizer (the span's
 tokens of the piece, as it encodes them); what comes back against the prompt (every note kept) and the part's
@@ -21,7 +23,7 @@ from musicmha.data.part_rows import split_part
 from musicmha.data.tokenizer import MusicTokenizer
 from musicmha.evaluation.part_nll import part_after_nll
 from musicmha.files import TRAINING_FILE
-from musicmha.generation import part_after
+from musicmha.generation import add_part, part_after
 from musicmha.generation.music_generator import MusicGenerator
 
 PROMPTS = {p.stem: p for p in (Path(__file__).resolve().parents[2] / "data" / "prompts").glob("*.mid")}
@@ -29,13 +31,13 @@ QUARTET = PROMPTS["beethoven_op18no1_quartet"]  # 373 tokens, four tracks (three
 FOLK = PROMPTS["essen_folksong_han1_1"]
 
 
-def _generator(context: int) -> MusicGenerator:
+def _generator(context: int, layout: str = part_after.AFTER) -> MusicGenerator:
     torch.manual_seed(0)
     tokenizer = MusicTokenizer.from_config()
     config = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, max_seq_len=context,
                          dropout=0.0)
     generator = MusicGenerator(MusicTransformer(config), tokenizer)
-    generator.part_layout = part_after.AFTER
+    generator.part_layout = layout
     return generator
 
 
@@ -59,6 +61,7 @@ def openings(monkeypatch) -> list[list[int]]:
         return real(model, tokens, *args, **kwargs)
 
     monkeypatch.setattr(part_after, "generate", spy)
+    monkeypatch.setattr(add_part, "generate", spy)
     return seen
 
 
@@ -158,3 +161,40 @@ def test_spans_cover_the_range_in_whole_bars():
     assert part_after.spans(lines, 1, 10, 120) == [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10)]
     assert part_after.spans(lines, 4, 6, 1000) == [(4, 6)]
     assert part_after.spans(lines, 2, 4, 10) == [(2, 2), (3, 3), (4, 4)]  # a bar over the budget: alone
+
+
+@pytest.mark.parametrize("instrument, bars", [("bass", None), ("drums", (7, 8)), ("piano", (2, 3))])
+def test_lead_reads_the_piece_a_bar_ahead_and_moves_the_new_notes_back_a_bar(openings, instrument, bars):
+    lead = _generator(1024, part_after.LEAD)
+    original = symusic.Score(str(QUARTET))  # 3/4 throughout
+    tokenizer, spec = lead.tokenizer, lead.spec
+    ids = tokenizer.encode(original)
+    (result,) = lead.add_part(QUARTET, instrument=instrument, bars=bars, seed=6)
+    lines = piece_bar_lines(original)
+    first, last = bars or (1, len(lines) - 1)
+    program = -1 if instrument == "drums" else result.score.tracks[-1].program
+    bar_at = [i for i, t in enumerate(ids) if t == spec.bar_id] + [len(ids)]
+    sentinels = [tokenizer.fim_tokens.middle, spec.tokens.index(f"Program_{program}")]
+    # the walk starts where the part's first bar is written: the piece's next bar (or the bar added at its end)
+    (opening,) = openings
+    assert opening == [tokenizer.bos_id, *sentinels, *ids[:bar_at[first]]]
+    for before, after in zip(original.tracks, result.score.tracks):
+        assert _notes(after) == _notes(before)
+    track = result.score.tracks[-1]
+    assert len(track.notes) and all(lines[first - 1] <= n.time and n.end <= lines[last] for n in track.notes)
+    # the row's own new notes, decoded where the model wrote them, are the track's notes a bar later
+    row = [t for t in result.token_ids[len(sentinels) + 1:] if t != tokenizer.eos_id]
+    meter = [t for t in ids if spec.tokens[t].startswith("TimeSig_")][-1]
+    written = tokenizer.decode(row).resample(original.ticks_per_quarter, min_dur=1)
+    known = {(n.time, n.pitch) for t in original.tracks for n in t.notes}
+    new = sorted((n.time, n.pitch) for t in written.tracks for n in t.notes if (n.time, n.pitch) not in known
+                 and (t.is_drum if program == -1 else t.program == program and not t.is_drum))
+    bar = lines[1] - lines[0]
+    assert sorted((n.time + bar, n.pitch) for n in track.notes) == new
+    # the row is the piece's tokens, then a bar line and meter added for the part's last bar, with the new
+    # tokens slipped in (read as a subsequence); it stops at the bar line after the range
+    forced, extended = 0, ids + [spec.bar_id, meter]
+    for token in row:
+        forced += forced < len(extended) and token == extended[forced]
+    assert forced == len(row) - len(result.new_token_ids)
+    assert forced == (len(extended) if last == len(lines) - 1 else bar_at[last + 1] + 1)
