@@ -160,6 +160,8 @@ def test_bad_data_folder_and_config_are_one_line_errors(tmp_path, capsys, real_t
     (dict(position="sinusoid"), "position must be one of"),
     (dict(fim_rate=1.5), "fim_rate must be in"),
     (dict(reprise_rate=-0.1), "reprise_rate must be in"),
+    (dict(part_rate=2), "part_rate must be in"),
+    (dict(part_layout="beside"), "part_layout must be one of lead, after"),
 ])
 def test_training_config_validation(overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -248,3 +250,18 @@ def test_eval_device_option(real_tokens, tmp_path, capsys):
         assert main([*common, "--device", bad]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_a_run_with_part_rows_exports_a_model_that_adds_parts_in_its_layout(prompt_tokens, tmp_path):
+    """The bundled prompts hold pieces of several parts (the quartet, the rag's two staves): a short run with
+    LEAD part rows trains, and its export says so, so that add_part writes a part the LEAD way with it."""
+    from musicmha.generation.music_generator import MusicGenerator
+    from musicmha.generation.part_after import INTERLEAVED, LEAD
+
+    result = _train(prompt_tokens, tmp_path / "run", max_steps=6, save_every=6, fim_rate=0.2, part_rate=0.5,
+                    max_seq_len=128)
+    info = json.loads((result.export_dir / "training.json").read_text())
+    assert info["train_config"]["part_rate"] == 0.5 and info["train_config"]["part_layout"] == LEAD
+    assert MusicGenerator.from_pretrained(result.export_dir).part_layout == LEAD
+    plain = _train(prompt_tokens, tmp_path / "plain", max_steps=2, save_every=2, fim_rate=0.2, max_seq_len=128)
+    assert MusicGenerator.from_pretrained(plain.export_dir).part_layout == INTERLEAVED
