@@ -69,7 +69,7 @@ def measures(notes: list, truth: list, others: list, chords: list, lines: list[i
 
 
 def run_file(generator, name: str, score, part: str, bars: int, seed: int, roles: bool,
-             pool: Pool | None) -> dict | str:
+             pool: Pool | None, layout: str) -> dict | str:
     """One file's truth, new part and retrieved part with their measures, or why it is skipped."""
     prompt, alone = split_part(score, part, roles)
     if not alone.note_num() or not prompt.note_num():
@@ -80,7 +80,7 @@ def run_file(generator, name: str, score, part: str, bars: int, seed: int, roles
     program = part_program(alone)
     started = time.perf_counter()
     (result,) = generator.add_part(prompt, instrument="drums" if program == DRUMS else program, bars=(1, n),
-                                   seed=seed)
+                                   seed=seed, layout=layout)
     seconds = time.perf_counter() - started
     tpq = score.ticks_per_quarter
     others = [note for t in prompt.tracks for note in t.notes]
@@ -96,9 +96,9 @@ def run_file(generator, name: str, score, part: str, bars: int, seed: int, roles
         row[key] = measures(notes, truth, others, chords, lines, tpq, part)
     started = time.perf_counter()
     row["nll"] = part_nll(generator, prompt, alone, program, 1, n)
-    if generator.part_layout == AFTER:
+    if generator.trained_part_layout == AFTER:
         row["nll given all"] = part_after_nll(generator, prompt, alone, program, 1, n)
-    elif generator.part_layout == LEAD:
+    elif generator.trained_part_layout == LEAD:
         row["nll given all"] = part_nll(generator, prompt, alone, program, 1, n, lead=True)
     row["nll seconds"] = time.perf_counter() - started
     return row
@@ -132,8 +132,9 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=4)
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--layout", choices=("model", INTERLEAVED), default="model",
-                        help="how add_part writes the part: the checkpoint's own layout, or interleaved")
+    parser.add_argument("--layout", choices=("trained", INTERLEAVED), default="trained",
+                        help="how add_part writes the part: the layout the checkpoint was trained on (interleaved "
+                             "for a model trained without part rows), or interleaved")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--retrieval-from", type=Path, default=Path("data/tokens/train.pieces.jsonl"),
                         help="the pieces file retrieval picks training arrangements from")
@@ -157,14 +158,14 @@ def main() -> None:
     else:
         print("no retrieval baseline: --retrieval-pool 0, or no corpus manifest or --retrieval-from file")
     generator = load_generator(parser, args.checkpoint)
-    if args.layout == INTERLEAVED:
-        generator.part_layout = INTERLEAVED
+    layout = generator.trained_part_layout if args.layout == "trained" and generator.trained_part_layout \
+        else INTERLEAVED
     rows = []
     for name, path in sources(args, manifest):
         if len(rows) >= args.files:
             break
         row = run_file(generator, name, load_midi(path), args.part, args.bars, args.seed,
-                       args.pieces_from is not None, pool)
+                       args.pieces_from is not None, pool, layout)
         if isinstance(row, str):
             print(f"skipped {name}: {row}")
             continue
@@ -176,14 +177,14 @@ def main() -> None:
     record = run_record()
     where = args.folder if args.pieces_from is None else f"arrangements of {args.pieces_from}"
     print(f"\n{len(rows)} files of {where}, {args.part} dropped and added again over bars 1-{args.bars}; "
-          f"{args.checkpoint}, add_part {LAYOUT_NAMES[generator.part_layout]}; {record['machine']}, "
+          f"{args.checkpoint}, add_part {LAYOUT_NAMES[layout]}; {record['machine']}, "
           f"{record['torch_threads']} threads, {record['date']}")
     print(f"command: {record['command']}\n")
     print_table(rows)
     nll = [r["nll"] for r in rows]
     after = [r["nll given all"] for r in rows if "nll given all" in r]
     print(f"\n| NLL of the true {args.part} | given the other parts' past (interleaved) | given the other parts "
-          f"({generator.part_layout}) |\n|---|---:|---:|")
+          f"({generator.trained_part_layout or 'untrained'}) |\n|---|---:|---:|")
     for unit, key in (("nats per token of the part", "nll"), ("nats per note", "nats per note")):
         given_all = mean_se([x[key] for x in after]) if after else "n/a (not trained on part rows)"
         print(f"| {args.checkpoint}, {unit} | {mean_se([x[key] for x in nll])} | {given_all} |")

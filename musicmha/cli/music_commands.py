@@ -182,6 +182,9 @@ def add_add_part(sub: argparse._SubParsersAction) -> None:
                    help="a General MIDI program 0..127, drums, or bass, piano, guitar, strings, brass, lead, pad")
     p.add_argument("--bars", default=None, metavar="FIRST-LAST",
                    help="the bars the part plays in, counted from 1, e.g. 1-16 (default: the whole piece)")
+    p.add_argument("--layout", default="interleaved", choices=("interleaved", "lead", "after"),
+                   help="how the model writes the part: slipped into the piece's stream (any model), or in the "
+                        "layout a model was trained on (lead, after)")
     _add_sampling_options(p, instruments=False)
     p.set_defaults(run=_run_add_part)
 
@@ -192,7 +195,8 @@ def _run_add_part(args: argparse.Namespace) -> int:
     bars = _bar_range(args.bars) if args.bars is not None else None
     resolve_instrument(args.instrument)  # a typo is refused before the model loads
     request = request_from_args(args, infill=True)  # infill's fields: no length, no tempo or meter
-    results = _generator(args).add_part(args.prompt, request, instrument=args.instrument, bars=bars)
+    results = _generator(args).add_part(args.prompt, request, instrument=args.instrument, bars=bars,
+                                        layout=args.layout)
     _write_results(args, results)
     return 0
 

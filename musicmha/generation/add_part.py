@@ -1,5 +1,7 @@
 """Add a part to a piece: a new track (a bass, drums, piano comping, ...) over the whole piece or a bar range,
-written by the continuation model with no retraining (issue 27, item 2).
+written by the continuation model with no retraining (issue 27, item 2), or by a model trained on part rows
+in their layout when asked (`layout`: LEAD interleaves the part a bar behind the piece, below; AFTER writes
+it after the other parts, musicmha/generation/part_after.py).
 
 The model reads the piece's own token stream from its start, token for token, and may slip the new part's
 notes in between, at the piece's onsets or between them (interleaved constrained decoding: the mask is
@@ -32,7 +34,7 @@ from musicmha.errors import ConfigError
 from musicmha.generation import infill as fill
 from musicmha.generation.grammar import TokenGrammar
 from musicmha.data.part_rows import LEAD_BARS
-from musicmha.generation.part_after import AFTER, LEAD, write_after
+from musicmha.generation.part_after import AFTER, INTERLEAVED, LAYOUTS, LEAD, write_after
 from musicmha.generation.part_walk import Part, PartWalk
 from musicmha.generation.request import GenerationRequest
 from musicmha.generation.result import GenerationResult, cut_to_span, new_notes, to_prompt_time
@@ -136,8 +138,19 @@ def bar_span(lines: list[tuple[int, float]], bars: tuple[int, int] | None) -> tu
     return first, last
 
 
+def check_layout(layout: str, trained: str | None) -> str:
+    """`layout`, refused in one line unless it is INTERLEAVED or the layout the model was trained on."""
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
+    if layout != INTERLEAVED and layout != trained:
+        raise ConfigError(f"layout {layout!r} needs a model trained on {layout} part rows (musicmha train "
+                          f"--part-rate 0.25 --part-layout {layout}); this one writes "
+                          f"{', '.join(sorted({INTERLEAVED, trained} - {None}))}")
+    return layout
+
+
 def add_part(generator: MusicGenerator, prompt: Prompt, request: GenerationRequest, *, instrument: int | str,
-             bars: tuple[int, int] | None = None,
+             bars: tuple[int, int] | None = None, layout: str = INTERLEAVED,
              callback: Callable[[int, torch.Tensor], bool | None] | None = None) -> list[GenerationResult]:
     """`MusicGenerator.add_part`'s work, for a request already checked (and seeded)."""
     spec, tokenizer = generator.spec, generator.tokenizer
@@ -158,13 +171,13 @@ def add_part(generator: MusicGenerator, prompt: Prompt, request: GenerationReque
                 bar_limit=NOTES_PER_BAR)
     tpq = score.ticks_per_quarter
     span = (round(lines[first - 1][1] * tpq), round(lines[last][1] * tpq))
-    if generator.part_layout == AFTER:
+    if layout == AFTER:
         notes, rows = write_after(generator, ids, lines, part, request, tpq, callback)
         new_tokens = rows
         tracks = [_as_track(chosen, cut_to_span(_notes_score(chosen, found, tpq), *span)) for found in notes]
     else:
         rows, new_tokens, tracks = _interleave(generator, ids, part, request, tpq, span, chosen, callback,
-                                               lead=generator.part_layout == LEAD)
+                                               lead=layout == LEAD)
     results = []
     for k, (track, row) in enumerate(zip(tracks, rows)):
         merged = score.copy()

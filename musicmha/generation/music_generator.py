@@ -52,7 +52,7 @@ class MusicGenerator:
     """A checkpoint's model and tokenizer (and copy head) as MIDI in, MIDI out. Every method that makes music
     takes one `GenerationRequest` (or its fields as keywords, not both), checked by `check`."""
 
-    def __init__(self, model, tokenizer, copy_head: CopyHead | None = None, part_layout: str = INTERLEAVED) -> None:
+    def __init__(self, model, tokenizer, copy_head: CopyHead | None = None, part_layout: str | None = None) -> None:
         if model.config.vocab_size != tokenizer.vocab_size:
             raise MusicmhaError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model expects "
                                 f"{model.config.vocab_size}: they come from different checkpoints")
@@ -62,7 +62,7 @@ class MusicGenerator:
         self.copy_head = copy_head  # mixed into every decoded token (None: the model alone)
         self.spec = None if tokenizer.is_bpe else tokenizer.grammar_spec()
         self.writes_programs = self.spec is not None and any(t.startswith("Program_") for t in self.spec.tokens)
-        self.part_layout = part_layout if tokenizer.fim_tokens else INTERLEAVED  # how add_part writes a part
+        self.trained_part_layout = part_layout if tokenizer.fim_tokens else None  # add_part's trained layout
 
     @classmethod
     def from_pretrained(cls, folder: str | Path | None = None, *, device: str | torch.device | None = None,
@@ -238,11 +238,14 @@ class MusicGenerator:
                 for k, row in enumerate(out.tolist())]
 
     def add_part(self, prompt: Prompt, request: GenerationRequest | None = None, *, instrument: int | str,
-                 bars: tuple[int, int] | None = None, callback: Callable | None = None, **fields) -> list[GenerationResult]:
+                 bars: tuple[int, int] | None = None, layout: str = INTERLEAVED, callback: Callable | None = None,
+                 **fields) -> list[GenerationResult]:
         """Write a new part (a GM program, a family word such as "bass", or "drums") into `prompt` over the piece
-        or `bars` (first, last), counted from 1; every existing note is kept (musicmha/generation/add_part.py)."""
+        or `bars` (first, last), counted from 1; every existing note is kept. `layout`: interleaved (any model)
+        or the trained_part_layout of a model trained on part rows (musicmha/generation/add_part.py)."""
         request = _with_seed(self.check(part.check_request(self._request(request, fields)), has_prompt=True))
-        return part.add_part(self, prompt, request, instrument=instrument, bars=bars, callback=callback)
+        part.check_layout(layout, self.trained_part_layout)
+        return part.add_part(self, prompt, request, instrument=instrument, bars=bars, layout=layout, callback=callback)
 
     # --- helpers --------------------------------------------------------------------------------------
     @staticmethod

@@ -11,7 +11,8 @@ bar must hold are kept the same way.
 A piece longer than a training row's share of others is written in spans of whole bars: each span's others
 take at most OTHERS_SHARE of the model's context (a bar longer than that is a span of its own, and the KV
 cache slides), and each span is sampled with its own seed; a span does not hear the part written in the span
-before it. Which layout a checkpoint writes is in its training.json (`layout_of`).
+before it. Which layout a checkpoint was trained on is in its training.json (`layout_of`); add_part writes
+it only when asked (`layout=`), as interleaved decoding measured better on the models trained so far.
 """
 
 from __future__ import annotations
@@ -44,18 +45,18 @@ OTHERS_SHARE = 0.6  # of the context, for a span's other parts (training rows ho
 SPAN_SEED_STEP = 7919  # span k samples with seed + k * this, so spans do not repeat one random stream
 
 
-def layout_of(folder: str | Path) -> str:
+def layout_of(folder: str | Path) -> str | None:
     """The part-row layout a checkpoint's run trained (training.json: part_rate > 0, then part_layout; AFTER
-    where a record predates the option), else INTERLEAVED (so a model fine-tuned without part rows from one
-    trained with them is read as INTERLEAVED: it may have forgotten)."""
+    where a record predates the option), else None (so a model fine-tuned without part rows from one trained
+    with them has none: it may have forgotten)."""
     try:
         train = json.loads((Path(folder) / TRAINING_FILE).read_text(encoding="utf-8")).get("train_config", {})
     except (OSError, ValueError, AttributeError):
-        return INTERLEAVED
+        return None
     if not float(train.get("part_rate") or 0) > 0:
-        return INTERLEAVED
+        return None
     layout = train.get("part_layout", AFTER)
-    return layout if layout in (AFTER, LEAD) else INTERLEAVED
+    return layout if layout in (AFTER, LEAD) else None
 
 
 def spans(lines: list[tuple[int, float]], first: int, last: int, budget: int) -> list[tuple[int, int]]:

@@ -17,7 +17,7 @@ import pytest
 import symusic
 import torch
 
-from musicmha import ModelConfig, MusicTransformer
+from musicmha import ConfigError, ModelConfig, MusicTransformer
 from musicmha.data.midi_io import piece_bar_lines
 from musicmha.data.part_rows import split_part
 from musicmha.data.tokenizer import MusicTokenizer
@@ -31,13 +31,13 @@ QUARTET = PROMPTS["beethoven_op18no1_quartet"]  # 373 tokens, four tracks (three
 FOLK = PROMPTS["essen_folksong_han1_1"]
 
 
-def _generator(context: int, layout: str = part_after.AFTER) -> MusicGenerator:
+def _generator(context: int, layout: str | None = part_after.AFTER) -> MusicGenerator:
     torch.manual_seed(0)
     tokenizer = MusicTokenizer.from_config()
     config = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4, max_seq_len=context,
                          dropout=0.0)
     generator = MusicGenerator(MusicTransformer(config), tokenizer)
-    generator.part_layout = layout
+    generator.trained_part_layout = layout
     return generator
 
 
@@ -70,7 +70,7 @@ def test_the_model_reads_the_other_parts_then_writes_the_part_over_their_bars(ge
     original = symusic.Score(str(QUARTET))
     tokenizer, spec = generator.tokenizer, generator.spec
     ids = tokenizer.encode(original)
-    (result,) = generator.add_part(QUARTET, instrument=instrument, bars=bars, seed=4)
+    (result,) = generator.add_part(QUARTET, instrument=instrument, bars=bars, seed=4, layout=part_after.AFTER)
     first, last = bars or (1, len(piece_bar_lines(original)) - 1)
     bar_at = [i for i, t in enumerate(ids) if t == spec.bar_id] + [len(ids)]
     program = -1 if instrument == "drums" else result.score.tracks[-1].program
@@ -100,7 +100,7 @@ def test_a_piece_longer_than_the_context_is_written_in_spans_that_fit(openings):
     original = symusic.Score(str(QUARTET))
     ids = small.tokenizer.encode(original)
     assert len(ids) > 2 * 128
-    (result,) = small.add_part(QUARTET, instrument="bass", seed=2)
+    (result,) = small.add_part(QUARTET, instrument="bass", seed=2, layout=part_after.AFTER)
     budget = int(128 * part_after.OTHERS_SHARE)
     assert len(openings) >= 3
     bar_id = small.spec.bar_id
@@ -117,11 +117,11 @@ def test_a_piece_longer_than_the_context_is_written_in_spans_that_fit(openings):
 
 def test_seeds_reproduce_and_row_k_is_seed_plus_k_alone():
     small = _generator(128)
-    a = small.add_part(QUARTET, instrument="piano", num_samples=2, seed=11)
-    b = small.add_part(QUARTET, instrument="piano", num_samples=2, seed=11)
+    a = small.add_part(QUARTET, instrument="piano", num_samples=2, seed=11, layout=part_after.AFTER)
+    b = small.add_part(QUARTET, instrument="piano", num_samples=2, seed=11, layout=part_after.AFTER)
     assert [r.score.dumps_midi() for r in a] == [r.score.dumps_midi() for r in b]
     assert a[0].new_token_ids != a[1].new_token_ids
-    (alone,) = small.add_part(QUARTET, instrument="piano", seed=a[1].seed)
+    (alone,) = small.add_part(QUARTET, instrument="piano", seed=a[1].seed, layout=part_after.AFTER)
     assert alone.new_token_ids == a[1].new_token_ids
 
 
@@ -150,10 +150,24 @@ def test_the_nll_of_a_true_part_is_a_plain_forward_pass_over_the_row(generator):
 
 
 def test_the_layout_is_read_from_the_checkpoints_training_record(tmp_path):
-    assert part_after.layout_of(tmp_path) == part_after.INTERLEAVED  # no training.json: a hand-made model
-    for rate, layout in ((0.0, part_after.INTERLEAVED), (0.25, part_after.AFTER)):
-        (tmp_path / TRAINING_FILE).write_text(json.dumps({"train_config": {"part_rate": rate}}))
+    assert part_after.layout_of(tmp_path) is None  # no training.json: a hand-made model
+    for config, layout in (({"part_rate": 0.0}, None), ({"part_rate": 0.25}, part_after.AFTER),
+                           ({"part_rate": 0.25, "part_layout": "lead"}, part_after.LEAD)):
+        (tmp_path / TRAINING_FILE).write_text(json.dumps({"train_config": config}))
         assert part_after.layout_of(tmp_path) == layout
+
+
+def test_a_layout_the_model_was_not_trained_on_is_one_line(generator):
+    lead = _generator(128, part_after.LEAD)
+    with pytest.raises(ConfigError, match="layout 'after' needs a model trained on after part rows.*writes "
+                                          "interleaved, lead$"):
+        lead.add_part(FOLK, instrument="bass", layout="after")
+    with pytest.raises(ConfigError, match="unknown layout 'beside': choose one of lead, after, interleaved"):
+        lead.add_part(FOLK, instrument="bass", layout="beside")
+    plain = _generator(128, None)
+    with pytest.raises(ConfigError, match="writes interleaved$"):
+        plain.add_part(FOLK, instrument="bass", layout="lead")
+    assert len(plain.add_part(FOLK, instrument="bass", seed=1)) == 1  # interleaved: any model
 
 
 def test_spans_cover_the_range_in_whole_bars():
@@ -169,7 +183,7 @@ def test_lead_reads_the_piece_a_bar_ahead_and_moves_the_new_notes_back_a_bar(ope
     original = symusic.Score(str(QUARTET))  # 3/4 throughout
     tokenizer, spec = lead.tokenizer, lead.spec
     ids = tokenizer.encode(original)
-    (result,) = lead.add_part(QUARTET, instrument=instrument, bars=bars, seed=6)
+    (result,) = lead.add_part(QUARTET, instrument=instrument, bars=bars, seed=6, layout=part_after.LEAD)
     lines = piece_bar_lines(original)
     first, last = bars or (1, len(lines) - 1)
     program = -1 if instrument == "drums" else result.score.tracks[-1].program
