@@ -82,7 +82,7 @@ def test_every_train_flag_has_help_choices_and_the_dataclass_default(capsys, mon
         if choices:
             assert "{" + ",".join(choices) + "}" in text, name
     assert {n for n, f in fields.items() if f.metadata.get("choices")} == {
-        "preset", "position", "attention_backend", "mixed_precision"}
+        "preset", "position", "attention_backend", "mixed_precision", "part_layout"}
     # The model options are documented once, in ModelConfig; where the help names a plain default
     # ("relative, or the checkpoint's ..."), it is ModelConfig's.
     resolved = TrainConfig(data="d", out="o")
