@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from musicmha.data.tokenizer import MusicTokenizer
     from musicmha.nn.model import MusicTransformer
 
-DEFAULT_MODEL = "musicmha-2"  # the shipped model the app and `generate` load when none is named
+DEFAULT_MODEL = "musicmha-3"  # the shipped model the app and `generate` load when none is named
 ENV_VAR = "MUSICMHA_CHECKPOINT"  # overrides the default: a folder, or a shipped model's name
 CHECKPOINTS_DIR = assets.CHECKPOINTS_DIR  # read at call time, so tests can point it elsewhere
 RUNS_DIR = "runs"  # trained and fine-tuned models, beside the shipped checkpoints/ folder
