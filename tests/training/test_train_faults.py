@@ -62,6 +62,11 @@ def _started(out: Path, since: float):
     return lambda: config.is_file() and config.stat().st_mtime > since
 
 
+def _newest_step(run: Path) -> int:
+    """The step of the newest complete state folder of a run (0 before its first)."""
+    return max((int(p.name.split("-")[1]) for p in (run / "state").glob("step-*")), default=0)
+
+
 def _kill(process: subprocess.Popen) -> bool:
     """SIGKILL; True when it was still running (the kill interrupted something)."""
     alive = process.poll() is None
@@ -115,7 +120,11 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(real_toke
             if what == "random":
                 _wait_for(_started(run, since), process, "training start")
                 delay = rng.uniform(0.02, 0.15) * loop_seconds  # four of these stay short of the whole run
-                time.sleep(delay)
+                # ... unless this machine trains faster now than it did for the reference (load from other
+                # workers): then the kill comes early, before the run nears its end, so the export still waits
+                deadline = time.monotonic() + delay
+                while time.monotonic() < deadline and _newest_step(run) < STEPS - 2 * FLAGS["save_every"]:
+                    time.sleep(0.01)
                 log.append(f"random kill {delay:.2f} s into the loop")
             else:
                 marker = Path(fault["MUSICMHA_FAULT_MARKER"])
