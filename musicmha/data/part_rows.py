@@ -20,7 +20,7 @@ of two layouts (each announced by `FIM_Middle Program_p`):
 In LEAD (the anticipation of Thickstun et al. 2023, by one bar) bar j of the stream holds the other parts'
 bar j and the part's bar j - 1, so each note of the part is written having heard its own bar whole and the
 next one up to its position, a few hundred tokens back at most; add_part then interleaves the part into the
-others' stream moved a bar ahead (musicmha/generation/part_lead.py). In AFTER ("part in the middle", like our
+others' stream moved a bar ahead (musicmha/generation/add_part.py, `_interleave`). In AFTER ("part in the middle", like our
 FIM) the part hears everything, but must find its bar in the others' stream far back; measured, a model
 fine-tuned on it had not learned that after 240 steps (docs/long-run.md, session 5). FIM_Middle never opens
 a row's music or follows a plain stream in an infill row (there it follows FIM_Prefix/FIM_Suffix segments and
@@ -143,6 +143,18 @@ LAYOUTS = (LEAD, AFTER)
 LEAD_BARS = 1  # in the LEAD layout the other parts run this many bars ahead of the part
 
 
+def part_sentinel(spec: GrammarSpec, middle_id: int, program: int) -> list[int]:
+    """`FIM_Middle Program_p`: the two tokens that announce a part row's part p (module docstring)."""
+    return [middle_id, spec.tokens.index(f"Program_{program}")]
+
+
+def with_lead_bars(ids: Sequence[int], spec: GrammarSpec, lead: int = LEAD_BARS) -> list[int]:
+    """`ids` with `lead` empty bars (a bar line and the last meter) added at the end: where the LEAD layout
+    writes the part's last bars, the other parts being over."""
+    meter = [t for t in ids if spec.tokens[t].startswith("TimeSig_")][-1:]
+    return [*ids, *[spec.bar_id, *meter] * lead]
+
+
 def window_programs(window: Sequence[int], spec: GrammarSpec) -> dict[int, int]:
     """Notes per program (-1: drums) in a token sequence."""
     counts: dict[int, int] = {}
@@ -178,7 +190,7 @@ def part_row(window: np.ndarray, spec: GrammarSpec, middle_id: int, rng: np.rand
     program = candidates[int(rng.integers(len(candidates)))]
     head = [t for t in tokens[:first] if t in spec.special_ids]
     others, part = split_part(segment, spec, program)
-    sentinel = [middle_id, spec.tokens.index(f"Program_{program}")]
+    sentinel = part_sentinel(spec, middle_id, program)
     if layout == AFTER:
         row = head + others + sentinel + part
     else:

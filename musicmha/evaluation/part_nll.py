@@ -31,7 +31,7 @@ import symusic
 import torch
 
 from musicmha.data.instruments import program_family
-from musicmha.data.part_rows import LEAD_BARS, split_part
+from musicmha.data.part_rows import LEAD_BARS, part_sentinel, split_part, with_lead_bars
 from musicmha.data.vocabulary import DRUMS
 from musicmha.evaluation.evaluate import log_probs
 from musicmha.generation import infill as fill
@@ -77,10 +77,7 @@ def interleave_part(spec, ids: Sequence[int], part_ids: Sequence[int], program: 
     `lead` (the LEAD layout), the part's bar b goes into the piece's bar b + lead, and the piece gets `lead`
     empty bars at its end, as add_part lays it out."""
     grammar = TokenGrammar(spec)
-    ids = list(ids)
-    if lead:
-        meter = [t for t in ids if spec.tokens[t].startswith("TimeSig_")][-1:]
-        ids += [spec.bar_id, *meter] * lead
+    ids = with_lead_bars(ids, spec, lead)
     lines = fill.bar_lines(grammar, ids)
     family_limit = DEFAULT_CHORD_LIMIT if program == DRUMS else CHORD_LIMITS.get(program_family(program),
                                                                                 DEFAULT_CHORD_LIMIT)
@@ -159,7 +156,7 @@ def part_nll(generator, prompt: symusic.Score, part: symusic.Score, program: int
     ids = tokenizer.encode(prompt)
     opening = [tokenizer.bos_id, *generator.conditioning_tokens(GenerationRequest(), ids)]
     if lead:
-        opening += [tokenizer.fim_tokens.middle, generator.spec.tokens.index(f"Program_{program}")]
+        opening += part_sentinel(generator.spec, tokenizer.fim_tokens.middle, program)
     stream = interleave_part(generator.spec, ids, tokenizer.encode(part), program, first, last, opening,
                              tokenizer.pitch_range, lead=LEAD_BARS if lead else 0)
     model, head, start = generator.model, generator.copy_head, len(opening)
@@ -192,12 +189,12 @@ def part_after_nll(generator, prompt: symusic.Score, part: symusic.Score, progra
     others, stream = split_part(tokenizer.encode(whole), spec, program)
     grammar = TokenGrammar(spec)
     lines, part_lines = fill.bar_lines(grammar, others), fill.bar_lines(grammar, stream)
-    program_token = spec.tokens.index(f"Program_{program}")
+    sentinel = part_sentinel(spec, tokenizer.fim_tokens.middle, program)
     condition = generator.conditioning_tokens(GenerationRequest(), others)
     nll, notes = [], 0
     for a, b in spans(lines, first, last, int(generator.model.config.max_seq_len * OTHERS_SHARE)):
         opening = ([tokenizer.bos_id] if a == 1 else []) + condition + others[lines[a - 1][0]:lines[b][0]] \
-            + [tokenizer.fim_tokens.middle, program_token]
+            + sentinel
         written = stream[part_lines[a - 1][0]:part_lines[b][0]]
         targets = [len(opening) + i for i, t in enumerate(written) if grammar.types[t] not in ("Bar", "TimeSig")]
         notes += sum(grammar.types[t] == "Program" for t in written)

@@ -33,7 +33,7 @@ from musicmha.data.vocabulary import DRUMS
 from musicmha.errors import ConfigError
 from musicmha.generation import infill as fill
 from musicmha.generation.grammar import TokenGrammar
-from musicmha.data.part_rows import LEAD_BARS
+from musicmha.data.part_rows import LEAD_BARS, part_sentinel, with_lead_bars
 from musicmha.generation.part_after import AFTER, INTERLEAVED, LAYOUTS, LEAD, write_after
 from musicmha.generation.part_walk import Part, PartWalk
 from musicmha.generation.request import GenerationRequest
@@ -172,9 +172,9 @@ def add_part(generator: MusicGenerator, prompt: Prompt, request: GenerationReque
     tpq = score.ticks_per_quarter
     span = (round(lines[first - 1][1] * tpq), round(lines[last][1] * tpq))
     if layout == AFTER:
-        notes, rows = write_after(generator, ids, lines, part, request, tpq, callback)
+        scores, rows = write_after(generator, ids, lines, part, request, tpq, callback)
         new_tokens = rows
-        tracks = [_as_track(chosen, cut_to_span(_notes_score(chosen, found, tpq), *span)) for found in notes]
+        tracks = [_as_track(chosen, cut_to_span(fresh, *span)) for fresh in scores]
     else:
         rows, new_tokens, tracks = _interleave(generator, ids, part, request, tpq, span, chosen, callback,
                                                lead=layout == LEAD)
@@ -202,9 +202,8 @@ def _interleave(generator: MusicGenerator, ids: list[int], part: Part, request: 
     tokenizer, spec = generator.tokenizer, generator.spec
     opening = [tokenizer.bos_id, *generator.conditioning_tokens(request, ids)]
     if lead:
-        opening += [tokenizer.fim_tokens.middle, spec.tokens.index(f"Program_{part.program}")]
-        meter = [t for t in ids if spec.tokens[t].startswith("TimeSig_")][-1:]
-        ids = ids + [spec.bar_id, *meter]
+        opening += part_sentinel(spec, tokenizer.fim_tokens.middle, part.program)
+        ids = with_lead_bars(ids, spec)
         part = dataclasses.replace(part, first_bar=part.first_bar + LEAD_BARS, last_bar=part.last_bar + LEAD_BARS)
     lines = fill.bar_lines(TokenGrammar(spec), ids)
     start_index, end_index = lines[part.first_bar - 1][0], lines[part.last_bar][0]
@@ -235,14 +234,6 @@ def _back_a_bar(score: symusic.Score, starts: list[int]) -> symusic.Score:
                                                 note.pitch, note.velocity))
         out.tracks.append(moved)
     return out
-
-
-def _notes_score(chosen: Instrument, notes: list[symusic.Note], tpq: int) -> symusic.Score:
-    score = symusic.Score(tpq)
-    track = symusic.Track(program=max(chosen.program, 0), is_drum=chosen.is_drum)
-    track.notes.extend(notes)
-    score.tracks.append(track)
-    return score
 
 
 def _new_track(tokenizer, chosen: Instrument, row: list[int], forced: list[int], tpq: int,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import symusic
 import torch
 
-from musicmha.data.part_rows import AFTER, LEAD, bar_skeleton
+from musicmha.data.part_rows import AFTER, LEAD, bar_skeleton, part_sentinel
 from musicmha.files import TRAINING_FILE
 from musicmha.generation.part_walk import Part, PartWalk
 from musicmha.generation.result import to_prompt_time
@@ -75,14 +75,14 @@ def spans(lines: list[tuple[int, float]], first: int, last: int, budget: int) ->
 def write_after(generator: MusicGenerator, ids: list[int], lines: list[tuple[int, float]], part: Part,
                 request: GenerationRequest, tpq: int,
                 callback: Callable[[int, torch.Tensor], bool | None] | None = None,
-                ) -> tuple[list[list[symusic.Note]], list[list[int]]]:
-    """(the new notes of each sample in the prompt's ticks (`tpq`), the tokens each sample wrote) for `part`
-    over its bars of the piece `ids`."""
+                ) -> tuple[list[symusic.Score], list[list[int]]]:
+    """(the new music of each sample in the prompt's ticks (`tpq`): each span's decoded tracks, the tokens
+    each sample wrote) for `part` over its bars of the piece `ids`."""
     tokenizer, spec = generator.tokenizer, generator.spec
     fim = tokenizer.fim_tokens
-    program_token = spec.tokens.index(f"Program_{part.program}")
+    sentinel = part_sentinel(spec, fim.middle, part.program)
     count = request.num_samples
-    notes: list[list[symusic.Note]] = [[] for _ in range(count)]
+    scores = [symusic.Score(tpq) for _ in range(count)]
     written: list[list[int]] = [[] for _ in range(count)]
     stopped = False
 
@@ -96,7 +96,7 @@ def write_after(generator: MusicGenerator, ids: list[int], lines: list[tuple[int
         others = ids[lines[a - 1][0]:lines[b][0]]
         skeleton = bar_skeleton(others, spec)
         opening = ([tokenizer.bos_id] if a == 1 else []) + generator.conditioning_tokens(request, ids) \
-            + others + [fim.middle, program_token]
+            + others + sentinel
         span_part = dataclasses.replace(part, first_bar=1, last_bar=b - a + 1)
         walk = PartWalk(spec, skeleton, span_part, offset=len(opening), end=len(skeleton), time_from_offset=True)
         sampling = request.sampling
@@ -112,8 +112,8 @@ def write_after(generator: MusicGenerator, ids: list[int], lines: list[tuple[int
             stream = [t for t in tokens if t != tokenizer.eos_id]
             written[row] += stream
             decoded = to_prompt_time(tokenizer.decode(stream), tpq, offset)
-            notes[row] += [n for track in decoded.tracks for n in track.notes]
+            scores[row].tracks.extend(decoded.tracks)
         if stopped:
             logger.info("stopped after bars %d-%d", a, b)
             break
-    return notes, written
+    return scores, written
